@@ -1,0 +1,1 @@
+"""Physics simulators of the SRASH microscope (numpy/scipy only)."""

@@ -1,0 +1,195 @@
+"""Specimen interface: procedural ground truth in world (stage) micrometres.
+
+A specimen is generated from a seed and rendered for any :class:`Window` on demand; the
+same world point always renders the same tissue, whatever the window (overlapping fields of
+a mosaic agree). Rendering returns a :class:`Composition`: per-species concentration maps,
+SHG-active collagen density, a transient-absorption (pigment) map and per-pixel truth labels.
+
+Coordinates: image columns run along +x, rows along +y (stage frame); pixel ``(r, c)`` of a
+window has its centre at ``(x0 + (c + 0.5) p, y0 + (r + 0.5) p)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..config import ConfigMixin
+from ..errors import SettingsError, check_positive
+from ..spectra import SPECIES
+
+
+class Label(enum.IntEnum):
+    """Per-pixel truth classes (uint8 in :attr:`Composition.labels`)."""
+
+    BACKGROUND = 0  #: no tissue (glass / mounting medium)
+    LUMEN = 1  #: tubule lumen (fluid)
+    CYTOPLASM = 2  #: cell bodies (epithelium, interstitial cells, exfoliated cells)
+    NUCLEUS = 3
+    LIPID_DROPLET = 4
+    COLLAGEN = 5  #: lamina propria, fibrosis, collagen beads (SHG active)
+    PROTEIN_DROPLET = 6  #: dense protein bodies (high 2930, low 2850 cm^-1)
+    INTERSTITIUM = 7  #: loose connective tissue between tubules
+    STANDARD = 8  #: uniform calibration standard (reference specimen)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window(ConfigMixin):
+    """A rectangular raster in world coordinates.
+
+    ``x_um``, ``y_um``: world position (um) of the window's top-left *corner* (pixel edge);
+    ``nx``, ``ny``: pixels along x (columns) and y (rows); ``pixel_um``: pixel pitch (um).
+    """
+
+    x_um: float
+    y_um: float
+    nx: int
+    ny: int
+    pixel_um: float
+
+    def __post_init__(self) -> None:
+        check_positive("pixel size", self.pixel_um, "um")
+        if int(self.nx) != self.nx or int(self.ny) != self.ny or self.nx < 1 or self.ny < 1:
+            raise SettingsError(f"window pixels must be integers >= 1, got {self.nx}x{self.ny}")
+        if not (math.isfinite(self.x_um) and math.isfinite(self.y_um)):
+            raise SettingsError("window position must be finite")
+
+    @classmethod
+    def centered(cls, x_um: float, y_um: float, fov_um: float, pixels: int,
+                 fov_y_um: float | None = None, pixels_y: int | None = None) -> "Window":
+        """Square (or rectangular) window of ``fov_um`` centred on ``(x_um, y_um)``."""
+        check_positive("field of view", fov_um, "um")
+        fy = fov_um if fov_y_um is None else fov_y_um
+        py = pixels if pixels_y is None else pixels_y
+        p = fov_um / pixels
+        return cls(x_um - fov_um / 2, y_um - fy / 2, int(pixels), int(py), p)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
+        return (self.ny, self.nx)
+
+    @property
+    def extent_um(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the window edges in um."""
+        return (self.x_um, self.x_um + self.nx * self.pixel_um,
+                self.y_um, self.y_um + self.ny * self.pixel_um)
+
+    @property
+    def center_um(self) -> tuple[float, float]:
+        x0, x1, y0, y1 = self.extent_um
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def xs(self) -> NDArray[np.float64]:
+        """World x (um) of each column centre, shape (nx,)."""
+        return self.x_um + (np.arange(self.nx) + 0.5) * self.pixel_um
+
+    def ys(self) -> NDArray[np.float64]:
+        """World y (um) of each row centre, shape (ny,)."""
+        return self.y_um + (np.arange(self.ny) + 0.5) * self.pixel_um
+
+    def padded(self, margin_px: int) -> "Window":
+        """The same grid grown by ``margin_px`` pixels on every side."""
+        m = int(margin_px)
+        p = self.pixel_um
+        return Window(self.x_um - m * p, self.y_um - m * p, self.nx + 2 * m, self.ny + 2 * m, p)
+
+    def pixel_slices(self, x0: float, x1: float, y0: float, y1: float
+                     ) -> tuple[slice, slice] | None:
+        """Row/column slices of the pixels whose centres may fall in a world box (um).
+
+        Returns ``None`` when the box misses the window.
+        """
+        p = self.pixel_um
+        c0 = max(0, int(math.floor((x0 - self.x_um) / p - 0.5)))
+        c1 = min(self.nx, int(math.ceil((x1 - self.x_um) / p + 0.5)))
+        r0 = max(0, int(math.floor((y0 - self.y_um) / p - 0.5)))
+        r1 = min(self.ny, int(math.ceil((y1 - self.y_um) / p + 0.5)))
+        if c0 >= c1 or r0 >= r1:
+            return None
+        return slice(r0, r1), slice(c0, c1)
+
+
+@dataclasses.dataclass
+class Composition:
+    """Ground truth of one window (all maps float32, shape (ny, nx)).
+
+    ``concentrations[species]``: local mass fraction relative to the pure reference
+    (pure triglyceride lipid = 1, dense protein = 1, ...), already including the axial
+    partial-volume factor of sub-micrometre objects. ``chi2``: density of SHG-active,
+    aligned collagen (1 = dense fibrillar collagen, amplitude units: SHG intensity goes as
+    its square). ``pigment``: transient-absorption strength (lipofuscin), relative to lipid
+    SRS. ``labels``: :class:`Label` per pixel (uint8). ``instance``: id of the top-level
+    object (tubule, cell) covering the pixel, 0 for none (int32).
+    """
+
+    window: Window
+    concentrations: dict[str, NDArray[np.float32]]
+    chi2: NDArray[np.float32]
+    pigment: NDArray[np.float32]
+    labels: NDArray[np.uint8]
+    instance: NDArray[np.int32]
+
+    @classmethod
+    def empty(cls, window: Window) -> "Composition":
+        shape = window.shape
+        return cls(
+            window=window,
+            concentrations={s: np.zeros(shape, np.float32) for s in SPECIES},
+            chi2=np.zeros(shape, np.float32),
+            pigment=np.zeros(shape, np.float32),
+            labels=np.zeros(shape, np.uint8),
+            instance=np.zeros(shape, np.int32),
+        )
+
+    def crop(self, margin_px: int) -> "Composition":
+        """Drop ``margin_px`` pixels on every side (inverse of :meth:`Window.padded`)."""
+        m = int(margin_px)
+        if m == 0:
+            return self
+        sl = (slice(m, -m), slice(m, -m))
+        w = self.window
+        win = Window(w.x_um + m * w.pixel_um, w.y_um + m * w.pixel_um, w.nx - 2 * m,
+                     w.ny - 2 * m, w.pixel_um)
+        return Composition(win, {k: v[sl] for k, v in self.concentrations.items()},
+                           self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl])
+
+    def label_fraction(self, label: Label) -> float:
+        """Fraction of pixels with truth ``label``."""
+        return float(np.mean(self.labels == label))
+
+
+class Specimen(abc.ABC):
+    """A procedural specimen. Subclasses set :attr:`kind` and implement :meth:`render`."""
+
+    kind: ClassVar[str] = "specimen"
+
+    def __init__(self, seed: int) -> None:
+        if int(seed) != seed or seed < 0:
+            raise SettingsError(f"specimen seed must be an integer >= 0, got {seed!r}")
+        self.seed = int(seed)
+
+    @abc.abstractmethod
+    def render(self, window: Window) -> Composition:
+        """Ground truth of ``window``. Deterministic in (seed, world position)."""
+
+    @property
+    @abc.abstractmethod
+    def extent_um(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the specimen's tissue in world um."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe provenance (kind, seed, config) for run metadata."""
+        cfg = getattr(self, "config", None)
+        return {"kind": self.kind, "seed": self.seed,
+                "config": cfg.to_dict() if cfg is not None else {}}
+
+    def rng_for(self, *keys: int) -> np.random.Generator:
+        """Independent deterministic generator for a sub-object (tile, tubule, cell...)."""
+        return np.random.default_rng([self.seed, *[int(k) & 0xFFFFFFFF for k in keys]])

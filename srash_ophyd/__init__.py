@@ -1,0 +1,1 @@
+"""srash_ophyd package."""
