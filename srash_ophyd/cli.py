@@ -1,2 +1,49 @@
-def main():
-    pass
+"""The ``srash`` command line: ``srash <command> [...]``; ``srash <command> --help``.
+
+User mistakes (bad settings, unreadable files) end with ``srash: error: ...`` and exit
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from simulators.errors import SimulatorError
+
+from . import __version__
+from .commands import simulate
+
+
+class CLIError(Exception):
+    """A user-facing command-line error (printed without traceback, exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srash",
+        description="SRASH (SRS + SHG) microscope framework: simulate, acquire, analyse.",
+    )
+    parser.add_argument("--version", action="version", version=f"srash {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    simulate.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``srash`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SimulatorError, CLIError, OSError, ValueError) as exc:
+        print(f"srash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("srash: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
