@@ -58,9 +58,13 @@ class PumpLaserSim:
     sample), ``shutter_open``, ``mode_locked`` (a fault hook: :meth:`inject_modelock_loss`).
     """
 
-    def __init__(self, config: PumpLaserConfig | None = None, *, wavelength_nm: float = 796.86,
-                 power_mw: float = 40.0) -> None:
+    def __init__(self, config: PumpLaserConfig | None = None, *,
+                 wavelength_nm: float | None = None, power_mw: float = 40.0) -> None:
         self.config = config or PumpLaserConfig()
+        if wavelength_nm is None:  # parked at 2850 cm^-1 with the default Stokes
+            from ..spectra import pump_nm_for_shift
+
+            wavelength_nm = float(pump_nm_for_shift(2850.0, STOKES_NM_DEFAULT))
         self.wavelength_nm = self._check_wavelength(wavelength_nm)
         self.power_mw = 0.0
         self.set_power(power_mw)

@@ -1,0 +1,743 @@
+"""Exfoliated epithelial cells (gastric brushing cytology) in aqueous medium.
+
+The hyperspectral-SRS specimen (physics.md sections 3.4, 8): flat, irregular cells of
+15-40 um lying apart on a slide in water, each with a nucleus (DNA + protein, a little less
+lipid than the cytoplasm, chromatin texture, often a nucleolus), a protein-rich textured
+cytoplasm and 5-60 lipid droplets (0.4-2.5 um, partly clustered, slightly out of focus),
+sometimes a few pigment granules. Collagen (chi2) is zero everywhere.
+
+Placement (lazy, deterministic). The slide is cut into square tiles; tile ``(i, j)`` draws a
+Poisson number of candidate cells from ``rng_for(0, i, j)``. Candidates are thinned by a
+Matern type-II hard core (a candidate dies when another one within ``min diameter + gap``
+has a higher random priority), which is local and gives the retained density
+``(1 - exp(-lambda V)) / V`` exactly, so ``lambda`` is chosen to hit
+:attr:`CellsConfig.density_per_mm2`. Each survivor's drawn diameter is then reduced where
+needed so that no two cells come closer than ``gap_um`` (pairwise allocation, never below the
+minimum diameter). A cell's content (shape, nucleus, droplets...) comes from its own
+generator ``rng_for(1, cell_id)`` and is cached.
+
+Rendering (exact window agreement). Pixels are drawn in canonical blocks of 128 x 128 pixels
+on a global lattice (pixel ``G`` has its left edge at ``(G + phase) * pixel_um``); a block's
+content depends only on (seed, pixel size, lattice phase, block index), so any two windows on
+the same lattice (integer-pixel offsets) agree bit for bit on shared pixels. Blocks are
+cached (LRU), so mosaics and repeated fields only copy memory.
+
+Truth labels (per pixel): ``CYTOPLASM`` where the cell's anti-aliased coverage is >= 0.5,
+``NUCLEUS`` where in addition the nucleus coverage is >= 0.5, ``LIPID_DROPLET`` where the
+droplets' axial partial-volume map (:func:`~.raster.sphere_map`, clipped to 1) is >= 0.5,
+i.e. lipid fills at least half of the axial PSF there (droplets under ~0.6 um, or far out
+of focus, stay unlabelled: they are too faint to be called droplets). ``instance`` is the cell
+id (> 0, stable) wherever the cell coverage is >= 0.5.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Any, Callable, Hashable, Iterator, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..config import ConfigMixin
+from ..errors import SettingsError, check_positive, check_range
+from ..optics import Objective
+from .base import Composition, Label, Specimen, Window
+from .raster import ellipse_coverage, sphere_map, value_noise
+
+#: Axial FWHM (um) of the SRS PSF at the paper's lipid channel (795.9 / 1031.0 nm, NA 1.2).
+SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])
+
+#: Pixels per side of a canonical render block.
+BLOCK_PX = 128
+#: Lattice phase quantum: phases are multiples of 1/2**20 pixel (~1e-6 pixel).
+PHASE_QUANTUM = 1 << 20
+
+_V = TypeVar("_V")
+
+
+# ----------------------------------------------------------------------------- helpers
+def lattice_of(window: Window) -> tuple[int, int, int, int]:
+    """Global lattice position of a window: ``(gx, gy, qx, qy)``.
+
+    The window's first column is global pixel ``gx`` of the lattice whose pixel ``G`` has its
+    left edge at ``(G + qx / 2**20) * pixel_um`` (same for rows). Windows that differ by whole
+    pixels get the same phase ``(qx, qy)``, so content computed on the lattice is identical
+    for them (float round-off of ``x_um`` is absorbed by the 1e-6-pixel phase quantum).
+    """
+    p = window.pixel_um
+    ax = int(round(window.x_um / p * PHASE_QUANTUM))
+    ay = int(round(window.y_um / p * PHASE_QUANTUM))
+    gx, qx = divmod(ax, PHASE_QUANTUM)
+    gy, qy = divmod(ay, PHASE_QUANTUM)
+    return gx, gy, qx, qy
+
+
+def lattice_window(gx: int, gy: int, qx: int, qy: int, nx: int, ny: int, pixel_um: float
+                   ) -> Window:
+    """The canonical :class:`Window` of ``nx x ny`` lattice pixels starting at ``(gx, gy)``."""
+    return Window((gx + qx / PHASE_QUANTUM) * pixel_um, (gy + qy / PHASE_QUANTUM) * pixel_um,
+                  int(nx), int(ny), pixel_um)
+
+
+class LRUCache:
+    """A small least-recently-used cache (``get_or(key, factory)``)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = int(maxsize)
+        self._d: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+
+    def get_or(self, key: Hashable, factory: Callable[[], _V]) -> _V:
+        d = self._d
+        if key in d:
+            d.move_to_end(key)
+            return d[key]
+        value = factory()
+        d[key] = value
+        if len(d) > self.maxsize:
+            d.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+def matern_ii_keep(x: NDArray, y: NDArray, prio: NDArray, hard_core_um: float) -> NDArray:
+    """Matern type-II thinning: keep a point unless a point within ``hard_core_um`` has a
+    higher priority (ties broken by index). Returns a boolean mask."""
+    n = x.size
+    if n == 0:
+        return np.zeros(0, bool)
+    d2 = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
+    close = d2 < hard_core_um**2
+    np.fill_diagonal(close, False)
+    idx = np.arange(n)
+    beats = (prio[None, :] > prio[:, None]) | ((prio[None, :] == prio[:, None])
+                                                & (idx[None, :] > idx[:, None]))
+    return ~np.any(close & beats, axis=1)
+
+
+def matern_ii_intensity(density: float, hard_core_um: float) -> float:
+    """Candidate intensity (per um^2) whose Matern-II thinning retains ``density`` per um^2.
+
+    Inverts ``density = (1 - exp(-lambda V)) / V`` with ``V = pi d^2``; needs ``density V < 1``.
+    """
+    v = math.pi * hard_core_um**2
+    return -math.log1p(-density * v) / v
+
+
+def _pair(name: str, value: Any, low: float, high: float, unit: str = "",
+          integer: bool = False) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a (min, max) pair, got {value!r}") from None
+    check_range(f"{name} minimum", a, low, high, unit)
+    check_range(f"{name} maximum", b, low, high, unit)
+    if a > b:
+        raise SettingsError(f"{name} range ({a:g}, {b:g}) must have min <= max")
+    if integer:
+        if a != int(a) or b != int(b):
+            raise SettingsError(f"{name} range ({a:g}, {b:g}) must be whole numbers")
+        return int(a), int(b)  # type: ignore[return-value]
+    return a, b
+
+
+# ----------------------------------------------------------------------------- config
+@dataclasses.dataclass(frozen=True)
+class CellsConfig(ConfigMixin):
+    """Settings of :class:`ExfoliatedCells` (lengths in um, concentrations relative to pure
+    reference substances, ranges as ``(min, max)``).
+
+    ``density_per_mm2``: mean number of cells per mm^2 (500: ~5 cell centres in a 100 um
+    field); must leave room for the hard core, ``density * pi (d_min + gap)^2 < 0.9``.
+    ``diameter_um``: drawn cell diameter (the cell's largest extent); cells crowded by a
+    neighbour are made smaller, never below the minimum. ``gap_um``: least free space
+    between two cells. ``aspect``: minor/major axis ratio. ``irregularity``: amplitude of the
+    boundary's low harmonics (polygon-like outlines).
+    ``nucleus_diameter_um``: nucleus major diameter, capped at ``nucleus_max_fraction`` of
+    the cell's inscribed diameter. ``eccentric_probability``: chance that the nucleus sits
+    off centre. ``nucleolus_probability``: chance of one dense-protein nucleolus.
+    ``droplets_per_cell``: integer range (log-uniform draw); ``droplet_diameter_um``:
+    log-uniform; ``droplet_clustering``: fraction of droplets in 1-3 clusters;
+    ``droplet_lipid``: lipid density of a droplet (uniform draw); ``droplet_z_sd_um``: s.d. of
+    a droplet's distance from the focal plane.
+    ``cytoplasm_*`` / ``nucleus_*``: mean concentrations; ``texture``: relative amplitude of
+    the smooth cytoplasm texture (``texture_scale_um`` lattice pitch); ``cell_variation``:
+    relative cell-to-cell spread of the protein and lipid levels. Water fills the rest
+    (``1 - lipid - protein - dna``); the medium between cells is water 1.0.
+    ``pigment_granules``: mean number of pigment (transient-absorption) granules per cell,
+    of strength ``pigment_strength``. ``extent_um``: side of the square slide area centred on
+    (0, 0) that holds cells. ``axial_fwhm_um``: axial PSF FWHM for droplet partial volume.
+    """
+
+    density_per_mm2: float = 500.0
+    diameter_um: tuple[float, float] = (15.0, 40.0)
+    gap_um: float = 2.0
+    aspect: tuple[float, float] = (0.6, 1.0)
+    irregularity: float = 0.08
+    nucleus_diameter_um: tuple[float, float] = (6.0, 14.0)
+    nucleus_max_fraction: float = 0.55
+    eccentric_probability: float = 0.35
+    nucleolus_probability: float = 0.6
+    droplets_per_cell: tuple[int, int] = (5, 60)
+    droplet_diameter_um: tuple[float, float] = (0.4, 2.5)
+    droplet_clustering: float = 0.5
+    droplet_lipid: tuple[float, float] = (0.9, 1.0)
+    droplet_z_sd_um: float = 0.4
+    cytoplasm_protein: float = 0.25
+    cytoplasm_lipid: float = 0.05
+    nucleus_protein: float = 0.25
+    nucleus_dna: float = 0.2
+    nucleus_lipid: float = 0.015
+    texture: float = 0.2
+    texture_scale_um: float = 3.0
+    cell_variation: float = 0.15
+    pigment_granules: float = 0.5
+    pigment_strength: float = 0.3
+    extent_um: float = 4000.0
+    axial_fwhm_um: float = SRS_AXIAL_FWHM_UM
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        check_positive("cell density", self.density_per_mm2, "per mm^2")
+        s(self, "diameter_um", _pair("cell diameter", self.diameter_um, 3.0, 200.0, "um"))
+        check_range("gap between cells", self.gap_um, 0.0, 50.0, "um")
+        s(self, "aspect", _pair("cell aspect ratio", self.aspect, 0.2, 1.0))
+        check_range("boundary irregularity", self.irregularity, 0.0, 0.3)
+        s(self, "nucleus_diameter_um",
+          _pair("nucleus diameter", self.nucleus_diameter_um, 0.5, 100.0, "um"))
+        check_range("nucleus fraction of the cell", self.nucleus_max_fraction, 0.05, 0.8)
+        check_range("eccentric-nucleus probability", self.eccentric_probability, 0.0, 1.0)
+        check_range("nucleolus probability", self.nucleolus_probability, 0.0, 1.0)
+        s(self, "droplets_per_cell",
+          _pair("droplets per cell", self.droplets_per_cell, 0, 500, integer=True))
+        s(self, "droplet_diameter_um",
+          _pair("droplet diameter", self.droplet_diameter_um, 0.05, 10.0, "um"))
+        check_range("droplet clustering fraction", self.droplet_clustering, 0.0, 1.0)
+        s(self, "droplet_lipid", _pair("droplet lipid density", self.droplet_lipid, 0.0, 1.0))
+        check_range("droplet focus-offset s.d.", self.droplet_z_sd_um, 0.0, 5.0, "um")
+        for name in ("cytoplasm_protein", "cytoplasm_lipid", "nucleus_protein", "nucleus_dna",
+                     "nucleus_lipid"):
+            check_range(name.replace("_", " "), getattr(self, name), 0.0, 1.0)
+        check_range("texture amplitude", self.texture, 0.0, 0.9)
+        check_positive("texture scale", self.texture_scale_um, "um")
+        check_range("cell-to-cell variation", self.cell_variation, 0.0, 0.9)
+        hi = (1 + self.texture) * (1 + self.cell_variation)
+        if hi * (self.cytoplasm_protein + 2 * self.cytoplasm_lipid) > 1.0:
+            raise SettingsError("cytoplasm protein + lipid (with texture and variation) must "
+                                "stay below 1 (water fills the rest)")
+        if hi * (self.nucleus_protein + self.nucleus_dna + self.nucleus_lipid) > 1.0:
+            raise SettingsError("nucleus protein + dna + lipid (with texture and variation) "
+                                "must stay below 1 (water fills the rest)")
+        check_range("pigment granules per cell", self.pigment_granules, 0.0, 100.0)
+        check_range("pigment strength", self.pigment_strength, 0.0, 10.0)
+        check_range("slide extent", self.extent_um, 100.0, 100_000.0, "um")
+        check_positive("axial PSF FWHM", self.axial_fwhm_um, "um")
+        core = self.hard_core_um
+        fill = self.density_per_mm2 * 1e-6 * math.pi * core**2
+        if fill >= 0.9:
+            limit = 0.9 / (1e-6 * math.pi * core**2)
+            raise SettingsError(
+                f"cell density {self.density_per_mm2:g} per mm^2 too high for non-overlapping "
+                f"cells of >= {self.diameter_um[0]:g} um with {self.gap_um:g} um gaps; allowed: "
+                f"below {limit:.0f} per mm^2")
+
+    @property
+    def hard_core_um(self) -> float:
+        """Least centre-to-centre distance of two cells: min diameter + gap."""
+        return self.diameter_um[0] + self.gap_um
+
+
+# ----------------------------------------------------------------------------- records
+@dataclasses.dataclass(frozen=True, eq=False)
+class CellRecord:
+    """Geometry of one cell (world um). Droplet and granule arrays are (n,) float64.
+
+    The outline is ``r(theta) = scale * f(theta)`` around ``(x_um, y_um)`` with
+    ``f(theta) = e(theta) * (1 + sum_k amp_k cos(k theta + phase_k))`` and ``e`` the unit
+    ellipse of axis ratio ``aspect`` rotated by ``angle_rad``; ``radius_um`` = max r,
+    ``inner_radius_um`` = min r.
+    """
+
+    cell_id: int
+    x_um: float
+    y_um: float
+    radius_um: float
+    inner_radius_um: float
+    aspect: float
+    angle_rad: float
+    harmonics: tuple[tuple[int, float, float], ...]
+    scale: float
+    nucleus_xy_um: tuple[float, float]
+    nucleus_ab_um: tuple[float, float]
+    nucleus_angle_rad: float
+    nucleolus: tuple[float, float, float] | None  # (x, y, radius)
+    protein: float
+    lipid: float
+    droplet_x_um: NDArray[np.float64]
+    droplet_y_um: NDArray[np.float64]
+    droplet_radius_um: NDArray[np.float64]
+    droplet_z_um: NDArray[np.float64]
+    droplet_lipid: NDArray[np.float64]
+    granule_x_um: NDArray[np.float64]
+    granule_y_um: NDArray[np.float64]
+    granule_radius_um: NDArray[np.float64]
+
+    @property
+    def diameter_um(self) -> float:
+        """Largest extent of the cell (2 x max outline radius)."""
+        return 2.0 * self.radius_um
+
+    @property
+    def n_droplets(self) -> int:
+        return int(self.droplet_x_um.size)
+
+    def outline_radius(self, theta: NDArray | float) -> NDArray:
+        """Outline radius (um) along direction(s) ``theta`` (rad, from +x towards +y)."""
+        return self.scale * _shape_factor(np.asarray(theta, float), self.aspect,
+                                          self.angle_rad, self.harmonics)
+
+    def contains(self, x: NDArray | float, y: NDArray | float, margin_um: float = 0.0
+                 ) -> NDArray | bool:
+        """True where ``(x, y)`` lies at least ``margin_um`` inside the outline (radially)."""
+        if isinstance(x, float) and isinstance(y, float):  # fast scalar path (placement)
+            dx, dy = x - self.x_um, y - self.y_um
+            th = math.atan2(dy, dx)
+            t = th - self.angle_rad
+            e = 1.0 / math.sqrt(math.cos(t) ** 2 + (math.sin(t) / self.aspect) ** 2)
+            w = 1.0
+            for k, amp, ph in self.harmonics:
+                w += amp * math.cos(k * th + ph)
+            return math.hypot(dx, dy) + margin_um <= self.scale * e * w
+        dx = np.asarray(x, float) - self.x_um
+        dy = np.asarray(y, float) - self.y_um
+        return np.hypot(dx, dy) + margin_um <= self.outline_radius(np.arctan2(dy, dx))
+
+    def in_nucleus(self, x: NDArray | float, y: NDArray | float, grow_um: float = 0.0
+                   ) -> NDArray | bool:
+        """True where ``(x, y)`` lies inside the nucleus ellipse grown by ``grow_um``."""
+        if isinstance(x, float) and isinstance(y, float):
+            dx, dy = x - self.nucleus_xy_um[0], y - self.nucleus_xy_um[1]
+        else:
+            dx = np.asarray(x, float) - self.nucleus_xy_um[0]
+            dy = np.asarray(y, float) - self.nucleus_xy_um[1]
+        c, s = math.cos(self.nucleus_angle_rad), math.sin(self.nucleus_angle_rad)
+        u, v = dx * c + dy * s, -dx * s + dy * c
+        a, b = self.nucleus_ab_um
+        return (u / (a + grow_um)) ** 2 + (v / (b + grow_um)) ** 2 <= 1.0
+
+
+def _shape_factor(theta: NDArray, aspect: float, angle: float,
+                  harmonics: tuple[tuple[int, float, float], ...]) -> NDArray:
+    t = theta - angle
+    e = 1.0 / np.sqrt(np.cos(t) ** 2 + (np.sin(t) / aspect) ** 2)
+    w = np.ones_like(theta)
+    for k, amp, ph in harmonics:
+        w = w + amp * np.cos(k * theta + ph)
+    return e * w
+
+
+@dataclasses.dataclass(frozen=True)
+class _Site:
+    """A retained cell before its content is drawn."""
+
+    cell_id: int
+    x_um: float
+    y_um: float
+    radius_um: float
+
+
+# ----------------------------------------------------------------------------- specimen
+class ExfoliatedCells(Specimen):
+    """Exfoliated gastric epithelial cells in water on a slide (see module docstring).
+
+    ``ExfoliatedCells(seed, config)``; :meth:`render` any window; :meth:`cells_in` lists the
+    cells touching a box; :meth:`nearest_cell` / :meth:`first_cell_center` find a field with
+    a cell in it.
+    """
+
+    kind = "cells"
+
+    def __init__(self, seed: int, config: CellsConfig | None = None) -> None:
+        super().__init__(seed)
+        if config is None:
+            config = CellsConfig()
+        if not isinstance(config, CellsConfig):
+            raise SettingsError(f"config must be a CellsConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self._tile_um = float(max(100.0, 2.0 * (c.diameter_um[1] + c.gap_um) + 1.0))
+        self._lam = matern_ii_intensity(c.density_per_mm2 * 1e-6, c.hard_core_um)
+        half = c.extent_um / 2.0
+        self._ntiles = int(math.ceil(half / self._tile_um)) + 1  # tiles -n..n-1 per axis
+        if (2 * self._ntiles) ** 2 * 256 >= 2**31:
+            raise SettingsError("slide extent too large for 32-bit cell ids; allowed: smaller "
+                                "extent_um or a larger minimum cell diameter")
+        self._candidates = LRUCache(256)
+        self._sites = LRUCache(256)
+        self._records = LRUCache(4096)
+        self._blocks = LRUCache(160)
+
+    # -- geometry ---------------------------------------------------------------------
+    @property
+    def extent_um(self) -> tuple[float, float, float, float]:
+        h = self.config.extent_um / 2.0
+        return (-h, h, -h, h)
+
+    def _tile_candidates(self, i: int, j: int) -> tuple[NDArray, ...]:
+        def make() -> tuple[NDArray, ...]:
+            c, t = self.config, self._tile_um
+            rng = self.rng_for(0, i, j)
+            n = min(int(rng.poisson(self._lam * t * t)), 255)
+            x = (i + rng.random(n)) * t
+            y = (j + rng.random(n)) * t
+            prio = rng.random(n)
+            r0 = rng.uniform(c.diameter_um[0], c.diameter_um[1], n) / 2.0
+            ids = ((i + self._ntiles) * (2 * self._ntiles) + (j + self._ntiles)) * 256 \
+                + np.arange(n) + 1
+            h = c.extent_um / 2.0
+            inside = (np.abs(x) <= h) & (np.abs(y) <= h)
+            if abs(i) > self._ntiles or abs(j) > self._ntiles:
+                inside[:] = False
+            return x[inside], y[inside], prio[inside], r0[inside], ids[inside]
+
+        return self._candidates.get_or((i, j), make)
+
+    def _tile_sites(self, i: int, j: int) -> list[_Site]:
+        """Retained, size-adjusted cells whose centre lies in tile ``(i, j)``."""
+
+        def make() -> list[_Site]:
+            c = self.config
+            parts = [self._tile_candidates(i + di, j + dj)
+                     for dj in (-1, 0, 1) for di in (-1, 0, 1)]
+            x, y, prio, r0, ids = (np.concatenate([p[k] for p in parts]) for k in range(5))
+            own = np.concatenate([np.full(p[0].size, k == 4) for k, p in enumerate(parts)])
+            keep = matern_ii_keep(x, y, prio, c.hard_core_um)
+            x, y, r0, ids, own = x[keep], y[keep], r0[keep], ids[keep], own[keep]
+            rmin = c.diameter_um[0] / 2.0
+            sites = []
+            for k in np.flatnonzero(own):
+                r = r0[k]
+                d = np.hypot(x - x[k], y - y[k])
+                for m in np.flatnonzero((d < r0[k] + r0 + c.gap_um) & (ids != ids[k])):
+                    avail = d[m] - c.gap_um
+                    # pair allocation, computed identically from both sides
+                    (rs, is_), (rl, _) = sorted([(r0[k], ids[k]), (r0[m], ids[m])])
+                    small = min(rs, max(rmin, avail * rs / (rs + rl)))
+                    r = min(r, small if ids[k] == is_ else avail - small)
+                sites.append(_Site(int(ids[k]), float(x[k]), float(y[k]), float(r)))
+            return sites
+
+        return self._sites.get_or((i, j), make)
+
+    def _record(self, site: _Site) -> CellRecord:
+        return self._records.get_or(site.cell_id, lambda: self._make_record(site))
+
+    def _make_record(self, site: _Site) -> CellRecord:
+        c = self.config
+        rng = self.rng_for(1, site.cell_id)
+        cx, cy, R = site.x_um, site.y_um, site.radius_um
+        aspect = float(rng.uniform(*c.aspect))
+        angle = float(rng.uniform(0, math.pi))
+        ks = (2, 3, 4, 5)
+        amps = c.irregularity * rng.uniform(0.2, 1.0, len(ks)) / np.sqrt(np.arange(1, 5))
+        phs = rng.uniform(0, 2 * math.pi, len(ks))
+        harm = tuple((k, float(a), float(p)) for k, a, p in zip(ks, amps, phs))
+        th = np.linspace(0, 2 * math.pi, 1440, endpoint=False)
+        f = _shape_factor(th, aspect, angle, harm)
+        scale = R / float(f.max())
+        rin = scale * float(f.min())
+        # nucleus
+        dn = min(float(rng.uniform(*c.nucleus_diameter_um)), 2 * c.nucleus_max_fraction * rin)
+        an = dn / 2.0
+        bn = an * float(rng.uniform(0.7, 1.0))
+        nang = float(rng.uniform(0, math.pi))
+        max_off = max(rin - an - 1.0, 0.0)
+        ecc = rng.random() < c.eccentric_probability
+        off = max_off * float(rng.uniform(0.6, 1.0) if ecc else rng.uniform(0.0, 0.3))
+        odir = float(rng.uniform(0, 2 * math.pi))
+        nx, ny = cx + off * math.cos(odir), cy + off * math.sin(odir)
+        nucleolus = None
+        if rng.random() < c.nucleolus_probability and bn > 1.5:
+            rn = min(float(rng.uniform(0.5, 1.0)), 0.4 * bn)
+            o2 = float(rng.uniform(0, 0.5 * (bn - rn)))
+            d2 = float(rng.uniform(0, 2 * math.pi))
+            nucleolus = (nx + o2 * math.cos(d2), ny + o2 * math.sin(d2), rn)
+        lev = 1.0 + c.cell_variation * rng.uniform(-1.0, 1.0, 2)
+        base = dict(cell_id=site.cell_id, x_um=cx, y_um=cy, radius_um=R, inner_radius_um=rin,
+                    aspect=aspect, angle_rad=angle, harmonics=harm, scale=scale,
+                    nucleus_xy_um=(nx, ny), nucleus_ab_um=(an, bn), nucleus_angle_rad=nang,
+                    nucleolus=nucleolus, protein=c.cytoplasm_protein * float(lev[0]),
+                    lipid=c.cytoplasm_lipid * float(lev[1]))
+        empty = np.zeros(0)
+        probe = CellRecord(**base, droplet_x_um=empty, droplet_y_um=empty,
+                           droplet_radius_um=empty, droplet_z_um=empty, droplet_lipid=empty,
+                           granule_x_um=empty, granule_y_um=empty, granule_radius_um=empty)
+        # lipid droplets: log-uniform count and size, part of them in 1-3 clusters
+        n0, n1 = c.droplets_per_cell
+        n = int(round(math.exp(rng.uniform(math.log(n0 + 0.5), math.log(n1 + 0.5))) - 0.5))
+        n = min(max(n, n0), n1)
+        d0, d1 = c.droplet_diameter_um
+        radii = np.exp(rng.uniform(math.log(d0), math.log(d1), n)) / 2.0
+        radii = np.sort(radii)[::-1]  # place big ones first
+        n_cl = int(round(c.droplet_clustering * n))
+        px, py, pr = self._place_droplets(rng, probe, radii, n_cl)
+        m = px.size
+        dz = np.clip(rng.normal(0, c.droplet_z_sd_um, m), -2.0, 2.0) if c.droplet_z_sd_um \
+            else np.zeros(m)
+        dl = rng.uniform(*c.droplet_lipid, m)
+        # pigment granules (lipofuscin-like), anywhere in the cytoplasm
+        ng = int(rng.poisson(c.pigment_granules))
+        gr = rng.uniform(0.15, 0.4, ng)
+        gx, gy = self._cyto_points(rng, probe, 0.6, 16 * ng + 16)
+        k = min(ng, gx.size)
+        return CellRecord(**base, droplet_x_um=px, droplet_y_um=py, droplet_radius_um=pr,
+                          droplet_z_um=np.asarray(dz, float), droplet_lipid=np.asarray(dl, float),
+                          granule_x_um=gx[:k], granule_y_um=gy[:k], granule_radius_um=gr[:k])
+
+    @staticmethod
+    def _cyto_points(rng: np.random.Generator, cell: CellRecord, margin: float, k: int
+                     ) -> tuple[NDArray, NDArray]:
+        """Uniform random points in the cytoplasm, ``margin`` um clear of outline and nucleus
+        (rejection from ``k`` draws; returns those accepted, in draw order)."""
+        R = cell.radius_um
+        x = cell.x_um + rng.uniform(-R, R, k)
+        y = cell.y_um + rng.uniform(-R, R, k)
+        ok = cell.contains(x, y, margin) & ~cell.in_nucleus(x, y, margin)
+        return x[ok], y[ok]
+
+    def _place_droplets(self, rng: np.random.Generator, cell: CellRecord, radii: NDArray,
+                        n_clustered: int) -> tuple[NDArray, NDArray, NDArray]:
+        """Greedy placement of droplets (radii in decreasing order) in the cytoplasm.
+
+        A droplet keeps 0.3 um from the outline and the nucleus and 0.05 um from other
+        droplets. ``n_clustered`` of them (chosen at random) are drawn around 1-3 cluster
+        centres (Gaussian, s.d. 1.2 um + mean radius); the rest uniformly. A droplet that
+        finds no room in the candidate pool is dropped.
+        """
+        n = radii.size
+        if n == 0:
+            e = np.zeros(0)
+            return e, e, e
+        kpool = 6 * n + 32
+        ux, uy = rng.uniform(-1, 1, (2, kpool)) * cell.radius_um
+        ux += cell.x_um
+        uy += cell.y_um
+        cx, cy = self._cyto_points(rng, cell, 1.5, 64)
+        ncent = min(int(rng.integers(1, 4)), cx.size)
+        clustered = rng.permutation(n) < n_clustered
+        if ncent and n_clustered:
+            pick = rng.integers(ncent, size=kpool)
+            sd = 1.2 + float(radii.mean())
+            kx = cx[pick] + rng.normal(0, sd, kpool)
+            ky = cy[pick] + rng.normal(0, sd, kpool)
+        else:
+            kx = ky = np.zeros(0)
+            clustered[:] = False
+        x = np.concatenate([kx, ux])
+        y = np.concatenate([ky, uy])
+        in_cluster_pool = np.arange(x.size) < kx.size
+        dx, dy = x - cell.x_um, y - cell.y_um
+        room = cell.outline_radius(np.arctan2(dy, dx)) - np.hypot(dx, dy) - 0.3
+        ca, sa = math.cos(cell.nucleus_angle_rad), math.sin(cell.nucleus_angle_rad)
+        u = (x - cell.nucleus_xy_um[0]) * ca + (y - cell.nucleus_xy_um[1]) * sa
+        v = -(x - cell.nucleus_xy_um[0]) * sa + (y - cell.nucleus_xy_um[1]) * ca
+        a, b = cell.nucleus_ab_um
+        clear = np.full(x.size, np.inf)  # distance to the nearest placed droplet's surface
+        free = np.ones(x.size, bool)
+        out = []
+        for k in range(n):
+            r = float(radii[k])
+            ok = free & (room >= r) & (clear >= r + 0.05)
+            ok &= (u / (a + r + 0.3)) ** 2 + (v / (b + r + 0.3)) ** 2 > 1.0
+            cand = np.flatnonzero(ok & in_cluster_pool) if clustered[k] else np.zeros(0, int)
+            if cand.size == 0:
+                cand = np.flatnonzero(ok & ~in_cluster_pool)
+            if cand.size == 0:
+                continue
+            j = int(cand[0])
+            free[j] = False
+            np.minimum(clear, np.hypot(x - x[j], y - y[j]) - r, out=clear)
+            out.append((x[j], y[j], r))
+        arr = np.array(out, float).reshape(-1, 3)
+        return arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy()
+
+    def _tiles_over(self, x0: float, x1: float, y0: float, y1: float) -> Iterator[tuple[int, int]]:
+        t, n = self._tile_um, self._ntiles
+        i0, i1 = max(-n, math.floor(x0 / t)), min(n - 1, math.floor(x1 / t))
+        j0, j1 = max(-n, math.floor(y0 / t)), min(n - 1, math.floor(y1 / t))
+        for j in range(j0, j1 + 1):
+            for i in range(i0, i1 + 1):
+                yield i, j
+
+    def cells_in(self, x0: float, x1: float, y0: float, y1: float, *,
+                 centres_only: bool = False) -> list[CellRecord]:
+        """Cells whose bounding circle touches the box ``[x0, x1] x [y0, y1]`` (world um),
+        sorted by id. ``centres_only=True``: only cells whose centre lies in the box."""
+        if centres_only:
+            m = 0.0
+        else:
+            m = self.config.diameter_um[1] / 2.0
+        out = []
+        for i, j in self._tiles_over(x0 - m, x1 + m, y0 - m, y1 + m):
+            for s in self._tile_sites(i, j):
+                if centres_only:
+                    hit = x0 <= s.x_um < x1 and y0 <= s.y_um < y1
+                else:
+                    dx = max(x0 - s.x_um, 0.0, s.x_um - x1)
+                    dy = max(y0 - s.y_um, 0.0, s.y_um - y1)
+                    hit = dx * dx + dy * dy < s.radius_um**2
+                if hit:
+                    out.append(self._record(s))
+        out.sort(key=lambda r: r.cell_id)
+        return out
+
+    def count_in(self, x0: float, x1: float, y0: float, y1: float) -> int:
+        """Number of cells whose centre lies in ``[x0, x1) x [y0, y1)`` (cheap: no content)."""
+        return sum(1 for i, j in self._tiles_over(x0, x1, y0, y1)
+                   for s in self._tile_sites(i, j)
+                   if x0 <= s.x_um < x1 and y0 <= s.y_um < y1)
+
+    def nearest_cell(self, x_um: float = 0.0, y_um: float = 0.0) -> CellRecord:
+        """The cell whose centre is nearest to ``(x_um, y_um)``."""
+        t = self._tile_um
+        ci, cj = math.floor(x_um / t), math.floor(y_um / t)
+        best: tuple[float, _Site] | None = None
+        for ring in range(0, 2 * self._ntiles + 2):
+            if best is not None and best[0] < (ring - 1) * t:
+                break
+            for i in range(ci - ring, ci + ring + 1):
+                for j in range(cj - ring, cj + ring + 1):
+                    if max(abs(i - ci), abs(j - cj)) != ring:
+                        continue
+                    n = self._ntiles
+                    if not (-n <= i < n and -n <= j < n):
+                        continue
+                    for s in self._tile_sites(i, j):
+                        d = math.hypot(s.x_um - x_um, s.y_um - y_um)
+                        if best is None or d < best[0]:
+                            best = (d, s)
+        if best is None:
+            raise SettingsError("this specimen has no cells; raise density_per_mm2")
+        return self._record(best[1])
+
+    def first_cell_center(self) -> tuple[float, float]:
+        """World (x, y) um of the cell nearest the slide centre: a field centred here shows
+        at least one whole cell (CLI demos)."""
+        r = self.nearest_cell(0.0, 0.0)
+        return (r.x_um, r.y_um)
+
+    # -- rendering --------------------------------------------------------------------
+    _FIELDS = ("lipid", "protein", "dna", "water", "pigment")
+
+    def render(self, window: Window) -> Composition:
+        """Ground truth of ``window`` (see module docstring for the label rules)."""
+        gx, gy, qx, qy = lattice_of(window)
+        nx, ny, p = window.nx, window.ny, window.pixel_um
+        comp = Composition.empty(window)
+        dst = {"lipid": comp.concentrations["lipid"], "protein": comp.concentrations["protein"],
+               "dna": comp.concentrations["dna"], "water": comp.concentrations["water"],
+               "pigment": comp.pigment, "labels": comp.labels, "instance": comp.instance}
+        B = BLOCK_PX
+        for by in range(gy // B, (gy + ny - 1) // B + 1):
+            r0, r1 = max(gy, by * B), min(gy + ny, (by + 1) * B)
+            for bx in range(gx // B, (gx + nx - 1) // B + 1):
+                c0, c1 = max(gx, bx * B), min(gx + nx, (bx + 1) * B)
+                blk = self._blocks.get_or((bx, by, p, qx, qy),
+                                          lambda: self._render_block(bx, by, p, qx, qy))
+                src = (slice(r0 - by * B, r1 - by * B), slice(c0 - bx * B, c1 - bx * B))
+                out = (slice(r0 - gy, r1 - gy), slice(c0 - gx, c1 - gx))
+                for k, arr in dst.items():
+                    arr[out] = blk[k][src]
+        return comp
+
+    def _render_block(self, bx: int, by: int, p: float, qx: int, qy: int
+                      ) -> dict[str, NDArray]:
+        B = BLOCK_PX
+        win = lattice_window(bx * B, by * B, qx, qy, B, B, p)
+        blk: dict[str, NDArray] = {k: np.zeros((B, B), np.float32) for k in self._FIELDS}
+        blk["water"][:] = 1.0
+        blk["labels"] = np.zeros((B, B), np.uint8)
+        blk["instance"] = np.zeros((B, B), np.int32)
+        x0, x1, y0, y1 = win.extent_um
+        for cell in self.cells_in(x0, x1, y0, y1):
+            self._draw_cell(win, cell, blk)
+        for a in blk.values():
+            a.setflags(write=False)
+        return blk
+
+    def _draw_cell(self, win: Window, cell: CellRecord, blk: dict[str, NDArray]) -> None:
+        c = self.config
+        p = win.pixel_um
+        R = cell.radius_um + p
+        sl = win.pixel_slices(cell.x_um - R, cell.x_um + R, cell.y_um - R, cell.y_um + R)
+        if sl is None:
+            return
+        rs, cs = sl
+        sub = Window(win.x_um + cs.start * p, win.y_um + rs.start * p,
+                     cs.stop - cs.start, rs.stop - rs.start, p)
+        dx = sub.xs()[None, :] - cell.x_um
+        dy = sub.ys()[:, None] - cell.y_um
+        rr = np.hypot(dx, dy)
+        cov = np.clip((cell.outline_radius(np.arctan2(dy, dx)) - rr) / p + 0.5, 0.0, 1.0)
+        if not np.any(cov > 0):
+            return
+        tex = c.texture
+        seed = self.seed * 16
+        n1 = value_noise(sub, seed + 1, c.texture_scale_um, octaves=2).astype(np.float64)
+        n2 = value_noise(sub, seed + 2, 0.7 * c.texture_scale_um, octaves=2).astype(np.float64)
+        prot = cell.protein * (1.0 + tex * (2.0 * n1 - 1.0))
+        lip = cell.lipid * (1.0 + tex * (2.0 * n2 - 1.0))
+        dna = np.zeros_like(prot)
+        # nucleus: chromatin texture, less lipid, DNA
+        cn = np.zeros_like(prot)
+        e = ellipse_coverage(sub, *cell.nucleus_xy_um, *cell.nucleus_ab_um,
+                             cell.nucleus_angle_rad)
+        if e is not None:
+            cn[e[0]] = e[1]
+            n3 = value_noise(sub, seed + 3, 1.2, octaves=2).astype(np.float64)
+            lev = cell.protein / c.cytoplasm_protein if c.cytoplasm_protein else 1.0
+            prot += cn * (c.nucleus_protein * lev * (1.0 + 0.5 * tex * (2 * n3 - 1)) - prot)
+            lip += cn * (c.nucleus_lipid - lip)
+            dna += cn * (c.nucleus_dna * (1.0 + tex * (2 * n3 - 1)))
+            if cell.nucleolus is not None:
+                xn, yn, rn = cell.nucleolus
+                e2 = ellipse_coverage(sub, xn, yn, rn, rn)
+                if e2 is not None:
+                    s2, k2 = e2
+                    prot[s2] += k2 * (min(0.45, 1.6 * c.nucleus_protein) - prot[s2])
+                    dna[s2] += k2 * (0.4 * c.nucleus_dna - dna[s2])
+        # lipid droplets displace cytoplasm by their axial partial volume
+        pv = np.zeros_like(prot)
+        if cell.n_droplets:
+            args = (sub, cell.droplet_x_um, cell.droplet_y_um, cell.droplet_radius_um)
+            pv = np.minimum(sphere_map(*args, fwhm_z_um=c.axial_fwhm_um,
+                                       z_um=cell.droplet_z_um).astype(np.float64), 1.0)
+            dl = sphere_map(*args, fwhm_z_um=c.axial_fwhm_um, z_um=cell.droplet_z_um,
+                            weights=cell.droplet_lipid).astype(np.float64)
+            dl = np.minimum(dl, pv)
+            keep = 1.0 - pv
+            lip = lip * keep + dl
+            prot *= keep
+            dna *= keep
+        water = np.clip(1.0 - lip - prot - dna, 0.0, 1.0)
+        pig = np.zeros_like(prot)
+        if cell.granule_x_um.size:
+            pig = c.pigment_strength * np.minimum(sphere_map(
+                sub, cell.granule_x_um, cell.granule_y_um, cell.granule_radius_um,
+                fwhm_z_um=c.axial_fwhm_um).astype(np.float64), 1.0)
+        for k, v in (("lipid", lip), ("protein", prot), ("dna", dna), ("water", water),
+                     ("pigment", pig)):
+            t = blk[k][sl]
+            t += (cov * (v - t)).astype(np.float32)
+        inside = cov >= 0.5
+        lab = np.full(cov.shape, Label.CYTOPLASM, np.uint8)
+        lab[cn >= 0.5] = Label.NUCLEUS
+        lab[pv >= 0.5] = Label.LIPID_DROPLET
+        blk["labels"][sl][inside] = lab[inside]
+        blk["instance"][sl][inside] = cell.cell_id
