@@ -1,0 +1,271 @@
+"""The SRASH image detector: one raster of the current field -> one 2-channel OME-TIFF.
+
+On ``trigger()`` the scanner rasters the current field at the current settings through the
+simulator chain (:meth:`simulators.forward.SRASHSimulator.frame`): the lock-in frame (SRS, V)
+and the PMT frame (SHG, V) are stacked as channels ``("SRS", "SHG")`` of one float32 array
+``(channel, y, x)`` and written as one OME-TIFF per frame (channel names, pixel size, stage
+position of the field's top-left corner and the simulator's settings JSON), announced with
+StreamResource / StreamDatum documents:
+
+- data key ``<base>_image`` (``<base>`` = the microscope's name, e.g. ``srash_image``):
+  ``dtype "array"``, ``dtype_numpy "<f4"``, ``shape [2, ny, nx]``,
+  ``dims ["channel", "y", "x"]``, ``external "STREAM:"``, ``units "V"``, plus
+  ``channel_names ["SRS", "SHG"]``;
+- StreamResource: mimetype ``multipart/related;type=image/tiff``, ``uri`` = ``file://`` URI
+  of a fresh folder ``<data_dir>/<stream resource uid>/`` (one per staging), parameters
+  ``template "{:06d}.ome.tif"``, ``join_method "stack"``, ``chunk_shape [1]`` (one frame
+  per file); one StreamDatum ``{start: i, stop: i + 1}`` per frame.
+
+Scalars read with every frame (``<base>_<component>``): ``srs_mean`` / ``shg_mean`` (hinted,
+V), the physical ``frame_raman_shift`` (cm^-1), ``frame_pump_nm``, ``frame_pump_mw`` /
+``frame_stokes_mw`` (delivered powers, mW), ``frame_x`` / ``frame_y`` (field centre, stage
+um), ``frame_number``. Configuration: ``channel_names``, ``max_overload_px``.
+
+**Rebuilding the SRASH composite from documents** (a plan that triggers at 2850 and at
+2930 cm^-1): take the event whose ``<base>_frame_raman_shift`` is nearest 2850 and the one
+nearest 2930; their ``<base>_image[0]`` are SRS 2850 and SRS 2930 and ``<base>_image[1]`` of
+the first is SHG (the StreamDatum of each event gives the file index; the file is
+``uri + template.format(index)``).
+
+**Faults** fail the trigger status with :class:`~srash_ophyd.simbackend.DeviceFault` and write
+nothing (the file index does not advance): pump mode-lock lost, PMT overlight trip,
+more than ``max_overload_px`` overloaded lock-in pixels (default 0). A total power above the
+safety limit fails it with :class:`~srash_ophyd.simbackend.LaserSafetyError`. The frame
+is kept as :attr:`SRASHDetector.last_frame` either way.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from event_model import compose_stream_resource
+from ophyd import Component as Cpt
+from ophyd import Signal
+from ophyd.status import DeviceStatus
+
+from simulators.forward import FrameResult
+
+from .ometiff import write_ome_tiff
+from .simbackend import DeviceFault, SimDevice, complete_after, translate_limits
+
+__all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector"]
+
+CHANNEL_NAMES = ("SRS", "SHG")
+MIMETYPE = "multipart/related;type=image/tiff"
+FILE_TEMPLATE = "{:06d}.ome.tif"
+
+
+class SRASHDetector(SimDevice):
+    """Image-producing device over a :class:`~simulators.forward.SRASHSimulator`.
+
+    Parameters
+    ----------
+    backend : SRASHSimulator, optional
+        Default: the parent microscope's ``sim``.
+    data_dir : path, optional
+        Where the per-staging folders of OME-TIFF files go; default: the parent's.
+    rng : numpy.random.Generator, optional
+        Noise of the frames; default: the parent's ``frame_rng``.
+    """
+
+    srs_mean = Cpt(Signal, value=0.0, kind="hinted")
+    shg_mean = Cpt(Signal, value=0.0, kind="hinted")
+    frame_raman_shift = Cpt(Signal, value=0.0, kind="normal")
+    frame_pump_nm = Cpt(Signal, value=0.0, kind="normal")
+    frame_pump_mw = Cpt(Signal, value=0.0, kind="normal")
+    frame_stokes_mw = Cpt(Signal, value=0.0, kind="normal")
+    frame_x = Cpt(Signal, value=0.0, kind="normal")
+    frame_y = Cpt(Signal, value=0.0, kind="normal")
+    frame_number = Cpt(Signal, value=0, kind="normal")
+    channel_names = Cpt(Signal, value=",".join(CHANNEL_NAMES), kind="config")
+    max_overload_px = Cpt(Signal, value=0, kind="config")
+
+    _UNITS = {"srs_mean": "V", "shg_mean": "V", "frame_raman_shift": "cm^-1",
+              "frame_pump_nm": "nm", "frame_pump_mw": "mW", "frame_stokes_mw": "mW",
+              "frame_x": "um", "frame_y": "um"}
+
+    def __init__(self, prefix: str = "", *, name: str, data_dir: str | Path | None = None,
+                 rng: np.random.Generator | None = None, parent: Any = None, **kwargs: Any):
+        self._data_dir = None if data_dir is None else Path(data_dir)
+        self._rng = rng
+        self._lock = threading.RLock()
+        self._asset_docs: deque = deque()
+        self._compose_datum = None
+        self._resource_doc: dict | None = None
+        self._resource_sent = False
+        self._folder: Path | None = None
+        self._index = 0
+        self._staged_shape: tuple[int, int, int] | None = None
+        self.last_frame: FrameResult | None = None
+        self.last_path: Path | None = None
+        super().__init__(prefix, name=name, parent=parent, **kwargs)
+        base = parent.name if parent is not None else self.name
+        self.image_key = f"{base}_image"
+        if parent is not None:  # short data keys: srash_srs_mean, not srash_detector_srs_mean
+            for attr in self.component_names:
+                getattr(self, attr).name = f"{base}_{attr}"
+
+    # ------------------------------------------------------------------ wiring
+    def _resolve_backend(self, parent: Any) -> Any:
+        sim = getattr(parent, "sim", None)
+        if sim is None:
+            raise TypeError("SRASHDetector needs backend= (an SRASHSimulator) or a parent "
+                            "with .sim")
+        return sim
+
+    @property
+    def data_dir(self) -> Path:
+        d = self._data_dir if self._data_dir is not None else self.find_up("data_dir")
+        if d is None:
+            raise RuntimeError(f"{self.name}: no data_dir to write frames to")
+        return Path(d)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = self.find_up("frame_rng") or np.random.default_rng(0)
+        return self._rng
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(channel, y, x) of the next frame at the scanner's current settings."""
+        n = int(self.backend.scanner.pixels)
+        return (len(CHANNEL_NAMES), n, n)
+
+    # ------------------------------------------------------------------ bluesky
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        for attr, unit in self._UNITS.items():
+            desc[getattr(self, attr).name]["units"] = unit
+        shape = self._staged_shape or self.frame_shape
+        desc[self.image_key] = {
+            "source": f"SIM:{self.image_key}", "dtype": "array", "dtype_numpy": "<f4",
+            "shape": list(shape), "dims": ["channel", "y", "x"], "external": "STREAM:",
+            "units": "V", "channel_names": list(CHANNEL_NAMES),
+        }
+        return desc
+
+    def stage(self) -> list[object]:
+        with self._lock:
+            self._index = 0
+            self._asset_docs.clear()
+            self._staged_shape = self.frame_shape
+            uid = str(uuid.uuid4())
+            self._folder = (self.data_dir / uid).absolute()
+            self._folder.mkdir(parents=True, exist_ok=False)
+            bundle = compose_stream_resource(
+                mimetype=MIMETYPE, uri=self._folder.as_uri() + "/", data_key=self.image_key,
+                parameters={"template": FILE_TEMPLATE, "join_method": "stack",
+                            "chunk_shape": [1]},
+                uid=uid)
+            self._resource_doc = bundle.stream_resource_doc
+            self._compose_datum = bundle.compose_stream_datum
+            self._resource_sent = False
+        return super().stage()
+
+    def unstage(self) -> list[object]:
+        with self._lock:
+            self._staged_shape = None
+            self._compose_datum = None
+            self._resource_doc = None
+        return super().unstage()
+
+    def trigger(self) -> DeviceStatus:
+        """Raster one frame; the status finishes after ``time_scale x`` the acquisition
+        time, or fails with a :class:`DeviceFault` saying what went wrong."""
+        if self._compose_datum is None:
+            raise RuntimeError(f"{self.name} is not staged: stage() it (plans do) before "
+                               "trigger()")
+        status = DeviceStatus(self, call_stop_on_failure=False)
+        seconds = self.time_scale * float(self.backend.scanner.acquisition_time_s)
+        complete_after(status, seconds, self._acquire, on_error=translate_limits)
+        return status
+
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
+        with self._lock:
+            while self._asset_docs:
+                yield self._asset_docs.popleft()
+
+    def get_index(self) -> int:
+        return self._index
+
+    # ------------------------------------------------------------------ acquisition
+    def _acquire(self) -> None:
+        sim = self.backend
+        shape = self.frame_shape
+        if shape != self._staged_shape:
+            raise DeviceFault(
+                f"{self.name}: frame shape changed from {self._staged_shape} to {shape} since "
+                "staging (scanner pixels changed inside the run); set scanner settings "
+                "before the run")
+        frame = sim.frame(self.rng, with_shg=True)
+        self.last_frame = frame
+        self._record_statuses(frame.faults)
+        problem = self._fault_message(frame.faults)
+        if problem:
+            raise DeviceFault(f"{self.name}: frame not recorded: {problem}")
+        data = np.stack([frame.srs, frame.shg]).astype(np.float32, copy=False)
+        with self._lock:
+            i = self._index
+            path = self._folder / FILE_TEMPLATE.format(i)
+            win = frame.window
+            settings = sim.settings()
+            settings["frame"] = {
+                "index": i, "raman_shift_cm1": frame.raman_shift_cm1, "pump_nm": frame.pump_nm,
+                "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
+                "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
+                "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES)}
+            write_ome_tiff(path, data, channel_names=CHANNEL_NAMES, pixel_size_um=win.pixel_um,
+                           position_um=(win.x_um, win.y_um), settings=settings)
+            self.last_path = path
+            if not self._resource_sent:
+                self._asset_docs.append(("stream_resource", self._resource_doc))
+                self._resource_sent = True
+            self._asset_docs.append(
+                ("stream_datum", self._compose_datum(indices={"start": i, "stop": i + 1})))
+            self._index = i + 1
+        cx = win.x_um + win.nx * win.pixel_um / 2
+        cy = win.y_um + win.ny * win.pixel_um / 2
+        for sig, value in ((self.srs_mean, float(frame.srs.mean())),
+                           (self.shg_mean, float(frame.shg.mean())),
+                           (self.frame_raman_shift, float(frame.raman_shift_cm1)),
+                           (self.frame_pump_nm, float(frame.pump_nm)),
+                           (self.frame_pump_mw, float(frame.pump_mw)),
+                           (self.frame_stokes_mw, float(frame.stokes_mw)),
+                           (self.frame_x, float(cx)), (self.frame_y, float(cy)),
+                           (self.frame_number, int(i))):
+            sig.put(value)
+
+    def _record_statuses(self, faults: dict) -> None:
+        """Show the frame's faults on the parts' status signals (microscope only)."""
+        p = self.parent
+        if p is None:
+            return
+        for attr in ("lockin", "pmt", "photodiode"):
+            dev = getattr(p, attr, None)
+            if dev is not None:
+                dev._record_frame(faults)
+        pump = getattr(p, "pump", None)
+        if pump is not None:
+            pump.mode_locked.get()
+
+    def _fault_message(self, faults: dict) -> str:
+        msgs = []
+        if faults.get("modelock_lost"):
+            msgs.append("pump laser lost mode-lock (no ps pulses: SRS/SHG frames invalid); "
+                        "restore mode-lock before acquiring")
+        if faults.get("pmt_overlight_trip"):
+            row = faults.get("pmt_trip_row")
+            where = f" at row {row}" if row is not None else " (still tripped)"
+            msgs.append(f"SHG PMT overlight protection tripped{where}; reduce the PMT voltage "
+                        "or the light and reset the PMT")
+        n = int(faults.get("lockin_overload_px", 0) or 0)
+        if n > int(self.max_overload_px.get()):
+            msgs.append(f"lock-in overload on {n} pixels (more than max_overload_px="
+                        f"{int(self.max_overload_px.get())}); use a larger sensitivity")
+        return "; ".join(msgs)
