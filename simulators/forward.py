@@ -212,7 +212,9 @@ class SRASHSimulator:
         m = self.margin_px(window.pixel_um)
         comp = self.specimen.render(window.padded(m))
         n_map = sum(_DN[s] * comp.concentrations[s] for s in SPECIES if _DN[s])
-        edges = (n_map - ndimage.gaussian_filter(n_map, 1.0 / window.pixel_um)).astype(np.float32)
+        # XPM: high-pass of the refractive-index map (index minus its ~2 um local mean)
+        size = max(3, int(round(2.0 / window.pixel_um)) | 1)
+        edges = (n_map - ndimage.uniform_filter(n_map, size)).astype(np.float32)
         self._cache[window] = (comp, edges)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -11,6 +11,10 @@ from ..config import ConfigMixin
 from ..errors import HardwareFault, check_positive, check_range
 from .photodiode import ELEMENTARY_CHARGE_C
 
+#: Photoelectrons per pixel above which the compound Poisson-Gamma charge is drawn from its
+#: Gaussian limit (skewness ~ 1/sqrt(lam) < 0.2).
+LAMBDA_CLT = 30.0
+
 
 @dataclasses.dataclass(frozen=True)
 class PMTConfig(ConfigMixin):
@@ -75,9 +79,10 @@ class PMTSim:
                rng: np.random.Generator) -> tuple[NDArray[np.float32], dict]:
         """Analog PMT frame (V) for mean *photons at the cathode* per pixel per pass.
 
-        Per pixel: ``N_pe ~ Poisson(averages (QE photons + dark dwell))``;
+        Per pixel: ``N_pe ~ Poisson(lam)``, ``lam = averages (QE photons + dark dwell)``;
         anode charge ``Q ~ Gamma(N_pe k, G/k)`` with ``k = 1/(F-1)`` (exact sum of N_pe
-        single-electron gains); ``V = Q / (averages dwell) x R_t + offset + N(0, s_el/sqrt(avg))``.
+        single-electron gains); above ``LAMBDA_CLT`` photoelectrons the (then Gaussian) sum
+        is drawn from its exact mean ``lam G`` and variance ``lam G^2 F``; ``V = Q / (averages dwell) x R_t + offset + N(0, s_el/sqrt(avg))``.
         Faults: overlight trip when a line's mean anode current exceeds the limit (the rest of
         the frame reads the offset only, ``tripped`` latches); pixels above the linearity
         limit or the output range are compressed/clipped and *counted*.
@@ -91,12 +96,23 @@ class PMTSim:
                 (ny, nx), dtype=np.float32)
             flags["pmt_overlight_trip"] = self.tripped
             return v.astype(np.float32), flags
-        lam = avg * (c.qe * photons + c.dark_rate_hz * dwell_s)
-        n_pe = rng.poisson(lam)
+        lam = (avg * c.qe) * photons.astype(np.float64) + avg * c.dark_rate_hz * dwell_s
+        q = np.empty((ny, nx), np.float64)
+        # bright pixels (>= LAMBDA_CLT photoelectrons): the sum of many single-electron
+        # charges is Gaussian to high accuracy; exact mean lam G and variance lam G^2 F
+        bright = lam >= LAMBDA_CLT
+        nb = int(np.count_nonzero(bright))
+        if nb:
+            lb = lam[bright]
+            q[bright] = self.gain * (lb + np.sqrt(lb * c.excess_noise) * rng.standard_normal(nb))
+        # dim pixels: exact compound Poisson-Gamma
+        dim = ~bright
+        n_pe = rng.poisson(lam[dim])
         k = 1.0 / (c.excess_noise - 1.0)
-        q = np.zeros((ny, nx), np.float64)
+        qd = np.zeros(n_pe.shape, np.float64)
         hit = n_pe > 0
-        q[hit] = rng.gamma(n_pe[hit] * k, self.gain / k)
+        qd[hit] = rng.gamma(n_pe[hit] * k, self.gain / k)
+        q[dim] = qd
         current = q * ELEMENTARY_CHARGE_C / (avg * dwell_s)  # mean anode current (A)
         # overlight protection (line-averaged expected current)
         line_mean = c.qe * photons.mean(axis=1) * self.gain * ELEMENTARY_CHARGE_C / dwell_s

@@ -114,8 +114,9 @@ def test_pump_wavelength_out_of_range_raises_with_allowed_range(nm):
 
 def test_pump_tuning_time_and_power_curve():
     pump = PumpLaserSim()
+    start = pump.wavelength_nm
     t = pump.tune(790.0)
-    assert t == pytest.approx(2.0 + 6.86 / 5.0)
+    assert t == pytest.approx(2.0 + (start - 790.0) / 5.0)
     assert pump.tune(790.0) == 0.0
     assert pump.available_power_mw(820) > pump.available_power_mw(980)
     pump.set_power(200)
