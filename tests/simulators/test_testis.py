@@ -1,0 +1,341 @@
+"""Procedural testis section: window consistency, determinism, anatomy, phenotype statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulators.errors import SettingsError
+from simulators.specimens.base import Label, Window
+from simulators.specimens.raster import ellipse_coverage, value_noise
+from simulators.specimens.testis import (
+    PHENOTYPES,
+    TestisConfig,
+    TestisSection,
+    noise_grid,
+    noise_points,
+    stamp_ellipses,
+)
+
+EPITHELIUM = (Label.CYTOPLASM, Label.NUCLEUS, Label.LIPID_DROPLET, Label.PROTEIN_DROPLET)
+SEEDS = (0, 1, 2)
+
+
+def _maps(comp):
+    return {**comp.concentrations, "chi2": comp.chi2, "pigment": comp.pigment}
+
+
+def _assert_same(a, b, sl_a=(slice(None),) * 2, sl_b=(slice(None),) * 2, atol=1e-5):
+    for k, v in _maps(a).items():
+        np.testing.assert_allclose(v[sl_a], _maps(b)[k][sl_b], atol=atol, rtol=1e-5,
+                                   err_msg=k)
+    np.testing.assert_array_equal(a.labels[sl_a], b.labels[sl_b])
+    np.testing.assert_array_equal(a.instance[sl_a], b.instance[sl_b])
+
+
+@pytest.fixture(scope="module")
+def specimens():
+    """One specimen per (phenotype, seed), shared so the caches are reused across tests."""
+    return {(ph, s): TestisSection(s, ph) for ph in PHENOTYPES for s in SEEDS}
+
+
+def _tubule_window(spec, pixel_um=0.4):
+    """A window holding the whole tubule nearest the origin, and that tubule."""
+    tubs = spec.tubules_in(-150, 150, -150, 150)
+    t = min(tubs, key=lambda t: math.hypot(t.cx_um, t.cy_um))
+    fov = 2 * t.a_um + 20
+    return Window.centered(t.cx_um, t.cy_um, fov, int(round(fov / pixel_um))), t
+
+
+@pytest.fixture(scope="module")
+def tubule_renders(specimens):
+    """(phenotype, seed) -> (composition, tubule) for a window around one whole tubule."""
+    out = {}
+    for key, spec in specimens.items():
+        w, t = _tubule_window(spec)
+        out[key] = (spec.render(w), t)
+    return out
+
+
+# ----------------------------------------------------------------------------- settings
+
+def test_bad_phenotype_lists_allowed():
+    with pytest.raises(SettingsError) as e:
+        TestisSection(0, "NOA-XYZ")
+    for ph in PHENOTYPES:
+        assert ph in str(e.value)
+    with pytest.raises(SettingsError):
+        TestisConfig.draw("azoospermia", 1)
+    with pytest.raises(SettingsError):
+        TestisConfig(phenotype="SCO")
+
+
+def test_config_mismatch_and_validation():
+    cfg = TestisConfig.draw("NOA-SCO", 4)
+    assert TestisSection(4, "NOA-SCO", cfg).config is cfg
+    with pytest.raises(SettingsError, match="differs"):
+        TestisSection(4, "normal", cfg)
+    with pytest.raises(SettingsError):
+        cfg.replace(wall_um=-1.0)
+    with pytest.raises(SettingsError):
+        TestisSection(0, threads=0)
+
+
+def test_patient_draw_varies_and_describe_is_json():
+    a, b = TestisConfig.draw("normal", 1), TestisConfig.draw("normal", 2)
+    assert a != b
+    assert a == TestisConfig.draw("normal", 1)
+    assert a.tubule_diameter_um != b.tubule_diameter_um
+    assert TestisConfig.from_dict(json.loads(a.to_json())) == a
+    spec = TestisSection(1, "NOA-SPT")
+    d = json.loads(json.dumps(spec.describe()))
+    assert d["kind"] == "testis" and d["seed"] == 1
+    assert d["config"]["phenotype"] == "NOA-SPT"
+    # NOA droplets are denser (more lipid per droplet) than normal ones
+    for s in range(5):
+        noa = [TestisConfig.draw(ph, s).droplet_density for ph in PHENOTYPES[1:]]
+        assert min(noa) > TestisConfig.draw("normal", s).droplet_density
+
+
+# ----------------------------------------------------------------------------- primitives
+
+def test_noise_grid_matches_value_noise():
+    w = Window(-37.3, 12.9, 70, 50, 0.7)
+    for scale, octaves in ((3.5, 1), (30.0, 1), (900.0, 2)):
+        np.testing.assert_allclose(noise_grid(w, 11, scale, octaves),
+                                   value_noise(w, 11, scale, octaves=octaves), atol=2e-6)
+    xs, ys = np.meshgrid(w.xs(), w.ys())
+    np.testing.assert_allclose(noise_points(xs, ys, 11, 3.5), value_noise(w, 11, 3.5),
+                               atol=2e-6)
+
+
+def test_stamp_ellipses_matches_ellipse_coverage():
+    w = Window(0.0, 0.0, 120, 100, 0.25)
+    x, y, a, b, ang = 14.1, 12.3, 5.0, 3.0, 0.6
+    res = stamp_ellipses(w, np.array([x]), np.array([y]), np.array([a]), np.array([b]),
+                         np.array([ang]), [np.array([2.0])])
+    assert res is not None
+    sl, (m,) = res
+    full = np.zeros(w.shape, np.float32)
+    full[sl] = m
+    ref = np.zeros(w.shape, np.float32)
+    (rs, cs), cov = ellipse_coverage(w, x, y, a, b, ang)
+    ref[rs, cs] = cov
+    assert full.sum() * w.pixel_um**2 == pytest.approx(2 * math.pi * a * b, rel=0.01)
+    assert np.abs(full / 2 - ref).max() < 0.35  # same shape, ramps differ slightly
+    assert np.mean(np.abs(full / 2 - ref)) < 0.01
+    assert stamp_ellipses(w, np.array([100.0]), np.array([0.0]), np.array([1.0]),
+                          np.array([1.0]), np.array([0.0]), [np.ones(1)]) is None
+
+
+# ----------------------------------------------------------------------------- windows
+
+@settings(max_examples=20)
+@given(dx=st.integers(-120, 120), dy=st.integers(-120, 120),
+       where=st.sampled_from(["centre", "edge", "off"]),
+       pixel=st.sampled_from([0.3, 0.5, 1.0, 2.0]))
+def test_overlapping_windows_agree(specimens, dx, dy, where, pixel):
+    spec = specimens[("NOA-SPT", 1)] if where == "off" else specimens[("normal", 0)]
+    ex = spec.extent_um
+    x0 = {"centre": -40.0, "edge": ex[1] - 300.0, "off": 123.4}[where]
+    n = 160
+    a = Window(x0, 17.0, n, n, pixel)
+    b = Window(x0 + dx * pixel, 17.0 + dy * pixel, n, n, pixel)
+    ca, cb = spec.render(a), spec.render(b)
+    ra = slice(max(0, dy), min(n, n + dy))
+    rb = slice(max(0, -dy), min(n, n - dy))
+    cola = slice(max(0, dx), min(n, n + dx))
+    colb = slice(max(0, -dx), min(n, n - dx))
+    if ra.start >= ra.stop or cola.start >= cola.stop:
+        return
+    _assert_same(ca, cb, (ra, cola), (rb, colb))
+
+
+def test_banded_threaded_render_equals_single_thread():
+    w = Window.centered(35.0, -20.0, 156.0, 520)  # >= 250k pixels: rendered in bands
+    one = TestisSection(5, "normal", threads=1).render(w)
+    two = TestisSection(5, "normal", threads=2).render(w)
+    _assert_same(one, two)
+
+
+def test_determinism_and_seed_dependence():
+    w = Window.centered(10.0, 10.0, 120.0, 240)
+    a = TestisSection(3, "NOA-SPG").render(w)
+    b = TestisSection(3, "NOA-SPG").render(w)
+    for k, v in _maps(a).items():
+        np.testing.assert_array_equal(v, _maps(b)[k], err_msg=k)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    c = TestisSection(4, "NOA-SPG").render(w)
+    assert not np.allclose(a.concentrations["protein"], c.concentrations["protein"])
+
+
+def test_maps_are_float32_and_in_range(tubule_renders):
+    for (ph, _), (comp, _) in tubule_renders.items():
+        for k, v in _maps(comp).items():
+            assert v.dtype == np.float32, k
+            assert np.isfinite(v).all() and v.min() >= 0.0, (ph, k)
+        assert comp.chi2.max() <= 1.0
+        assert comp.concentrations["lipid"].max() <= 1.5
+        assert comp.labels.dtype == np.uint8 and comp.instance.dtype == np.int32
+
+
+def test_outside_section_is_background(specimens):
+    spec = specimens[("normal", 0)]
+    x0, x1, y0, y1 = spec.extent_um
+    far = spec.render(Window(x1 + 100.0, 0.0, 64, 64, 1.0))
+    assert not far.labels.any() and not far.instance.any()
+    assert all(not v.any() for v in _maps(far).values())
+    # a window across the outline's right end holds both tissue and background
+    cy = spec.config.center_um[1]
+    edge = spec.render(Window(x1 - 700.0, cy - 100.0, 350, 100, 2.0))
+    bg = edge.label_fraction(Label.BACKGROUND)
+    assert 0.02 < bg < 0.98
+    assert not edge.concentrations["protein"][edge.labels == Label.BACKGROUND].any() or \
+        edge.concentrations["protein"][edge.labels == Label.BACKGROUND].max() < 0.2
+
+
+# ----------------------------------------------------------------------------- anatomy
+
+@pytest.mark.parametrize("phenotype", PHENOTYPES)
+def test_tubule_geometry(specimens, phenotype):
+    spec = specimens[(phenotype, 0)]
+    tubs = spec.tubules_in(-1200, 1200, -1200, 1200)
+    assert len(tubs) > 30
+    lo, hi = (100.0, 150.0) if phenotype == "NOA-SCO" else (150.0, 250.0)
+    d = np.array([t.diameter_um for t in tubs])
+    assert d.min() >= lo and d.max() <= hi
+    ratios = np.array([t.axis_ratio for t in tubs])
+    assert ratios.min() >= 1.0 and ratios.max() <= 1.5 + 1e-9
+    assert len({t.id for t in tubs}) == len(tubs)
+    assert all(t.id > 0 for t in tubs)
+    # the same records come back for a sub-box (lazy, cached, stable)
+    sub = {t.id: t for t in spec.tubules_in(-300, 300, -300, 300)}
+    assert all(sub[t.id] == t for t in tubs if t.id in sub)
+
+
+def test_instance_ids_match_records(tubule_renders):
+    for (ph, _), (comp, t) in tubule_renders.items():
+        w = comp.window
+        r = int((t.cy_um - w.y_um) / w.pixel_um)
+        c = int((t.cx_um - w.x_um) / w.pixel_um)
+        assert comp.instance[r, c] == t.id, ph  # lumen / epithelium at the centre
+        ids = set(np.unique(comp.instance)) - {0}
+        assert t.id in ids
+        # every pixel of the instance lies inside the tubule's (wall-including) outline
+        rr, cc = np.nonzero(comp.instance == t.id)
+        x = w.x_um + (cc + 0.5) * w.pixel_um
+        y = w.y_um + (rr + 0.5) * w.pixel_um
+        assert (t.radius_at(x, y) <= t.b_um + w.pixel_um).all()
+        # no wall/epithelium labels outside instances
+        inside = np.isin(comp.labels, (Label.COLLAGEN, Label.LUMEN))
+        assert not (inside & (comp.instance == 0)).any()
+
+
+def test_instance_ids_stable_across_windows(specimens):
+    spec = specimens[("NOA-SCO", 2)]
+    t = spec.tubules_in(-100, 100, -100, 100)[0]
+    a = spec.render(Window.centered(t.cx_um - 30, t.cy_um, 100.0, 100))
+    b = spec.render(Window.centered(t.cx_um + 20, t.cy_um + 10, 100.0, 100))
+    assert t.id in set(np.unique(a.instance)) & set(np.unique(b.instance))
+
+
+def _epithelium_stats(comp, t):
+    inst = comp.instance == t.id
+    epi = inst & np.isin(comp.labels, EPITHELIUM)
+    n = max(int(epi.sum()), 1)
+    return {
+        "ld": float((epi & (comp.labels == Label.LIPID_DROPLET)).sum()) / n,
+        "pd": float((epi & (comp.labels == Label.PROTEIN_DROPLET)).sum()) / n,
+        "nuc": float((inst & (comp.labels == Label.NUCLEUS)).sum()) / max(int(inst.sum()), 1),
+        # lamina propria area over its mid-line perimeter = mean thickness (um)
+        "wall": float((inst & (comp.labels == Label.COLLAGEN)).sum())
+        * comp.window.pixel_um**2 / t.perimeter_um(t.wall_um / 2),
+        "lumen_dna": float(comp.concentrations["dna"][comp.labels == Label.LUMEN].sum()),
+    }
+
+
+def test_droplet_area_fraction_ordering(tubule_renders):
+    st_ = {k: _epithelium_stats(*v) for k, v in tubule_renders.items()}
+    for s in SEEDS:
+        normal, spt, spg = (st_[(ph, s)]["ld"] for ph in ("normal", "NOA-SPT", "NOA-SPG"))
+        assert normal > 1.5 * spt > 0, (s, normal, spt)
+        assert spt > 3 * spg, (s, spt, spg)
+        assert 0.005 < normal < 0.04 and spg < 0.002
+    mean = {ph: np.mean([st_[(ph, s)]["ld"] for s in SEEDS]) for ph in PHENOTYPES}
+    assert mean["normal"] > mean["NOA-SPT"] > mean["NOA-SPG"]
+
+
+def test_noa_droplets_smaller_but_denser(tubule_renders):
+    def mean_lipid(comp):
+        m = (comp.labels == Label.LIPID_DROPLET) & (comp.instance > 0)
+        return float(comp.concentrations["lipid"][m].mean())
+
+    for s in SEEDS:
+        cfg_n = TestisConfig.draw("normal", s)
+        for ph in ("NOA-SPT", "NOA-SCO"):
+            cfg_a = TestisConfig.draw(ph, s)
+            assert cfg_a.droplet_diameter_um < cfg_n.droplet_diameter_um or ph == "NOA-SCO"
+            assert cfg_a.droplet_density > 1.1 * cfg_n.droplet_density
+    # brighter per labelled droplet pixel despite the stronger partial-volume loss
+    for ph in ("NOA-SPT", "NOA-SCO"):
+        noa = np.mean([mean_lipid(tubule_renders[(ph, s)][0]) for s in SEEDS])
+        normal = np.mean([mean_lipid(tubule_renders[("normal", s)][0]) for s in SEEDS])
+        assert noa > 1.05 * normal, (ph, noa, normal)
+
+
+def test_protein_droplets_only_in_spt(tubule_renders):
+    for (ph, s), v in tubule_renders.items():
+        pd = _epithelium_stats(*v)["pd"]
+        if ph == "NOA-SPT":
+            assert pd > 5e-4, s
+        else:
+            assert pd == 0.0, (ph, s)
+    comp, _ = tubule_renders[("NOA-SPT", 0)]
+    m = comp.labels == Label.PROTEIN_DROPLET
+    assert comp.concentrations["protein"][m].mean() > 0.5
+    assert comp.concentrations["lipid"][m].mean() < 0.1
+
+
+def test_lamina_propria_thicker_in_noa(tubule_renders):
+    wall = {k: _epithelium_stats(*v)["wall"] for k, v in tubule_renders.items()}
+    normal = [wall[("normal", s)] for s in SEEDS]
+    noa = [wall[(ph, s)] for ph in PHENOTYPES[1:] for s in SEEDS]
+    # myoid nuclei and truncated (thin) segments take a little off the labelled area
+    assert all(3.0 < w < 8.5 for w in normal), normal
+    assert all(7.0 < w < 28.0 for w in noa), noa
+    assert min(noa) > max(normal)
+    assert np.mean(noa) > 1.6 * np.mean(normal)
+
+
+def test_sco_has_no_germ_cells_and_empty_lumen(tubule_renders):
+    nuc = {k: _epithelium_stats(*v)["nuc"] for k, v in tubule_renders.items()}
+    for s in SEEDS:
+        assert nuc[("NOA-SCO", s)] < 0.6 * nuc[("normal", s)]
+        assert nuc[("NOA-SPG", s)] < nuc[("NOA-SPT", s)] < nuc[("normal", s)]
+        comp, _ = tubule_renders[("NOA-SCO", s)]
+        lum = comp.labels == Label.LUMEN
+        assert lum.any()
+        # empty: only the anti-aliased rim of a neighbouring Sertoli nucleus may touch it
+        assert (comp.concentrations["dna"][lum] > 0.1).sum() == 0
+        assert comp.concentrations["water"][lum].mean() > 0.9
+    # sperm heads (DNA-dense) sit in a normal lumen, never in SCO
+    lumen_dna = {ph: sum(_epithelium_stats(*tubule_renders[(ph, s)])["lumen_dna"]
+                         for s in SEEDS) for ph in ("normal", "NOA-SCO")}
+    assert lumen_dna["normal"] > 10 * lumen_dna["NOA-SCO"]
+
+
+def test_leydig_cells_hold_pigment_and_droplets(tubule_renders):
+    comp, _ = tubule_renders[("NOA-SCO", 0)]
+    out = comp.instance == 0
+    assert comp.pigment[out].max() > 0.02
+    assert comp.pigment[~out].max() < 0.01
+    assert (out & (comp.labels == Label.LIPID_DROPLET)).any()
+    # SCO: interstitial fibrosis gives stronger SHG than normal interstitium
+    n_comp, _ = tubule_renders[("normal", 0)]
+    inter = lambda c: float(c.chi2[c.labels == Label.INTERSTITIUM].mean())  # noqa: E731
+    assert inter(comp) > 1.5 * inter(n_comp)
