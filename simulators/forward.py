@@ -20,6 +20,7 @@ import dataclasses
 import math
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -186,6 +187,7 @@ class SRASHSimulator:
         self.response = response or ResponseConfig()
         self._cache: OrderedDict[Window, tuple[Composition, NDArray]] = OrderedDict()
         self._cache_size = int(cache_size)
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ geometry
     def window(self, x_um: float | None = None, y_um: float | None = None) -> Window:
@@ -270,12 +272,32 @@ class SRASHSimulator:
         return total
 
     # ------------------------------------------------------------------ stage 3
-    def _crop_jitter(self, img: NDArray, m: int, rng: np.random.Generator | None,
-                     jitter: bool) -> NDArray:
-        if jitter and rng is not None and self.response.frame_jitter_px > 0:
-            d = rng.normal(0.0, self.response.frame_jitter_px, size=2)
-            img = ndimage.shift(img, d, order=1, mode="nearest", prefilter=False)
-        return img[m:-m, m:-m]
+    def _draw_jitter(self, rng: np.random.Generator) -> tuple[float, float]:
+        """Registration error (dy, dx) in pixels of one frame relative to the first."""
+        j = self.response.frame_jitter_px
+        if j <= 0:
+            return (0.0, 0.0)
+        d = rng.normal(0.0, j, size=2)
+        return float(d[0]), float(d[1])
+
+    @staticmethod
+    def _crop_shift(img: NDArray, m: int, shift: tuple[float, float] | None) -> NDArray:
+        """Crop the ``m``-pixel margin, displaced by a sub-pixel ``shift`` (dy, dx) using
+        bilinear interpolation: ``out[i, j] = img[m + i - dy, m + j - dx]``."""
+        if shift is None or shift == (0.0, 0.0):
+            return img[m:-m, m:-m]
+        ny, nx = img.shape[0] - 2 * m, img.shape[1] - 2 * m
+        dy, dx = (float(np.clip(v, -(m - 1), m - 1)) for v in shift)
+        iy, ix = math.floor(-dy), math.floor(-dx)
+        fy, fx = np.float32(-dy - iy), np.float32(-dx - ix)
+        r0, c0 = m + iy, m + ix
+
+        def sl(r: int, c: int) -> NDArray:
+            return img[r:r + ny, c:c + nx]
+
+        top = sl(r0, c0) * (1 - fx) + sl(r0, c0 + 1) * fx
+        bot = sl(r0 + 1, c0) * (1 - fx) + sl(r0 + 1, c0 + 1) * fx
+        return (top * (1 - fy) + bot * fy).astype(np.float32, copy=False)
 
     def srs_detect(self, modulation: NDArray, pump_mw: float, stokes_mw: float,
                    rng: np.random.Generator) -> tuple[NDArray[np.float32], dict[str, Any]]:
@@ -321,31 +343,65 @@ class SRASHSimulator:
                    "photodiode_saturated": pd.saturated(pump_mw)}
 
     # ------------------------------------------------------------------ frames
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srash-shg")
+        return self._pool
+
+    def _srs_frame(self, rng: np.random.Generator, win: Window, pump_mw: float,
+                   stokes_mw: float, jitter: tuple[float, float] | None
+                   ) -> tuple[NDArray[np.float32], dict[str, Any], float]:
+        m = self.margin_px(win.pixel_um)
+        shift = float(raman_shift_cm1(self.pump.wavelength_nm, self.stokes.wavelength_nm))
+        mod = self._crop_shift(self.srs_modulation(win, shift), m, jitter)
+        srs, faults = self.srs_detect(mod, pump_mw, stokes_mw, rng)
+        faults["modelock_lost"] = not self.pump.mode_locked
+        return srs, faults, shift
+
+    def _shg_frame(self, rng: np.random.Generator, win: Window, pump_mw: float,
+                   stokes_mw: float, jitter: tuple[float, float] | None
+                   ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        m = self.margin_px(win.pixel_um)
+        photons = self._crop_shift(self.shg_photons(win, pump_mw, stokes_mw), m, jitter)
+        return self.pmt.detect(photons, self.scanner.dwell_s, self.scanner.averages, rng)
+
+    def _start_shg(self, rng: np.random.Generator, win: Window, pump_mw: float,
+                   stokes_mw: float, jitter: tuple[float, float] | None) -> Future:
+        """SHG on the worker thread (the PMT records during the SRS raster), with its own
+        generator drawn from ``rng`` so results stay deterministic."""
+        self.composition(win)  # render on this thread (cache hit for the worker)
+        child = np.random.default_rng(int(rng.integers(0, 2**63)))
+        return self._executor().submit(self._shg_frame, child, win, pump_mw, stokes_mw, jitter)
+
     def frame(self, rng: np.random.Generator, *, with_shg: bool = True,
               jitter: bool = False) -> FrameResult:
-        """Raster the current field once at the current settings (all averages)."""
+        """Raster the current field once at the current settings (all averages).
+
+        ``jitter``: displace this frame by a random registration error (sequential frames
+        of one field). The SHG frame (PMT) is recorded during the same raster.
+        """
         check_power_safety(self.pump.power_mw, self.stokes.power_mw,
                            self.response.safety_limit_mw)
         win = self.window()
-        m = self.margin_px(win.pixel_um)
         pump_mw = self.pump.delivered_power_mw(rng)
         stokes_mw = self.stokes.delivered_power_mw(rng)
-        shift = float(raman_shift_cm1(self.pump.wavelength_nm, self.stokes.wavelength_nm))
-        mod = self._crop_jitter(self.srs_modulation(win, shift), m, rng, jitter)
-        srs, faults = self.srs_detect(mod, pump_mw, stokes_mw, rng)
-        faults["modelock_lost"] = not self.pump.mode_locked
+        shift_px = self._draw_jitter(rng) if jitter else None
+        fut = self._start_shg(rng, win, pump_mw, stokes_mw, shift_px) if with_shg else None
+        srs, faults, shift = self._srs_frame(rng, win, pump_mw, stokes_mw, shift_px)
         shg = None
-        if with_shg:
-            photons = self._crop_jitter(self.shg_photons(win, pump_mw, stokes_mw), m, rng, jitter)
-            shg, pflags = self.pmt.detect(photons, self.scanner.dwell_s, self.scanner.averages,
-                                          rng)
+        if fut is not None:
+            shg, pflags = fut.result()
             faults.update(pflags)
+        return self._frame_result(srs, shg, shift, pump_mw, stokes_mw, faults, win)
+
+    def _frame_result(self, srs, shg, shift, pump_mw, stokes_mw, faults, win) -> FrameResult:
         comp, _ = self.composition(win)
         return FrameResult(
             srs=srs, shg=shg, pump_nm=self.pump.wavelength_nm,
             stokes_nm=self.stokes.wavelength_nm, raman_shift_cm1=shift, pump_mw=pump_mw,
             stokes_mw=stokes_mw, faults=faults,
-            time_s={"scan": self.scanner.acquisition_time_s}, window=win, truth=comp.crop(m))
+            time_s={"scan": self.scanner.acquisition_time_s}, window=win,
+            truth=comp.crop(self.margin_px(win.pixel_um)))
 
     def tune_to(self, *, shift_cm1: float | None = None, pump_nm: float | None = None) -> float:
         """Tune the pump to a Raman shift or wavelength; returns the tuning time (s)."""
@@ -380,11 +436,22 @@ class SRASHSimulator:
         check_power_safety(self.pump.power_mw, self.stokes.power_mw, self.response.safety_limit_mw)
         frames: list[FrameResult] = []
         t_tune = 0.0
+        fut: Future | None = None
         for i, lam in enumerate(lams):
             t_tune += self.pump.tune(lam)
-            frames.append(self.frame(rng, with_shg=with_shg and i == 0, jitter=i > 0))
+            win = self.window()
+            pump_mw = self.pump.delivered_power_mw(rng)
+            stokes_mw = self.stokes.delivered_power_mw(rng)
+            shift_px = self._draw_jitter(rng) if i > 0 else None
+            if with_shg and i == 0:  # the PMT records during the first raster
+                fut = self._start_shg(rng, win, pump_mw, stokes_mw, None)
+            srs, faults, shift = self._srs_frame(rng, win, pump_mw, stokes_mw, shift_px)
+            frames.append(self._frame_result(srs, None, shift, pump_mw, stokes_mw, faults, win))
             if progress is not None:
                 progress(i + 1, len(lams))
+        if fut is not None:
+            frames[0].shg, pflags = fut.result()
+            frames[0].faults.update(pflags)
         srs = [f.srs for f in frames]
         names = [f"SRS_{_label(s)}" for s in nominal]
         if with_shg:
