@@ -22,7 +22,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/srash simulate fov --specimen testis --phenotype normal --seed 7 \
-		--out out/field.ome.tif --png out/field.png --json
+		--out out/field.ome.tif --png out/field.png --truth out/field-labels.ome.tif
 
 ## test: the whole suite (warnings are errors); slow end-to-end tests included
 test: $(STAMP)
