@@ -247,3 +247,21 @@ def test_modelock_loss_kills_nonlinear_signals_and_is_flagged():
     assert f.faults["modelock_lost"] is True
     off = sim.lockin.config.output_offset_v
     assert abs(float(f.raw[0].mean()) - off) < 0.01
+
+
+def test_lockin_R_output_on_pure_noise_is_rayleigh_biased():
+    """R = sqrt(X^2 + Y^2) of noise alone has mean sigma sqrt(pi/2): the positive
+    'background' that background subtraction removes (physics.md s2.3)."""
+    sim = quiet_sim(UniformSpecimen(), pixels=160, fov_um=5.0, averages=1)
+    sim.lockin.set_output("R")
+    sim.tune_to(shift_cm1=2850)
+    f = sim.frame(np.random.default_rng(0), with_shg=False)
+    li, pd = sim.lockin, sim.photodiode
+    sigma_v = (10 / li.sensitivity_v * li.config.frontend_gain_v_per_a
+               * pd.noise_density_a_per_rthz(40.0) * math.sqrt(li.enbw_hz))
+    r = f.srs.astype(float) - li.config.output_offset_v
+    assert r.mean() == pytest.approx(sigma_v * math.sqrt(math.pi / 2), rel=0.03)
+    assert np.all(r > -1e-3)
+    sim.lockin.set_output("X")
+    x = sim.frame(np.random.default_rng(0), with_shg=False).srs - li.config.output_offset_v
+    assert abs(float(x.mean())) < 5 * sigma_v / math.sqrt(x.size) * 10
