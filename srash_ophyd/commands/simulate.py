@@ -197,10 +197,10 @@ def _emit(args, summary: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{summary['shape'][0]} channels {summary['channels']} of "
+    print(f"{summary['shape'][0]} channels {_short(summary['channels'])} of "
           f"{summary['shape'][1]}x{summary['shape'][2]} px at {summary['pixel_size_um']:.3f} um")
-    print(f"Raman shifts (physical): {summary['raman_shifts_cm1']} cm^-1 "
-          f"(pump {summary['pump_nm']} nm, Stokes {summary['stokes_nm']} nm)")
+    print(f"Raman shifts (physical): {_short(summary['raman_shifts_cm1'])} cm^-1 "
+          f"(pump {_short(summary['pump_nm'])} nm, Stokes {summary['stokes_nm']} nm)")
     print(f"simulated in {summary['elapsed_s']:.2f} s; the real instrument would take "
           f"{summary['instrument_time_s']:.1f} s "
           f"({summary['instrument_time_s'] / max(summary['elapsed_s'], 1e-9):.0f}x)")
@@ -210,6 +210,13 @@ def _emit(args, summary: dict[str, Any]) -> int:
         if summary.get(key):
             print(f"wrote {summary[key]}")
     return 0
+
+
+def _short(values: list) -> str:
+    """A list as text, abbreviated to first, second ... last when long."""
+    if len(values) <= 6:
+        return str(values)
+    return f"[{values[0]}, {values[1]}, ..., {values[-1]}] ({len(values)})"
 
 
 def run_fov(args: argparse.Namespace) -> int:
