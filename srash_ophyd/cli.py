@@ -13,7 +13,8 @@ from typing import Sequence
 from simulators.errors import SimulatorError
 
 from . import __version__
-from .commands import simulate
+from .catalog import CatalogError
+from .commands import catalog, scan, shell, simulate
 
 
 class CLIError(Exception):
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"srash {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     simulate.add_parser(sub)
+    scan.add_parser(sub)
+    catalog.add_parser(sub)
+    shell.add_parser(sub)
     return parser
 
 
@@ -37,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SimulatorError, CLIError, OSError, ValueError) as exc:
+    except (SimulatorError, CLIError, CatalogError, OSError, ValueError) as exc:
         print(f"srash: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,218 @@
+"""``srash catalog search|show|export``: find runs and get images out of the catalog.
+
+Reading never creates a catalog: a data directory without one is an error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run_summary"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    c = p.add_argument_group("catalog")
+    c.add_argument("--data-dir", type=Path, default=None,
+                   help="data directory of the embedded catalog (default $SRASH_DATA_DIR or "
+                        "./srash-data)")
+    c.add_argument("--catalog", default=None, metavar="URL",
+                   help="tiled server URL instead of the embedded catalog")
+    c.add_argument("--api-key", default=None, help="API key of the tiled server")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalog", help="search, inspect and export runs in the catalog",
+                       description="Search, inspect and export runs of the run catalog.")
+    ss = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    s = ss.add_parser("search", help="list runs matching metadata",
+                      description="List runs (oldest first) whose start document matches "
+                                  "every given criterion (exact matches).")
+    s.add_argument("--sample", default=None, help="sample_id")
+    s.add_argument("--patient", default=None, help="patient_id")
+    s.add_argument("--diagnosis", default=None, help="diagnosis (normal, NOA)")
+    s.add_argument("--phenotype", default=None, help="phenotype (normal, NOA-SPT, ...)")
+    s.add_argument("--plan", default=None, help="plan_name (e.g. mosaic)")
+    s.add_argument("--since", default=None,
+                   help="runs started at or after: 2025-01-31, 2025-01-31T14:00 or an age "
+                        "such as 3d, 12h, 30m")
+    s.add_argument("--limit", type=int, default=200, help="at most this many (newest; 200)")
+    _common(s)
+    s.set_defaults(func=run_search)
+    sh = ss.add_parser("show", help="metadata, streams and files of one run",
+                       description="Summarise one run: metadata, streams, events, files.")
+    sh.add_argument("uid", help="run uid (a unique prefix is enough), or -1 for the latest")
+    _common(sh)
+    sh.set_defaults(func=run_show)
+    ex = ss.add_parser(
+        "export", help="OME-TIFF per tile and a stitched mosaic (OME-TIFF + PNG)",
+        description="Rebuild each SRASH tile (SRS_2850, SRS_2930, SHG) from the run's "
+                    "events and write tile_NNN.ome.tif, plus mosaic.ome.tif (tiles placed by "
+                    "stage coordinates, overlaps blended by linear feathering) and "
+                    "mosaic.png (R=2930, G=2850, B=SHG).")
+    ex.add_argument("uid", help="run uid (a unique prefix is enough), or -1 for the latest")
+    ex.add_argument("--out", type=Path, required=True, help="output folder")
+    ex.add_argument("--no-mosaic", action="store_true", help="tiles only")
+    _common(ex)
+    ex.set_defaults(func=run_export)
+
+
+def _open(args):
+    from ..catalog import open_catalog
+
+    return open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key, create=False)
+
+
+def _get_run(client, uid: str):
+    from ..catalog import CatalogError
+
+    try:
+        key: Any = int(uid) if uid.lstrip("-").isdigit() and uid.startswith("-") else uid
+        return client[key]
+    except (KeyError, IndexError):
+        raise CatalogError(f"no run {uid!r} in the catalog; `srash catalog search` lists "
+                           "them") from None
+    except ValueError as exc:  # ambiguous partial uid
+        raise CatalogError(f"run {uid!r}: {exc}") from None
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return ""
+    return dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+
+def run_summary(run) -> dict[str, Any]:
+    """The row of ``srash catalog search`` for one run."""
+    md = run.metadata
+    start, stop = md.get("start") or {}, md.get("stop") or {}
+    return {"uid": start.get("uid"), "time": start.get("time"), "time_iso": _when(start.get("time")),
+            "plan": start.get("plan_name"), "sample": start.get("sample_id"),
+            "patient": start.get("patient_id"), "diagnosis": start.get("diagnosis"),
+            "phenotype": start.get("phenotype"), "shape": start.get("shape"),
+            "exit_status": stop.get("exit_status") if stop else None,
+            "num_events": (stop or {}).get("num_events", {})}
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..catalog import close_catalog, parse_since, search_runs
+
+    if args.since is not None:
+        parse_since(args.since)  # validate before opening anything
+    if args.limit < 1:
+        raise ValueError(f"--limit {args.limit} not allowed: must be >= 1")
+    client = _open(args)
+    try:
+        results = search_runs(client, sample=args.sample, patient=args.patient,
+                              diagnosis=args.diagnosis, phenotype=args.phenotype,
+                              plan=args.plan, since=args.since)
+        n = len(results)
+        runs = list(results.values()[max(n - args.limit, 0):]) if n else []
+        rows = [run_summary(r) for r in runs]
+    finally:
+        close_catalog(client)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no matching runs", file=sys.stderr)
+        return 0
+    cols = [("uid", 8), ("time_iso", 19), ("plan", 10), ("sample", 10), ("patient", 10),
+            ("diagnosis", 9), ("shape", 7), ("exit_status", 7)]
+    heads = {"time_iso": "time", "exit_status": "exit"}
+    print("  ".join(f"{heads.get(c, c):<{w}}" for c, w in cols))
+    for r in rows:
+        cells = []
+        for c, w in cols:
+            v = r.get(c)
+            v = "x".join(map(str, v)) if c == "shape" and v else ("" if v is None else str(v))
+            cells.append(f"{v[:w] if c == 'uid' else v:<{w}}")
+        print("  ".join(cells).rstrip())
+    if n > len(rows):
+        print(f"({n - len(rows)} older runs not shown; --limit)", file=sys.stderr)
+    return 0
+
+
+def _files(stream) -> list[str]:
+    out = []
+    for key in stream:
+        try:
+            node = stream[key]
+            sources = node.data_sources() or []
+        except Exception:  # columns of the internal table have no external files
+            continue
+        for src in sources:
+            for asset in getattr(src, "assets", []) or []:
+                uri = getattr(asset, "data_uri", "")
+                if uri.startswith("file:"):
+                    out.append(uri)
+    return out
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from ..catalog import close_catalog
+
+    client = _open(args)
+    try:
+        run = _get_run(client, args.uid)
+        info = run_summary(run)
+        start = run.metadata.get("start") or {}
+        info["stop_reason"] = (run.metadata.get("stop") or {}).get("reason") or None
+        info["metadata"] = {k: start[k] for k in (
+            "specimen", "specimen_seed", "noise_seed", "extents", "snaking", "num_points",
+            "scan_id", "overlap", "fov_um") if k in start}
+        streams = {}
+        for name in run:
+            st = run[name]
+            dk = st.metadata.get("data_keys", {})
+            streams[name] = {"events": info["num_events"].get(name),
+                             "data_keys": sorted(dk),
+                             "files": _files(st)}
+        info["streams"] = streams
+    finally:
+        close_catalog(client)
+    if args.json:
+        print(json.dumps(info, default=str))
+        return 0
+    print(f"run {info['uid']}  ({info['time_iso']})")
+    for k in ("plan", "sample", "patient", "phenotype", "diagnosis", "shape", "exit_status"):
+        print(f"  {k:<12} {'' if info[k] is None else info[k]}")
+    if info["stop_reason"]:
+        print(f"  {'reason':<12} {info['stop_reason']}")
+    for k, v in info["metadata"].items():
+        print(f"  {k:<12} {v}")
+    for name, s in streams.items():
+        print(f"stream {name}: {s['events']} events, {len(s['data_keys'])} data keys, "
+              f"{len(s['files'])} file locations")
+        for f in s["files"][:5]:
+            print(f"    {f}")
+        if len(s["files"]) > 5:
+            print(f"    ... {len(s['files']) - 5} more")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..catalog import close_catalog
+    from ..export import export_run
+
+    client = _open(args)
+    try:
+        run = _get_run(client, args.uid)
+        summary = export_run(run, args.out, mosaic=not args.no_mosaic)
+    finally:
+        close_catalog(client)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"run {summary['uid']}: {len(summary['tiles'])} tiles -> {summary['out']}")
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} incomplete fields")
+    for k in ("mosaic", "png"):
+        if summary.get(k):
+            print(f"wrote {summary[k]}")
+    return 0

@@ -1,0 +1,341 @@
+"""``srash scan``: a tiled SRASH mosaic on the simulated instrument into the catalog.
+
+Overlap is given in **percent** of the field of view (``--overlap 10`` or ``--overlap 10%``;
+0 <= overlap < 100); the plan receives the fraction. Tile centres lie on a rows x columns
+grid around ``--x-um/--y-um`` with pitch ``fov * (1 - overlap)``, visited in snake order.
+
+Exit status: 0 done; 2 bad input or catalog problem (nothing acquired); 1 the scan failed on
+a device fault (finished tiles stay in the catalog, stop document ``exit_status "fail"``);
+130 interrupted with Ctrl-C (finished tiles kept, ``exit_status "abort"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from simulators.errors import SettingsError
+from simulators.specimens import SPECIMEN_KINDS
+
+from .simulate import PHENOTYPES, _floats
+
+__all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
+
+SHIFTS = (2850.0, 2930.0)
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """``"3x3"`` / ``"2x4"`` (rows x columns) -> (rows, cols)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX*,]\s*(\d+)\s*", str(text))
+    if not m:
+        raise SettingsError(f"--grid {text!r} not understood: use ROWSxCOLS, e.g. 3x3")
+    rows, cols = int(m.group(1)), int(m.group(2))
+    if rows < 1 or cols < 1:
+        raise SettingsError(f"--grid {text!r}: rows and columns must be >= 1")
+    if rows * cols > 10000:
+        raise SettingsError(f"--grid {text!r}: {rows * cols} tiles, at most 10000 allowed")
+    return rows, cols
+
+
+def parse_overlap(text: str | float) -> float:
+    """Percent (``10`` or ``10%``) -> fraction 0.1; must be 0 <= overlap < 100 %."""
+    s = str(text).strip().rstrip("%").strip()
+    try:
+        pct = float(s)
+    except ValueError:
+        raise SettingsError(f"--overlap {text!r} not understood: give percent of the field, "
+                            "e.g. 10 or 10%") from None
+    if not 0.0 <= pct < 100.0:
+        raise SettingsError(f"--overlap {pct:g}% not allowed: must be >= 0 and < 100 "
+                            "(percent of the field of view)")
+    return pct / 100.0
+
+
+def mosaic_geometry(rows: int, cols: int, fov_um: float, overlap: float,
+                    center_um: tuple[float, float], snake: bool = True) -> list[dict[str, Any]]:
+    """Tile centres in acquisition order, ``[{"index", "row", "col", "x_um", "y_um"}]``,
+    exactly as :func:`plans.mosaic` visits them (:func:`plans.tile_grid`): pitch
+    ``fov_um * (1 - overlap)`` around ``center_um``, snake order, index ``row * cols + col``.
+    """
+    from plans import tile_grid
+
+    grid = tile_grid(rows=rows, cols=cols, fov_um=fov_um, overlap=overlap,
+                     center_um=center_um, snake=snake)
+    out = []
+    for r, c in grid.order:
+        x, y = grid.position(r, c)
+        out.append({"index": grid.index(r, c), "row": r, "col": c, "x_um": x, "y_um": y})
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "scan", help="acquire a tiled SRASH mosaic into the catalog",
+        description="Run a rows x columns mosaic on the simulated microscope: at every tile "
+                    "the stage moves, the pump tunes to each Raman shift (SRS) and SHG is "
+                    "recorded; frames are OME-TIFF files under DATA_DIR/frames and the run "
+                    "goes into the catalog (embedded in DATA_DIR, or --catalog URL). "
+                    "Exit status: 0 done, 1 device fault (finished tiles kept), 2 bad input, "
+                    "130 interrupted (finished tiles kept).")
+    s = p.add_argument_group("sample")
+    s.add_argument("--sample", default=None, help="sample identifier (start.sample_id)")
+    s.add_argument("--patient", default=None, help="patient identifier (start.patient_id)")
+    s.add_argument("--specimen", choices=SPECIMEN_KINDS, default="testis",
+                   help="simulated specimen (default: testis)")
+    s.add_argument("--phenotype", choices=PHENOTYPES, default=None,
+                   help="testis phenotype (default normal); diagnosis 'normal' or 'NOA'")
+    s.add_argument("--seed", type=int, default=0, help="specimen seed (default 0)")
+    s.add_argument("--noise-seed", type=int, default=0, help="detector noise seed (default 0)")
+    g = p.add_argument_group("mosaic")
+    g.add_argument("--grid", default="3x3", help="ROWSxCOLS (default 3x3)")
+    g.add_argument("--overlap", default="10",
+                   help="overlap of neighbouring tiles in percent of the FOV, 0 <= o < 100 "
+                        "(default 10)")
+    g.add_argument("--no-snake", action="store_true", help="every row left to right")
+    g.add_argument("--x-um", type=float, default=None,
+                   help="mosaic centre x (stage um; default: a specimen-chosen field)")
+    g.add_argument("--y-um", type=float, default=None, help="mosaic centre y (stage um)")
+    g.add_argument("--fov-um", type=float, default=360.0, help="field of view (um, 360)")
+    g.add_argument("--pixels", type=int, default=512, help="pixels per side (default 512)")
+    g.add_argument("--dwell-us", type=float, default=10.0, help="pixel dwell (us, default 10)")
+    g.add_argument("--averages", type=int, default=1, help="frame averages (default 1)")
+    g.add_argument("--shifts", type=_floats, default=list(SHIFTS),
+                   help="Raman shifts in cm^-1 (default 2850,2930)")
+    g.add_argument("--time-scale", type=float, default=0.0,
+                   help="run the simulation at this fraction of real instrument time "
+                        "(default 0 = as fast as possible)")
+    c = p.add_argument_group("catalog")
+    c.add_argument("--data-dir", type=Path, default=None,
+                   help="data directory (frames + embedded catalog; default $SRASH_DATA_DIR "
+                        "or ./srash-data)")
+    c.add_argument("--catalog", default=None, metavar="URL",
+                   help="tiled server URL instead of the embedded catalog")
+    c.add_argument("--api-key", default=None, help="API key of the tiled server")
+    o = p.add_argument_group("output")
+    o.add_argument("--dry-run", action="store_true",
+                   help="print tile count, positions and the estimated instrument time; "
+                        "acquire nothing, touch no catalog")
+    o.add_argument("--png", type=Path, default=None, help="with --dry-run: tile layout PNG")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(func=run_scan)
+
+
+# ---------------------------------------------------------------------------- planning
+def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate every input and compute the geometry before anything is created."""
+    from simulators.forward import build_simulator
+    from simulators.specimens import make_specimen
+
+    from .simulate import default_center
+
+    if args.phenotype is not None and args.specimen != "testis":
+        raise SettingsError(f"--phenotype applies to --specimen testis only, not {args.specimen}")
+    rows, cols = parse_grid(args.grid)
+    overlap = parse_overlap(args.overlap)
+    if not args.dwell_us > 0:
+        raise SettingsError(f"--dwell-us {args.dwell_us:g} not allowed: must be > 0")
+    if not args.time_scale >= 0:
+        raise SettingsError(f"--time-scale {args.time_scale:g} not allowed: must be >= 0")
+    spec = make_specimen(args.specimen, args.seed, phenotype=args.phenotype)
+    cx, cy = args.x_um, args.y_um
+    if cx is None or cy is None:
+        dx, dy = default_center(spec)
+        cx = dx if cx is None else cx
+        cy = dy if cy is None else cy
+    # range-checks pixels, fov, dwell, averages (raises SettingsError)
+    sim = build_simulator(spec, pixels=args.pixels, fov_um=args.fov_um,
+                          dwell_s=args.dwell_us * 1e-6, averages=args.averages, x_um=0.0,
+                          y_um=0.0)
+    tiles = mosaic_geometry(rows, cols, args.fov_um, overlap, (cx, cy), snake=not args.no_snake)
+    half = args.fov_um / 2
+    for ax, key in (("x", "x_um"), ("y", "y_um")):
+        lo, hi = sim.stage.config.limits(ax)
+        vals = [t[key] for t in tiles]
+        if min(vals) - half < lo or max(vals) + half > hi:
+            raise SettingsError(
+                f"mosaic {rows}x{cols} of {args.fov_um:g} um fields spans {ax} "
+                f"{min(vals) - half:.0f}..{max(vals) + half:.0f} um, outside the stage "
+                f"limits {lo:g}..{hi:g} um; use a smaller grid or field")
+    est = _estimate_time(sim, tiles, args.shifts)
+    return {"rows": rows, "cols": cols, "overlap": overlap, "center_um": (cx, cy),
+            "tiles": tiles, "estimate": est, "pixel_um": args.fov_um / args.pixels}
+
+
+def _estimate_time(sim, tiles: list[dict], shifts: list[float]) -> dict[str, float]:
+    """Real-instrument time: stage moves (speed + settle), pump tuning, rasters."""
+    from simulators.spectra import pump_nm_for_shift
+
+    stage, pump, scanner = sim.stage, sim.pump, sim.scanner
+    pos = dict(stage.position)
+    lam = pump.wavelength_nm
+    t = {"move_s": 0.0, "tune_s": 0.0, "scan_s": 0.0}
+    for tile in tiles:
+        stage.position.update(pos)  # a throw-away simulator: its state may change
+        t["move_s"] += stage.move_time_s(x=tile["x_um"], y=tile["y_um"])
+        pos = {"x": tile["x_um"], "y": tile["y_um"]}
+        for shift in shifts:
+            new = float(pump_nm_for_shift(shift, sim.stokes.wavelength_nm))
+            if new != lam:
+                pump.wavelength_nm = lam
+                t["tune_s"] += pump.tune_time_s(new)
+                lam = new
+            t["scan_s"] += scanner.acquisition_time_s
+    t["total_s"] = sum(t.values())
+    return t
+
+
+def _layout_png(path: Path, req: dict, fov_um: float) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    tiles = req["tiles"]
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    half = fov_um / 2
+    for k, t in enumerate(tiles):
+        ax.add_patch(Rectangle((t["x_um"] - half, t["y_um"] - half), fov_um, fov_um,
+                               fill=True, alpha=0.15, edgecolor="k", facecolor="tab:blue"))
+        ax.text(t["x_um"], t["y_um"], str(k), ha="center", va="center", fontsize=9)
+    xs = [t["x_um"] for t in tiles]
+    ys = [t["y_um"] for t in tiles]
+    ax.plot(xs, ys, "-", color="tab:red", lw=1, alpha=0.7)
+    ax.set_xlim(min(xs) - half * 1.1, max(xs) + half * 1.1)
+    ax.set_ylim(max(ys) + half * 1.1, min(ys) - half * 1.1)  # image convention: +y down
+    ax.set_aspect("equal")
+    ax.set_xlabel("stage x (um)")
+    ax.set_ylabel("stage y (um)")
+    ax.set_title(f"{req['rows']}x{req['cols']} tiles, {req['overlap'] * 100:g}% overlap, "
+                 "acquisition order")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _dry_run(args: argparse.Namespace, req: dict) -> int:
+    est = req["estimate"]
+    summary = {"dry_run": True, "tiles": len(req["tiles"]), "rows": req["rows"],
+               "cols": req["cols"], "overlap": req["overlap"], "fov_um": args.fov_um,
+               "pixel_size_um": req["pixel_um"], "center_um": list(req["center_um"]),
+               "frames": len(req["tiles"]) * len(args.shifts),
+               "positions_um": [[round(t["x_um"], 3), round(t["y_um"], 3)] for t in req["tiles"]],
+               "estimated_instrument_time_s": round(est["total_s"], 3),
+               "estimated_breakdown_s": {k: round(v, 3) for k, v in est.items() if k != "total_s"},
+               "png": None}
+    if args.png is not None:
+        summary["png"] = str(_layout_png(args.png, req, args.fov_um))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{summary['tiles']} tiles ({req['rows']}x{req['cols']}), "
+          f"{summary['frames']} frames, {args.fov_um:g} um fields at "
+          f"{req['pixel_um']:.3f} um/px, {req['overlap'] * 100:g}% overlap")
+    print(f"{'tile':>4} {'row':>4} {'col':>4} {'x_um':>12} {'y_um':>12}")
+    for k, t in enumerate(req["tiles"]):
+        print(f"{k:>4} {t['row']:>4} {t['col']:>4} {t['x_um']:>12.2f} {t['y_um']:>12.2f}")
+    b = summary["estimated_breakdown_s"]
+    print(f"estimated real-instrument time: {_hms(est['total_s'])} (moves {b['move_s']:.1f} s, "
+          f"tuning {b['tune_s']:.1f} s, rasters {b['scan_s']:.1f} s)")
+    if summary["png"]:
+        print(f"wrote {summary['png']}")
+    print("dry run: nothing acquired")
+    return 0
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f} s"
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{sec:02d}"
+
+
+# ---------------------------------------------------------------------------- running
+def run_scan(args: argparse.Namespace) -> int:
+    req = _plan_request(args)
+    if args.dry_run:
+        return _dry_run(args, req)
+    if args.png is not None:
+        raise SettingsError("--png draws the tile layout of --dry-run; use `srash catalog "
+                            "export` for images of an acquired mosaic")
+    from bluesky.utils import RunEngineInterrupted
+
+    from ..session import make_session
+
+    cx, cy = req["center_um"]
+    t0 = time.perf_counter()
+    session = make_session(
+        data_dir=args.data_dir, catalog_uri=args.catalog, api_key=args.api_key,
+        specimen=args.specimen, phenotype=args.phenotype, seed=args.seed,
+        noise_seed=args.noise_seed, progress=not args.quiet, pixels=args.pixels,
+        fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6, averages=args.averages,
+        x_um=cx, y_um=cy, time_scale=args.time_scale)
+    seen: dict[str, Any] = {"uid": None, "events": 0, "stop": None}
+
+    def track(name: str, doc: dict) -> None:
+        if name == "start":
+            seen["uid"] = doc["uid"]
+        elif name == "event":
+            seen["events"] += 1
+        elif name == "stop":
+            seen["stop"] = doc
+
+    token = session.RE.subscribe(track)
+    md = session.run_md(sample_id=args.sample, patient_id=args.patient)
+    mic = session.mic
+    status, message = 0, None
+    try:
+        plan = session.plans.mosaic(
+            [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=req["rows"], cols=req["cols"],
+            fov_um=args.fov_um, overlap=req["overlap"], center_um=(cx, cy),
+            snake=not args.no_snake, shifts_cm1=tuple(args.shifts), md=md)
+        try:
+            session.RE(plan)
+        except RunEngineInterrupted:
+            # Ctrl-C: the RunEngine paused; end the run cleanly (stop doc "abort")
+            session.RE.abort(reason="interrupted by the user (Ctrl-C)")
+            status, message = 130, "interrupted"
+        except KeyboardInterrupt:
+            status, message = 130, "interrupted"
+        except Exception as exc:  # device fault: the RunEngine closed the run with "fail"
+            status, message = 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        session.RE.unsubscribe(token)
+        session.close()
+    elapsed = time.perf_counter() - t0
+    n_shift = max(len(args.shifts), 1)
+    stop = seen["stop"] or {}
+    summary = {"uid": seen["uid"], "exit_status": stop.get("exit_status"),
+               "reason": stop.get("reason") or None, "tiles": len(req["tiles"]),
+               "tiles_done": seen["events"] // n_shift, "frames": seen["events"],
+               "elapsed_s": round(elapsed, 3),
+               "estimated_instrument_time_s": round(req["estimate"]["total_s"], 3),
+               "data_dir": str(session.data_dir), "catalog": args.catalog or str(
+                   session.data_dir), "sample_id": args.sample, "patient_id": args.patient,
+               "phenotype": md.get("phenotype"), "diagnosis": md.get("diagnosis")}
+    if status:
+        done = (f"{summary['tiles_done']} of {summary['tiles']} tiles finished and kept in "
+                f"the catalog as run {summary['uid']} (exit status "
+                f"{summary['exit_status']})")
+        what = "scan interrupted" if status == 130 else f"scan failed: {message}"
+        print(f"srash: {what}; {done}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    elif not status:
+        print(f"run {summary['uid']}: {summary['tiles_done']} tiles "
+              f"({summary['frames']} frames) in {summary['elapsed_s']:.1f} s "
+              f"(real instrument ~{_hms(summary['estimated_instrument_time_s'])})")
+        print(f"catalog: {summary['catalog']}")
+    return status
+

@@ -1,0 +1,235 @@
+"""Rebuild SRASH tiles from a mosaic run in the catalog and stitch them.
+
+**Tiles from documents.** Events of the ``primary`` stream are grouped into fields: by the
+plan's per-event field index when the stream has one (a data key ending in ``field_index``
+or ``tile_index``), else by consecutive events at the same field centre
+(``<name>_frame_x/_y`` within half a pixel). In each field the event whose
+``<name>_frame_raman_shift`` is nearest 2850 cm^-1 gives ``SRS_2850`` (image channel 0) and
+``SHG`` (channel 1), the one nearest 2930 gives ``SRS_2930``; a field missing either
+(an interrupted tile) is skipped and reported.
+
+**Placement.** Each tile's top-left corner is ``(frame_x - nx p / 2, frame_y - ny p / 2)``
+with ``frame_x/_y`` the recorded field centre (stage um, the actual position including the
+stage's repeatability error) and ``p`` the pixel size from the descriptor configuration
+(``<name>_scanner_pixel_size``); offsets are rounded to whole pixels.
+
+**Blending.** Linear feathering: each tile is weighted by a separable tent
+``w(i, j) = min(i + 1, ny - i) * min(j + 1, nx - j)``, and the mosaic is
+``sum_k w_k T_k / sum_k w_k`` (raw detector volts; uncovered pixels are NaN).
+
+**Composite PNG.** R = SRS 2930 (protein), G = SRS 2850 (lipid), B = SHG. The detectors'
+offsets are not in the run's configuration, so each channel's background is its 1st
+percentile over the covered mosaic; it is subtracted and the channel scaled to its 99.7th
+percentile (display only: the OME-TIFF keeps raw volts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["CHANNELS", "ExportError", "Tile", "composite_png", "export_run", "find_image_key",
+           "run_tiles", "stitch"]
+
+CHANNELS = ("SRS_2850", "SRS_2930", "SHG")
+LIPID_CM1, PROTEIN_CM1, TOLERANCE_CM1 = 2850.0, 2930.0, 25.0
+
+
+class ExportError(ValueError):
+    """The run cannot be exported (no image stream, no complete tile...)."""
+
+
+@dataclasses.dataclass
+class Tile:
+    """One SRASH field rebuilt from the documents: ``data`` (3, ny, nx) float32 in
+    :data:`CHANNELS` order, centre ``x_um``/``y_um`` (stage), ``pixel_um``, the event
+    indices it came from and the physical shifts."""
+
+    index: int
+    x_um: float
+    y_um: float
+    pixel_um: float
+    data: NDArray[np.float32]
+    events: tuple[int, int]
+    shifts_cm1: tuple[float, float]
+
+    @property
+    def origin_um(self) -> tuple[float, float]:
+        ny, nx = self.data.shape[1:]
+        return self.x_um - nx * self.pixel_um / 2, self.y_um - ny * self.pixel_um / 2
+
+
+def find_image_key(stream) -> str:
+    """The external (channel, y, x) image key of an event stream."""
+    keys = stream.metadata.get("data_keys", {})
+    for k, v in keys.items():
+        if v.get("external") and len(v.get("shape") or ()) == 3:
+            return k
+    raise ExportError(f"stream has no external (channel, y, x) image among {sorted(keys)}")
+
+
+def _column(stream, key: str) -> NDArray:
+    return np.asarray(stream[key].read())
+
+
+def _pixel_um(stream, base: str) -> float | None:
+    cfg = stream.metadata.get("configuration", {})
+    for obj in cfg.values():
+        data = obj.get("data", {})
+        for key in (f"{base}_scanner_pixel_size", "scanner_pixel_size"):
+            if key in data:
+                return float(data[key])
+    return None
+
+
+def _groups(stream, base: str, n: int, pixel_um: float) -> list[list[int]]:
+    keys = stream.metadata.get("data_keys", {})
+    marker = next((k for k in keys if k.endswith(("field_index", "tile_index"))), None)
+    if marker is not None:
+        idx = _column(stream, marker)
+        order: dict[Any, list[int]] = {}
+        for i, v in enumerate(idx[:n].tolist()):
+            order.setdefault(v, []).append(i)
+        return list(order.values())
+    xs = _column(stream, f"{base}_frame_x")
+    ys = _column(stream, f"{base}_frame_y")
+    groups: list[list[int]] = []
+    for i in range(n):
+        if groups and abs(xs[i] - xs[groups[-1][0]]) < pixel_um / 2 and \
+                abs(ys[i] - ys[groups[-1][0]]) < pixel_um / 2:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def run_tiles(run, *, stream_name: str = "primary", load: bool = True
+              ) -> tuple[list[Tile], list[dict[str, Any]]]:
+    """(complete tiles, skipped fields) of a run. ``load=False`` leaves ``data`` empty
+    (geometry only). Each tile reads two files through the tiled client."""
+    if stream_name not in run:
+        raise ExportError(f"run {run.metadata['start']['uid']} has no {stream_name!r} stream "
+                          "(nothing acquired?)")
+    stream = run[stream_name]
+    key = find_image_key(stream)
+    base = key[: -len("_image")] if key.endswith("_image") else key
+    shift = _column(stream, f"{base}_frame_raman_shift")
+    n = len(shift)
+    xs = _column(stream, f"{base}_frame_x")
+    ys = _column(stream, f"{base}_frame_y")
+    pixel = _pixel_um(stream, base)
+    shape = stream.metadata["data_keys"][key]["shape"]
+    if pixel is None:
+        from .ometiff import read_ome_tiff  # fall back on the file's own pixel size
+
+        src = stream[key].data_sources()[0].assets[0].data_uri
+        pixel = read_ome_tiff(src.removeprefix("file://").split("?")[0]).pixel_size_um
+    arr = stream[key]
+    tiles, skipped = [], []
+    for g in _groups(stream, base, n, pixel):
+        d_l = np.abs(shift[g] - LIPID_CM1)
+        d_p = np.abs(shift[g] - PROTEIN_CM1)
+        il, ip = g[int(np.argmin(d_l))], g[int(np.argmin(d_p))]
+        if il == ip or d_l.min() > TOLERANCE_CM1 or d_p.min() > TOLERANCE_CM1:
+            skipped.append({"events": g, "x_um": float(xs[g[0]]), "y_um": float(ys[g[0]]),
+                            "why": "no frame at both ~2850 and ~2930 cm^-1"})
+            continue
+        if load:
+            a, b = np.asarray(arr[il]), np.asarray(arr[ip])
+            data = np.stack([a[0], b[0], a[1]]).astype(np.float32, copy=False)
+        else:
+            data = np.empty((3, shape[1], shape[2]), np.float32)
+        tiles.append(Tile(index=len(tiles), x_um=float(xs[il]), y_um=float(ys[il]),
+                          pixel_um=float(pixel), data=data, events=(il, ip),
+                          shifts_cm1=(float(shift[il]), float(shift[ip]))))
+    return tiles, skipped
+
+
+def _tent(n: int) -> NDArray[np.float32]:
+    i = np.arange(n, dtype=np.float32)
+    return np.minimum(i + 1, n - i)
+
+
+def stitch(tiles: list[Tile]) -> tuple[NDArray[np.float32], tuple[float, float], float]:
+    """Feather-blended mosaic (3, H, W) float32 (NaN where no tile), its top-left corner
+    (stage um) and pixel size; see module doc."""
+    if not tiles:
+        raise ExportError("no complete tile to stitch")
+    p = tiles[0].pixel_um
+    if any(abs(t.pixel_um - p) > 1e-9 * p for t in tiles):
+        raise ExportError("tiles of different pixel sizes cannot be stitched")
+    x0 = min(t.origin_um[0] for t in tiles)
+    y0 = min(t.origin_um[1] for t in tiles)
+    offs = [(int(round((t.origin_um[1] - y0) / p)), int(round((t.origin_um[0] - x0) / p)))
+            for t in tiles]
+    h = max(o[0] + t.data.shape[1] for o, t in zip(offs, tiles))
+    w = max(o[1] + t.data.shape[2] for o, t in zip(offs, tiles))
+    acc = np.zeros((3, h, w), np.float64)
+    wsum = np.zeros((h, w), np.float64)
+    for (r, c), t in zip(offs, tiles):
+        ny, nx = t.data.shape[1:]
+        wt = _tent(ny)[:, None] * _tent(nx)[None, :]
+        acc[:, r:r + ny, c:c + nx] += t.data * wt
+        wsum[r:r + ny, c:c + nx] += wt
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (acc / wsum).astype(np.float32)
+    out[:, wsum == 0] = np.nan
+    return out, (x0, y0), p
+
+
+def composite_png(path: str | Path, mosaic: NDArray[np.float32]) -> Path:
+    """R = SRS 2930, G = SRS 2850, B = SHG after per-channel percentile background (module
+    doc); NaN (uncovered) pixels black."""
+    from .preview import save_png
+
+    covered = np.isfinite(mosaic[0])
+    chans = []
+    for k in (1, 0, 2):
+        img = mosaic[k]
+        vals = img[covered]
+        lo, hi = (np.percentile(vals, [1.0, 99.7]) if vals.size else (0.0, 1.0))
+        x = np.clip((np.nan_to_num(img, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+        chans.append(np.where(covered, x, 0.0))
+    return save_png(path, np.stack(chans, axis=-1).astype(np.float32))
+
+
+def export_run(run, out_dir: str | Path, *, mosaic: bool = True) -> dict[str, Any]:
+    """Write ``tile_NNN.ome.tif`` per complete tile, ``mosaic.ome.tif`` and ``mosaic.png``
+    into ``out_dir``; returns a summary (paths, tiles, skipped fields, mosaic shape)."""
+    from .ometiff import write_ome_tiff
+
+    start = run.metadata["start"]
+    tiles, skipped = run_tiles(run)
+    if not tiles:
+        raise ExportError(f"run {start['uid']} has no complete SRASH tile to export"
+                          + (f" ({len(skipped)} incomplete fields)" if skipped else ""))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    prov = {"run_uid": start["uid"], "sample_id": start.get("sample_id"),
+            "patient_id": start.get("patient_id")}
+    for t in tiles:
+        files.append(str(write_ome_tiff(
+            out / f"tile_{t.index:03d}.ome.tif", t.data, channel_names=CHANNELS,
+            pixel_size_um=t.pixel_um, position_um=t.origin_um,
+            settings={**prov, "tile": t.index, "center_um": [t.x_um, t.y_um],
+                      "events": list(t.events), "raman_shifts_cm1": list(t.shifts_cm1),
+                      "units": "detector V (lock-in output / PMT)"})))
+    summary: dict[str, Any] = {"uid": start["uid"], "out": str(out), "tiles": files,
+                               "skipped": skipped, "mosaic": None, "png": None}
+    if mosaic:
+        m, origin, p = stitch(tiles)
+        summary["mosaic"] = str(write_ome_tiff(
+            out / "mosaic.ome.tif", m, channel_names=CHANNELS, pixel_size_um=p,
+            position_um=origin, settings={**prov, "tiles": len(tiles),
+                                          "blend": "linear feathering (tent weights)",
+                                          "units": "detector V; NaN = not imaged"}))
+        summary["png"] = str(composite_png(out / "mosaic.png", m))
+        summary["mosaic_shape"] = list(m.shape)
+        summary["origin_um"] = list(origin)
+        summary["pixel_size_um"] = p
+    return summary

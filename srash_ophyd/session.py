@@ -1,0 +1,197 @@
+"""The beamline-style session: one call builds RunEngine, microscope, catalog and writer.
+
+>>> from srash_ophyd.session import make_session
+>>> s = make_session(data_dir="srash-data", specimen="testis", phenotype="NOA-SCO", seed=3,
+...                  pixels=256, fov_um=120.0)
+>>> uid, = s.RE(s.plans.mosaic([s.mic], s.mic.raman, s.mic.xyz.x, s.mic.xyz.y,
+...                            rows=3, cols=3, fov_um=120.0, md=s.run_md(sample_id="S1")))
+>>> s.catalog[uid]
+>>> s.close()
+
+What is wired (each piece returned on :class:`Session`, each subscription token in
+``tokens`` so it can be removed):
+
+- ``RE``: a :class:`bluesky.RunEngine` subscribed to the catalog's
+  :class:`~bluesky_tiled_plugins.TiledWriter` (default batching: flat per-tile cost; the run
+  becomes visible to readers at its stop document);
+- ``mic``: the simulated :class:`~srash_ophyd.microscope.SRASHMicroscope` writing OME-TIFF
+  frames under ``<data_dir>/frames/``;
+- progress: a tqdm bar on stderr counting primary events against the start document's
+  ``num_points`` (``progress=False`` for none);
+- ``best_effort=True``: bluesky's BestEffortCallback (tables only: plots are disabled);
+- suspenders from :func:`plans.make_suspenders` on the pump's mode-lock status (the
+  simulated microscope has no separate shutter-interlock signal): installed unless
+  ``suspenders=False``; a suspended mosaic re-acquires the interrupted field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
+from .factory import make_microscope
+
+__all__ = ["Session", "TqdmProgress", "diagnosis_for", "make_session"]
+
+
+def diagnosis_for(phenotype: str | None) -> str | None:
+    """The diagnosis label of a testis phenotype: ``normal`` -> ``"normal"``, any
+    ``NOA-*`` subtype -> ``"NOA"`` (non-obstructive azoospermia); None when unknown."""
+    if phenotype is None:
+        return None
+    if phenotype == "normal":
+        return "normal"
+    if phenotype.upper().startswith("NOA"):
+        return "NOA"
+    return None
+
+
+class TqdmProgress:
+    """Document callback: a tqdm bar per run over its primary events (``num_points`` of
+    the start document as the total when present), written to ``file`` (stderr)."""
+
+    def __init__(self, file=None, desc: str = "scan", unit: str = "frame",
+                 disable: bool | None = None) -> None:
+        self.file = file if file is not None else sys.stderr
+        self.desc = desc
+        self.unit = unit
+        self.disable = disable
+        self._bar = None
+        self._primary: set[str] = set()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        from tqdm import tqdm
+
+        if name == "start":
+            self._close()
+            self._primary.clear()
+            total = doc.get("num_points")
+            self._bar = tqdm(total=total if isinstance(total, int) else None, desc=self.desc,
+                             unit=self.unit, file=self.file, disable=self.disable,
+                             leave=True, dynamic_ncols=True)
+        elif name == "descriptor" and doc.get("name") == "primary":
+            self._primary.add(doc["uid"])
+        elif name == "event" and doc.get("descriptor") in self._primary and self._bar:
+            self._bar.update(1)
+        elif name == "event_page" and doc.get("descriptor") in self._primary and self._bar:
+            self._bar.update(len(doc.get("seq_num", ())))
+        elif name == "stop":
+            if self._bar is not None and doc.get("exit_status") != "success":
+                self._bar.set_postfix_str(doc.get("exit_status", ""))
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@dataclasses.dataclass
+class Session:
+    """What :func:`make_session` built. ``close()`` unsubscribes and shuts the catalog."""
+
+    RE: Any
+    mic: Any
+    catalog: Any
+    writer: Any
+    plans: ModuleType
+    data_dir: Path
+    tokens: dict[str, int]
+    specimen_md: dict[str, Any]
+    suspenders: list = dataclasses.field(default_factory=list)
+
+    def run_md(self, **extra: Any) -> dict[str, Any]:
+        """Start-document metadata of this session's specimen plus ``extra`` (None values
+        dropped): ``specimen``, ``phenotype``/``diagnosis`` when known, seeds and the
+        simulator configuration dump ``sim_settings``."""
+        md = {**self.specimen_md, "sim_settings": self.mic.sim.settings(), **extra}
+        return {k: v for k, v in md.items() if v is not None}
+
+    def namespace(self) -> dict[str, Any]:
+        """Names a shell profile loads: RE, mic, catalog, plans, bps, bp, session."""
+        import bluesky.plan_stubs as bps
+        import bluesky.plans as bp
+
+        return {"RE": self.RE, "mic": self.mic, "catalog": self.catalog, "plans": self.plans,
+                "bps": bps, "bp": bp, "session": self, "writer": self.writer}
+
+    def close(self) -> None:
+        for token in self.tokens.values():
+            self.RE.unsubscribe(token)
+        self.tokens.clear()
+        for s in self.suspenders:
+            self.RE.remove_suspender(s)
+        close_catalog(self.catalog)
+
+
+def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str | None = None,
+                 api_key: str | None = None, specimen: str = "testis",
+                 phenotype: str | None = None, seed: int = 0, noise_seed: int = 0,
+                 progress: bool = True, best_effort: bool = False, suspenders: bool = True,
+                 RE: Any = None, **microscope_kwargs: Any) -> Session:
+    """Build the session (see module doc).
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Data directory (frames, and the embedded catalog unless ``catalog_uri``); default
+        ``$SRASH_DATA_DIR`` or ``./srash-data``. The embedded catalog is created if missing.
+    catalog_uri, api_key : str, optional
+        A tiled server instead of the embedded catalog. The server must be able to read
+        ``<data_dir>/frames`` (its ``readable_storage``).
+    specimen, phenotype, seed, noise_seed
+        The simulated specimen (:func:`~srash_ophyd.factory.make_microscope`).
+    progress : bool
+        tqdm bar on stderr per run.
+    best_effort : bool
+        Subscribe bluesky's BestEffortCallback (tables, no plots).
+    suspenders : bool
+        Install :func:`plans.make_suspenders` for the microscope.
+    RE : RunEngine, optional
+        Use this RunEngine instead of a new ``RunEngine({})``.
+    **microscope_kwargs
+        ``pixels``, ``fov_um``, ``averages``, ``dwell_s``, ``x_um``, ``y_um``, ``time_scale``,
+        ``name``... for :func:`~srash_ophyd.factory.make_microscope`.
+    """
+    from bluesky import RunEngine
+
+    import plans
+
+    root = resolve_data_dir(data_dir)
+    frames = frames_dir(root)
+    mic = make_microscope(specimen, phenotype=phenotype, seed=seed, noise_seed=noise_seed,
+                          data_dir=frames, **microscope_kwargs)
+    frames.mkdir(parents=True, exist_ok=True)
+    client = open_catalog(root, uri=catalog_uri, api_key=api_key, create=True)
+    try:
+        RE = RE if RE is not None else RunEngine({})
+        writer = make_writer(client)
+        tokens = {"writer": RE.subscribe(writer)}
+        if progress:
+            tokens["progress"] = RE.subscribe(TqdmProgress())
+        if best_effort:
+            from bluesky.callbacks.best_effort import BestEffortCallback
+
+            bec = BestEffortCallback()
+            bec.disable_plots()
+            tokens["best_effort"] = RE.subscribe(bec)
+        installed = []
+        if suspenders:
+            for s in plans.make_suspenders(mic.pump.mode_locked):
+                RE.install_suspender(s)
+                installed.append(s)
+    except BaseException:
+        close_catalog(client)
+        raise
+    if phenotype is None and specimen == "testis":
+        phenotype = "normal"
+    md = {"specimen": specimen, "phenotype": phenotype if specimen == "testis" else None,
+          "diagnosis": diagnosis_for(phenotype) if specimen == "testis" else None,
+          "specimen_seed": int(seed), "noise_seed": int(noise_seed)}
+    return Session(RE=RE, mic=mic, catalog=client, writer=writer, plans=plans,
+                   data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed)
