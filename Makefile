@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: simulate one SRASH field of a normal testis section -> OME-TIFF + PNG under out/
+## demo: one simulated field (OME-TIFF + PNG), then a 3x3 mosaic of a normal testis section
+## into the local catalog (./srash-data), found again by query and exported as a stitched mosaic
 demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/srash simulate fov --specimen testis --phenotype normal --seed 7 \
 		--out out/field.ome.tif --png out/field.png --truth out/field-labels.ome.tif
+	$(BIN)/srash scan --sample DEMO-001 --patient P-001 --phenotype normal --seed 7 \
+		--grid 3x3 --pixels 600 --data-dir srash-data
+	$(BIN)/srash catalog search --sample DEMO-001 --data-dir srash-data
+	$(BIN)/srash catalog export -1 --out out/mosaic --data-dir srash-data
 
 ## test: the whole suite (warnings are errors); slow end-to-end tests included
 test: $(STAMP)
