@@ -1,0 +1,1 @@
+"""Tests of the ml package (LBNet-Dx building blocks)."""
