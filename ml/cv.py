@@ -1,0 +1,160 @@
+"""Cross-validation splits by group (sample / patient), never by patch -- numpy only.
+
+The SRASH paper chose its hyperparameters by 9-fold cross-validation "over images", folds
+split by sample: every patch of one sample (patient) lands in the same fold, so a test fold
+never contains patches of a sample the model was trained on. :func:`group_kfold` builds
+such folds; :func:`train_val_split_by_group` carves a validation set (for early stopping)
+out of a training set the same way.
+
+``groups`` is any 1-D array of hashable, sortable labels (ints or strings), one per patch.
+Folds are balanced by *patch count*: groups are dealt, largest first, to the fold with the
+fewest patches so far (ties: fewest groups, then lowest fold index). With ``rng`` given, the
+order of equally sized groups is shuffled first, so different seeds give different folds;
+the same seed always gives the same folds.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["CVError", "group_kfold", "train_val_split_by_group"]
+
+RngLike = Union[None, int, np.random.Generator]
+
+
+class CVError(ValueError):
+    """Impossible split: too few groups, bad fraction or fold count, malformed groups."""
+
+
+def _groups(groups: ArrayLike) -> tuple[NDArray, NDArray[np.int64], NDArray[np.int64]]:
+    g = np.asarray(groups)
+    if g.ndim != 1:
+        raise CVError(f"groups of shape {g.shape}: expected a 1-D array, one label per patch")
+    if g.size == 0:
+        raise CVError("groups is empty: expected one group label per patch")
+    if g.dtype.kind == "f" and not np.all(np.isfinite(g)):
+        raise CVError("groups contain NaN/inf: expected finite labels")
+    uniq, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return uniq, inverse.astype(np.int64).reshape(-1), counts.astype(np.int64)
+
+
+def _rng(rng: RngLike) -> np.random.Generator | None:
+    if rng is None or isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise CVError(f"rng {rng!r}: expected None, an int seed or a numpy Generator")
+
+
+def _group_order(counts: NDArray[np.int64], rng: np.random.Generator | None) -> NDArray[np.int64]:
+    """Group indices, largest first; equal sizes in label order, or shuffled by ``rng``."""
+    idx = np.arange(counts.size)
+    if rng is not None:
+        idx = rng.permutation(counts.size)
+    return idx[np.argsort(-counts[idx], kind="stable")]
+
+
+def group_kfold(groups: ArrayLike, n_splits: int = 9, *,
+                rng: RngLike = None) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """K folds split by group: each group lies entirely in exactly one test fold.
+
+    Parameters
+    ----------
+    groups : array_like
+        ``(n,)`` group label (sample / patient id) of each patch.
+    n_splits : int
+        Number of folds (default 9, the paper's); 2 <= n_splits <= number of groups.
+    rng : None, int or numpy.random.Generator, keyword-only
+        Shuffles the order of equally sized groups before dealing; ``None`` keeps label
+        order. Deterministic for a given seed.
+
+    Returns
+    -------
+    list of (train_idx, test_idx)
+        ``n_splits`` pairs of sorted int64 patch indices; test folds are disjoint, cover all
+        ``n`` patches, each holds at least one group, and ``train_idx`` is the complement.
+
+    Raises
+    ------
+    CVError
+        ``n_splits`` < 2 or larger than the number of distinct groups; malformed groups.
+    """
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)):
+        raise CVError(f"n_splits {n_splits!r}: expected an integer >= 2")
+    k = int(n_splits)
+    if k < 2:
+        raise CVError(f"n_splits {k}: expected >= 2")
+    uniq, inverse, counts = _groups(groups)
+    if k > uniq.size:
+        raise CVError(f"n_splits {k} exceeds the number of groups ({uniq.size}): every fold "
+                      f"needs at least one whole group; use n_splits <= {uniq.size}")
+    gen = _rng(rng)
+    fold_of_group = np.empty(uniq.size, np.int64)
+    load = np.zeros(k, np.int64)
+    ngroups = np.zeros(k, np.int64)
+    for gi in _group_order(counts, gen):
+        f = min(range(k), key=lambda j: (load[j], ngroups[j], j))
+        fold_of_group[gi] = f
+        load[f] += counts[gi]
+        ngroups[f] += 1
+    fold_of_patch = fold_of_group[inverse]
+    out = []
+    for f in range(k):
+        test = np.flatnonzero(fold_of_patch == f).astype(np.int64)
+        train = np.flatnonzero(fold_of_patch != f).astype(np.int64)
+        out.append((train, test))
+    return out
+
+
+def train_val_split_by_group(groups: ArrayLike, val_fraction: float = 0.2,
+                             rng: RngLike = None) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Split patches into train / validation by whole groups.
+
+    Groups are taken in a random order (``rng``; label order if ``None``) into the
+    validation set until it holds at least ``val_fraction`` of the patches; at least one
+    group goes to each side.
+
+    Parameters
+    ----------
+    groups : array_like
+        ``(n,)`` group label of each patch; at least 2 distinct groups.
+    val_fraction : float
+        Target fraction of patches for validation, in (0, 1).
+    rng : None, int or numpy.random.Generator
+        Group order; deterministic for a given seed.
+
+    Returns
+    -------
+    train_idx, val_idx : numpy.ndarray
+        Sorted, disjoint int64 patch indices covering all patches; no group on both sides.
+
+    Raises
+    ------
+    CVError
+        Fewer than 2 groups, ``val_fraction`` outside (0, 1), malformed groups.
+    """
+    try:
+        frac = float(val_fraction)
+    except (TypeError, ValueError):
+        raise CVError(f"val_fraction {val_fraction!r}: expected a number in (0, 1)") from None
+    if not 0.0 < frac < 1.0:
+        raise CVError(f"val_fraction {val_fraction!r}: expected a number in (0, 1)")
+    uniq, inverse, counts = _groups(groups)
+    if uniq.size < 2:
+        raise CVError(f"{uniq.size} group: a split by group needs at least 2 distinct groups")
+    gen = _rng(rng)
+    order = gen.permutation(uniq.size) if gen is not None else np.arange(uniq.size)
+    target = frac * inverse.size
+    is_val = np.zeros(uniq.size, bool)
+    taken = 0
+    for gi in order[:-1]:  # the last group always stays in training
+        is_val[gi] = True
+        taken += int(counts[gi])
+        if taken >= target:
+            break
+    val_mask = is_val[inverse]
+    return (np.flatnonzero(~val_mask).astype(np.int64),
+            np.flatnonzero(val_mask).astype(np.int64))
