@@ -12,17 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .options import add_catalog_options
+
 __all__ = ["add_parser", "run_summary"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    c = p.add_argument_group("catalog")
-    c.add_argument("--data-dir", type=Path, default=None,
-                   help="data directory of the embedded catalog (default $SRASH_DATA_DIR or "
-                        "./srash-data)")
-    c.add_argument("--catalog", default=None, metavar="URL",
-                   help="tiled server URL instead of the embedded catalog")
-    c.add_argument("--api-key", default=None, help="API key of the tiled server")
+    add_catalog_options(p)
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
 

@@ -23,6 +23,7 @@ from simulators.errors import SettingsError
 from simulators.specimens import SPECIMEN_KINDS
 
 from .simulate import PHENOTYPES, _floats
+from .options import add_catalog_options
 
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
 
@@ -109,13 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--time-scale", type=float, default=0.0,
                    help="run the simulation at this fraction of real instrument time "
                         "(default 0 = as fast as possible)")
-    c = p.add_argument_group("catalog")
-    c.add_argument("--data-dir", type=Path, default=None,
-                   help="data directory (frames + embedded catalog; default $SRASH_DATA_DIR "
-                        "or ./srash-data)")
-    c.add_argument("--catalog", default=None, metavar="URL",
-                   help="tiled server URL instead of the embedded catalog")
-    c.add_argument("--api-key", default=None, help="API key of the tiled server")
+    add_catalog_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--dry-run", action="store_true",
                    help="print tile count, positions and the estimated instrument time; "

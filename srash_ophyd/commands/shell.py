@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from simulators.specimens import SPECIMEN_KINDS
 
 from .simulate import PHENOTYPES
+from .options import add_catalog_options
 
 BANNER = """SRASH session (simulated microscope)
   RE        RunEngine (writes every run into the catalog)
@@ -31,9 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--pixels", type=int, default=512)
     p.add_argument("--fov-um", type=float, default=360.0)
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--catalog", default=None, metavar="URL")
-    p.add_argument("--api-key", default=None)
+    add_catalog_options(p)
     p.set_defaults(func=run_shell)
 
 
