@@ -56,6 +56,8 @@ class Tile:
     data: NDArray[np.float32]
     events: tuple[int, int]
     shifts_cm1: tuple[float, float]
+    pump_mw: tuple[float, float] = (float("nan"), float("nan"))
+    stokes_mw: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def origin_um(self) -> tuple[float, float]:
@@ -129,6 +131,11 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True
         src = stream[key].data_sources()[0].assets[0].data_uri
         pixel = read_ome_tiff(src.removeprefix("file://").split("?")[0]).pixel_size_um
     arr = stream[key]
+    keys = stream.metadata.get("data_keys", {})
+    pump = _column(stream, f"{base}_frame_pump_mw") if f"{base}_frame_pump_mw" in keys \
+        else np.full(n, np.nan)
+    stokes = _column(stream, f"{base}_frame_stokes_mw") if f"{base}_frame_stokes_mw" in keys \
+        else np.full(n, np.nan)
     tiles, skipped = [], []
     for g in _groups(stream, base, n, pixel):
         d_l = np.abs(shift[g] - LIPID_CM1)
@@ -145,7 +152,9 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True
             data = np.empty((3, shape[1], shape[2]), np.float32)
         tiles.append(Tile(index=len(tiles), x_um=float(xs[il]), y_um=float(ys[il]),
                           pixel_um=float(pixel), data=data, events=(il, ip),
-                          shifts_cm1=(float(shift[il]), float(shift[ip]))))
+                          shifts_cm1=(float(shift[il]), float(shift[ip])),
+                          pump_mw=(float(pump[il]), float(pump[ip])),
+                          stokes_mw=(float(stokes[il]), float(stokes[ip]))))
     return tiles, skipped
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
 from .factory import make_microscope
 
@@ -91,6 +93,24 @@ class TqdmProgress:
             self._bar = None
 
 
+def instrument_calibration(sim: Any, *, seed: int = 0) -> dict[str, Any]:
+    """The instrument's calibration record at its current settings, for start documents.
+
+    Dark levels: mean of a shutters-closed frame through the same detection chain (what the
+    ``dark_frames`` plan measures); volts per unit: pure lipid / dense collagen at the
+    reference powers (what ``power_reference`` on the lipid standard measures). Keys as in
+    :class:`ml.composite.Calibration`; the composite the classifier sees is built from it.
+    """
+    dark = sim.dark_levels(np.random.default_rng(seed))
+    r = sim.response
+    return {"srs_dark_v": dark["srs_v"], "shg_dark_v": dark["shg_v"],
+            "srs_volts_per_unit": float(sim.srs_volts_per_unit()),
+            "shg_volts_per_unit": float(sim.shg_volts_per_unit()),
+            "ref_pump_mw": float(r.ref_pump_mw), "ref_stokes_mw": float(r.ref_stokes_mw),
+            "irf_fwhm_cm1": float(r.irf_fwhm_cm1),
+            "source": "instrument model at the run's settings (dark frame + lipid standard)"}
+
+
 @dataclasses.dataclass
 class Session:
     """What :func:`make_session` built. ``close()`` unsubscribes and shuts the catalog."""
@@ -109,7 +129,8 @@ class Session:
         """Start-document metadata of this session's specimen plus ``extra`` (None values
         dropped): ``specimen``, ``phenotype``/``diagnosis`` when known, seeds and the
         simulator configuration dump ``sim_settings``."""
-        md = {**self.specimen_md, "sim_settings": self.mic.sim.settings(), **extra}
+        md = {**self.specimen_md, "sim_settings": self.mic.sim.settings(),
+              "calibration": instrument_calibration(self.mic.sim), **extra}
         return {k: v for k, v in md.items() if v is not None}
 
     def namespace(self) -> dict[str, Any]:
