@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean cohorts weights evaluate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,24 @@ test: $(STAMP)
 ## bench: speed and memory benchmarks (print ratios; results recorded in docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_field.py
+
+## weights: the shipped LBNet-Dx weights from scratch (about 30 CPU minutes on 2 cores):
+## a simulated training cohort and a held-out cohort of new seeds as bluesky runs in
+## ./dx-data, both tasks trained on the first, evaluated on the second (reports/, PNGs)
+DX := dx-data
+cohorts: $(STAMP)
+	$(BIN)/srash cohort --name train-v1 --split train --seed-base 1000 \
+		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=2 --data-dir $(DX)
+	$(BIN)/srash cohort --name test-v1 --split test --seed-base 50000 \
+		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4 --data-dir $(DX)
+
+weights: cohorts
+	$(BIN)/srash train --task normal-vs-noa --cohort train-v1 --data-dir $(DX)
+	$(BIN)/srash train --task spt-vs-spg --cohort train-v1 --data-dir $(DX)
+
+evaluate: $(STAMP)
+	$(BIN)/srash evaluate --task normal-vs-noa --cohort test-v1 --ablations --data-dir $(DX)
+	$(BIN)/srash evaluate --task spt-vs-spg --cohort test-v1 --ablations --data-dir $(DX)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -14,7 +14,7 @@ from simulators.errors import SimulatorError
 
 from . import __version__
 from .catalog import CatalogError
-from .commands import catalog, scan, shell, simulate
+from .commands import catalog, cohort, scan, shell, simulate, train
 
 
 class CLIError(Exception):
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_parser(sub)
     catalog.add_parser(sub)
     shell.add_parser(sub)
+    cohort.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 

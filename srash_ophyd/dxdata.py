@@ -14,6 +14,7 @@ tissue area (90 um at the paper's 0.3 um/px).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Iterator
 
 import numpy as np
@@ -24,6 +25,7 @@ from ml.composite import Calibration, field_composite
 from .export import ExportError, Tile, run_tiles
 
 __all__ = ["FieldComposite", "run_fields", "tile_composite", "resample", "run_label_md",
+           "DatasetError", "PatchDataset", "select_runs", "iter_run_fields", "load_patches",
            "PIXEL_TOLERANCE"]
 
 #: Relative pixel-size difference below which no resampling is done.
@@ -83,3 +85,112 @@ def run_label_md(start: dict[str, Any]) -> dict[str, Any]:
     carry along)."""
     return {k: start.get(k) for k in ("uid", "sample_id", "patient_id", "phenotype",
                                       "diagnosis", "seed", "cohort", "split")}
+
+
+# --------------------------------------------------------------------------- datasets
+class DatasetError(ValueError):
+    """The catalog query found no usable runs, or one class is missing."""
+
+
+def select_runs(client, task, *, cohort: str | None = None, split: str | None = None,
+                sample: str | None = None, patient: str | None = None) -> list:
+    """Mosaic runs of ``task``'s phenotypes matching the criteria (oldest first).
+
+    Only runs whose start document has a ``phenotype`` the task labels are returned; runs
+    that failed part-way are kept (their complete fields are usable).
+    """
+    from tiled.queries import In, Key
+
+    res = client.search(Key("plan_name") == "mosaic").search(
+        In("phenotype", list(task.all_phenotypes)))
+    for key, value in (("cohort", cohort), ("split", split), ("sample_id", sample),
+                       ("patient_id", patient)):
+        if value is not None:
+            res = res.search(Key(key) == value)
+    runs = list(res.values())
+    if not runs:
+        crit = {k: v for k, v in (("cohort", cohort), ("split", split), ("sample", sample),
+                                  ("patient", patient)) if v is not None}
+        raise DatasetError(f"no mosaic runs of phenotypes {list(task.all_phenotypes)} match "
+                           f"{crit or 'the catalog'}: acquire some with `srash cohort`")
+    return runs
+
+
+@dataclasses.dataclass
+class PatchDataset:
+    """Patches of many fields: ``x`` float32 (N, 3, S, S) in [0, 1], labels ``y``, vote
+    ``weights``, ``groups`` (patient id per patch), ``field`` (index into ``fields``)."""
+
+    x: NDArray[np.float32]
+    y: NDArray[np.int64]
+    weights: NDArray[np.float64]
+    groups: NDArray[np.object_]
+    field: NDArray[np.int64]
+    fields: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return int(self.y.size)
+
+    def subset(self, mask: NDArray[np.bool_]) -> "PatchDataset":
+        return PatchDataset(self.x[mask], self.y[mask], self.weights[mask], self.groups[mask],
+                            self.field[mask], self.fields)
+
+
+def iter_run_fields(runs, task, *, target_pixel_um: float, progress: bool = True,
+                    desc: str = "fields"):
+    """Yield ``(field_info, FieldComposite)`` over the runs; ``field_info`` has run uid,
+    sample, patient, phenotype, label, seed and field index."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=desc, unit="field", disable=not progress, file=sys.stderr)
+    try:
+        for run in runs:
+            start = run.metadata["start"]
+            label = task.label(start.get("phenotype"))
+            if label is None:
+                continue
+            for fc in run_fields(run, target_pixel_um=target_pixel_um):
+                info = {"run_uid": start["uid"], "sample_id": start.get("sample_id"),
+                        "patient_id": start.get("patient_id") or start.get("sample_id")
+                        or start["uid"], "phenotype": start.get("phenotype"),
+                        "label": int(label), "specimen_seed": start.get("specimen_seed"),
+                        "field_index": fc.tile.index, "x_um": fc.tile.x_um,
+                        "y_um": fc.tile.y_um}
+                bar.update(1)
+                yield info, fc
+    finally:
+        bar.close()
+
+
+def load_patches(runs, dx, *, patches_per_field: int | None = None, seed: int = 0,
+                 target_pixel_um: float = 0.3, progress: bool = True) -> PatchDataset:
+    """Valid patches of every field of ``runs``, cut with ``dx``'s patching rule
+    (:meth:`ml.dx.LBNetDx.patches`), at most ``patches_per_field`` per field (a seeded
+    uniform subsample without replacement; None = all)."""
+    rng = np.random.default_rng(seed)
+    xs, ys, ws, gs, fs, fields = [], [], [], [], [], []
+    for info, fc in iter_run_fields(runs, dx.task, target_pixel_um=target_pixel_um,
+                                    progress=progress, desc="patches"):
+        ps = dx.patches(fc.composite)
+        idx = np.arange(len(ps))
+        if patches_per_field is not None and len(idx) > patches_per_field:
+            idx = np.sort(rng.choice(idx, size=patches_per_field, replace=False))
+        info["n_valid"] = len(ps)
+        info["n_used"] = int(idx.size)
+        fields.append(info)
+        xs.append(ps.patches[idx])
+        ws.append(ps.weights[idx])
+        n = idx.size
+        ys.append(np.full(n, info["label"], np.int64))
+        gs.append(np.full(n, info["patient_id"], object))
+        fs.append(np.full(n, len(fields) - 1, np.int64))
+    if not fields:
+        raise DatasetError("the selected runs hold no complete field")
+    x = np.concatenate(xs) if xs else np.zeros((0, 3, 300, 300), np.float32)
+    ds = PatchDataset(x=x, y=np.concatenate(ys), weights=np.concatenate(ws),
+                      groups=np.concatenate(gs), field=np.concatenate(fs), fields=fields)
+    missing = set(range(len(dx.class_names))) - set(np.unique(ds.y).tolist())
+    if missing:
+        raise DatasetError(f"no patches of class(es) {[dx.class_names[k] for k in missing]} "
+                           "in the selected runs")
+    return ds

@@ -1,0 +1,167 @@
+"""``srash cohort``: a simulated patient cohort acquired as real bluesky runs.
+
+Every patient is one simulated testis section (specimen seed) scanned as one mosaic run
+(``--grid``, no overlap by default so fields do not share tissue) on the simulated
+instrument into the catalog. Start documents carry ``cohort``, ``split``, ``sample_id``,
+``patient_id``, ``phenotype``, ``diagnosis``, ``specimen_seed`` and ``noise_seed``, so
+``srash train`` / ``srash evaluate`` select their data by catalog query.
+
+Seeds: patient ``k`` (0-based) of phenotype number ``j`` (order of ``--phenotypes``) gets
+specimen seed ``seed_base + 1000 j + k`` and noise seed ``specimen seed + 500000``. Use
+disjoint ``--seed-base`` ranges for training and held-out cohorts; ``srash evaluate``
+refuses runs whose seed was used in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from typing import Any
+
+from simulators.errors import SettingsError
+from simulators.specimens.testis import PHENOTYPES
+
+from .options import add_catalog_options
+from .scan import parse_grid, parse_overlap
+
+__all__ = ["add_parser", "parse_counts", "cohort_plan", "run_cohort"]
+
+NOISE_OFFSET = 500_000
+
+
+def parse_counts(text: str) -> dict[str, int]:
+    """``"normal=8,NOA-SPT=6"`` -> ``{"normal": 8, "NOA-SPT": 6}`` (phenotype=patients)."""
+    out: dict[str, int] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([A-Za-z-]+)\s*[=:]\s*(\d+)", part)
+        if not m:
+            raise SettingsError(f"--patients {text!r} not understood: use PHENOTYPE=N[,...], "
+                                "e.g. normal=8,NOA-SPT=6")
+        ph, n = m.group(1), int(m.group(2))
+        if ph not in PHENOTYPES:
+            raise SettingsError(f"--patients: unknown phenotype {ph!r}; choose from "
+                                f"{', '.join(PHENOTYPES)}")
+        if ph in out:
+            raise SettingsError(f"--patients: phenotype {ph!r} given twice")
+        if not 1 <= n <= 1000:
+            raise SettingsError(f"--patients {ph}={n}: expected 1..1000 patients")
+        out[ph] = n
+    if not out:
+        raise SettingsError("--patients is empty: give PHENOTYPE=N[,...]")
+    return out
+
+
+def cohort_plan(name: str, counts: dict[str, int], seed_base: int) -> list[dict[str, Any]]:
+    """One entry per patient: ids and seeds (module doc)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise SettingsError(f"--name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
+    out = []
+    for j, ph in enumerate(PHENOTYPES):
+        for k in range(counts.get(ph, 0)):
+            seed = int(seed_base) + 1000 * j + k
+            out.append({"sample_id": f"{name}-{ph}-{k:03d}", "patient_id": f"{name}-P{seed}",
+                        "phenotype": ph, "seed": seed, "noise_seed": seed + NOISE_OFFSET})
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cohort", help="acquire a simulated patient cohort into the catalog",
+        description="Simulate a cohort of patients (one testis section each) and scan every "
+                    "patient as one mosaic run into the catalog, with cohort, split, sample, "
+                    "patient, phenotype, diagnosis and seeds in the start document. Runs "
+                    "already in the catalog (same cohort and sample) are skipped, so an "
+                    "interrupted cohort can be resumed.")
+    p.add_argument("--name", required=True, help="cohort name (start.cohort), e.g. train-v1")
+    p.add_argument("--split", default="train", choices=("train", "test", "other"),
+                   help="start.split (default train)")
+    p.add_argument("--patients", default="normal=8,NOA-SPT=6,NOA-SPG=6,NOA-SCO=2",
+                   help="patients per phenotype, PHENOTYPE=N,... (default "
+                        "normal=8,NOA-SPT=6,NOA-SPG=6,NOA-SCO=2)")
+    p.add_argument("--seed-base", type=int, default=1000,
+                   help="first specimen seed (default 1000; see --help of the module)")
+    p.add_argument("--grid", default="1x2", help="fields per patient as ROWSxCOLS (1x2)")
+    p.add_argument("--overlap", default="0", help="field overlap in percent (default 0)")
+    p.add_argument("--pixels", type=int, default=1200, help="pixels per side (1200)")
+    p.add_argument("--fov-um", type=float, default=360.0, help="field of view (um, 360)")
+    p.add_argument("--averages", type=int, default=3, help="frame averages (default 3)")
+    add_catalog_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(func=run_cohort)
+
+
+def _existing(client, cohort: str) -> set[str]:
+    from tiled.queries import Key
+
+    found = client.search(Key("cohort") == cohort)
+    return {r.metadata["start"].get("sample_id") for r in found.values()
+            if (r.metadata.get("stop") or {}).get("exit_status") == "success"}
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from simulators.specimens import make_specimen
+
+    from ..catalog import close_catalog, open_catalog
+    from ..session import make_session
+    from .simulate import default_center
+
+    counts = parse_counts(args.patients)
+    rows, cols = parse_grid(args.grid)
+    overlap = parse_overlap(args.overlap)
+    patients = cohort_plan(args.name, counts, args.seed_base)
+    client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key, create=True)
+    try:
+        done = _existing(client, args.name)
+    finally:
+        close_catalog(client)
+    t0 = time.perf_counter()
+    runs, skipped, failed = [], [], []
+    bar = tqdm(patients, desc=f"cohort {args.name}", unit="patient", disable=args.quiet,
+               file=sys.stderr)
+    for pt in bar:
+        if pt["sample_id"] in done:
+            skipped.append(pt["sample_id"])
+            continue
+        spec = make_specimen("testis", pt["seed"], phenotype=pt["phenotype"])
+        cx, cy = default_center(spec)
+        session = make_session(
+            data_dir=args.data_dir, catalog_uri=args.catalog, api_key=args.api_key,
+            specimen="testis", phenotype=pt["phenotype"], seed=pt["seed"],
+            noise_seed=pt["noise_seed"], progress=False, pixels=args.pixels,
+            fov_um=args.fov_um, averages=args.averages, x_um=cx, y_um=cy)
+        try:
+            md = session.run_md(sample_id=pt["sample_id"], patient_id=pt["patient_id"],
+                                cohort=args.name, split=args.split)
+            mic = session.mic
+            uids = session.RE(session.plans.mosaic(
+                [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
+                fov_um=args.fov_um, overlap=overlap, center_um=(cx, cy),
+                shifts_cm1=(2850.0, 2930.0), md=md))
+            runs.append({**pt, "uid": uids[0] if uids else None})
+        except Exception as exc:  # a device fault ends that patient's run, not the cohort
+            failed.append({**pt, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            session.close()
+    elapsed = time.perf_counter() - t0
+    summary = {"cohort": args.name, "split": args.split, "patients": len(patients),
+               "acquired": len(runs), "skipped_existing": len(skipped), "failed": failed,
+               "fields_per_patient": rows * cols, "elapsed_s": round(elapsed, 2),
+               "runs": runs}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"cohort {args.name} ({args.split}): {len(runs)} patients acquired, "
+              f"{len(skipped)} already in the catalog, {len(failed)} failed, "
+              f"{rows * cols} fields each, {elapsed:.1f} s")
+        for f in failed:
+            print(f"  failed: {f['sample_id']}: {f['error']}", file=sys.stderr)
+    return 1 if failed else 0
