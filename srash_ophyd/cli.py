@@ -15,6 +15,7 @@ from simulators.errors import SimulatorError
 from . import __version__
 from .catalog import CatalogError
 from .commands import catalog, cohort, scan, shell, simulate, train
+from .commands import classify
 
 
 class CLIError(Exception):
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_parser(sub)
     cohort.add_parser(sub)
     train.add_parser(sub)
+    classify.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,198 @@
+"""``srash classify RUN`` (after the fact) and ``srash classify-live`` (0MQ, during scans).
+
+Both run :class:`srash_ophyd.live.LBNetDxCallback`, so a stored scan classified later gives
+the numbers the live classifier gave; each writes an analysis run (``start["analysis"] ==
+"lbnet-dx"``, ``start["scan_uid"]``) into the catalog. ``RUN`` -1 is the latest scan (analysis
+runs are skipped), -2 the one before...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .options import add_catalog_options
+
+__all__ = ["ClassifyError", "add_parser", "load_dx", "resolve_scan", "run_classify",
+           "run_classify_live"]
+
+
+class ClassifyError(ValueError):
+    """Missing weights, a run that cannot be classified, or a failed classification."""
+
+
+def _dx_options(p: argparse.ArgumentParser) -> None:
+    from ml.dx import TASKS
+
+    m = p.add_argument_group("classifier")
+    m.add_argument("--task", choices=sorted(TASKS), default=None,
+                   help="classification task (default: the weights' task, else normal-vs-noa)")
+    m.add_argument("--weights", type=Path, default=None,
+                   help="weights written by `srash train` (default: the shipped weights "
+                        "ml/weights/lbnet_<task>.pt)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify", help="LBNet-Dx diagnosis of a stored scan (analysis run into the catalog)",
+        description="Classify every complete field of a stored SRASH scan with LBNet-Dx "
+                    "(the same code as the live classifier), vote a sample diagnosis, and "
+                    "write the result as an analysis run into the catalog.")
+    p.add_argument("uid", help="scan uid (a unique prefix is enough), or -1 for the latest "
+                               "scan (-2 the one before, ...)")
+    _dx_options(p)
+    add_catalog_options(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--no-store", action="store_true",
+                   help="print only; write no analysis run")
+    o.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(func=run_classify)
+
+    q = sub.add_parser(
+        "classify-live", help="classify scans as they stream in over 0MQ",
+        description="Subscribe to a bluesky 0MQ proxy (msgpack documents; start one with "
+                    "`bluesky-0MQ-proxy --in-address tcp://127.0.0.1:5577 --out-address "
+                    "tcp://127.0.0.1:5578` and publish from the session with "
+                    "srash_ophyd.live.zmq_publisher) and classify each SRASH scan field by "
+                    "field, writing an analysis run per scan into the catalog. Frame files "
+                    "are read from the paths in the documents.")
+    q.add_argument("--address", default=None,
+                   help="the proxy's output (default localhost:5578)")
+    q.add_argument("--once", action="store_true",
+                   help="exit after the first scan's analysis ends")
+    _dx_options(q)
+    add_catalog_options(q)
+    o = q.add_argument_group("output")
+    o.add_argument("--no-store", action="store_true", help="write no analysis runs")
+    o.add_argument("--json", action="store_true",
+                   help="one JSON object per line and scan (for scripts)")
+    q.set_defaults(func=run_classify_live)
+
+
+# ---------------------------------------------------------------------------- helpers
+def load_dx(weights: Path | None, task: str | None):
+    """The classifier of ``--weights`` / ``--task``; a clear :class:`ClassifyError` when the
+    weights are missing or for another task."""
+    from ml.dx import LBNetDx, default_weights_path
+
+    path = weights if weights is not None else default_weights_path(task or "normal-vs-noa")
+    if not Path(path).is_file():
+        what = "weights file" if weights is not None else "no shipped weights at"
+        raise ClassifyError(f"{what} {str(path)!r}{' does not exist' if weights else ''}: "
+                            f"train them with `srash train --task {task or 'normal-vs-noa'}` "
+                            "or pass --weights PATH")
+    dx = LBNetDx.load(path, task=task or "normal-vs-noa")
+    if task is not None and dx.task.name != task:
+        raise ClassifyError(f"weights {str(path)!r} are for task {dx.task.name!r}, not "
+                            f"{task!r}")
+    return dx
+
+
+def resolve_scan(client, uid: str):
+    """The run ``uid`` (prefix) or, for ``-N``, the N-th latest run that is not an analysis
+    run; :class:`~srash_ophyd.catalog.CatalogError` when there is none."""
+    from ..catalog import CatalogError
+    from .catalog import _get_run
+
+    if not (uid.startswith("-") and uid[1:].isdigit()):
+        run = _get_run(client, uid)
+        if run.metadata["start"].get("analysis"):
+            start = run.metadata["start"]
+            raise ClassifyError(f"run {uid!r} is a {start['analysis']} analysis run of scan "
+                                f"{start.get('scan_uid')}; pass the scan's uid")
+        return run
+    want, n = int(uid[1:]), len(client)
+    if want < 1:
+        raise CatalogError(f"run {uid!r}: use -1 for the latest scan")
+    seen = 0
+    for k in range(1, n + 1):
+        run = client[-k]
+        if not run.metadata["start"].get("analysis"):
+            seen += 1
+            if seen == want:
+                return run
+    raise CatalogError(f"no run {uid!r} in the catalog ({seen} scans); `srash catalog "
+                       "search` lists them")
+
+
+def _open(args: argparse.Namespace):
+    from ..catalog import open_catalog
+
+    return open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key,
+                        create=False)
+
+
+def _fmt(p: Any) -> str:
+    return "-" if p is None else " ".join(f"{v:.3f}" for v in p)
+
+
+def _print_summary(s: dict[str, Any], stored: bool) -> None:
+    names = s["class_names"]
+    print(f"scan {s['scan_uid']}  sample {s.get('sample_id') or '-'}  task {s['task']}")
+    print(f"{'field':>5} {'x_um':>10} {'y_um':>10} {'patches':>7}  "
+          f"{'p(' + ', '.join(names) + ')':<24} label")
+    for f in s["fields"]:
+        print(f"{f['field_index']:>5} {f['x_um']:>10.1f} {f['y_um']:>10.1f} "
+              f"{f['n_patches']:>7}  {_fmt(f['probabilities']):<24} {f['label']}")
+    if s["skipped_fields"]:
+        print(f"({s['skipped_fields']} incomplete fields skipped)")
+    print(f"diagnosis: {s['diagnosis']}  (p = {_fmt(s['probabilities'])}, "
+          f"{s['n_patches']} patches in {s['n_fields']} fields)")
+    if stored:
+        print(f"analysis run {s['analysis_uid']}")
+
+
+# ---------------------------------------------------------------------------- commands
+def run_classify(args: argparse.Namespace) -> int:
+    from ..catalog import close_catalog
+    from ..live import classify_run, make_analysis_writer
+
+    dx = load_dx(args.weights, args.task)  # before the catalog: fail fast
+    client = _open(args)
+    try:
+        run = resolve_scan(client, args.uid)
+        publish = None if args.no_store else make_analysis_writer(client)
+        cb = classify_run(run, dx, publish)
+    finally:
+        close_catalog(client)
+    if cb.error is not None:
+        raise ClassifyError(f"classification of run {cb.scan_uid} failed: {cb.error}")
+    s = cb.summary()
+    if args.json:
+        print(json.dumps(s))
+    else:
+        _print_summary(s, stored=not args.no_store)
+    return 0
+
+
+def run_classify_live(args: argparse.Namespace) -> int:
+    from ..catalog import close_catalog, open_catalog
+    from ..live import DEFAULT_SUB_ADDRESS, make_analysis_writer, serve_live
+
+    dx = load_dx(args.weights, args.task)
+    client = None if args.no_store else open_catalog(
+        args.data_dir, uri=args.catalog, api_key=args.api_key, create=True)
+
+    def show(s: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(s), flush=True)
+        elif s["error"]:
+            print(f"scan {s['scan_uid']}: classification failed: {s['error']}",
+                  file=sys.stderr, flush=True)
+        else:
+            _print_summary(s, stored=client is not None)
+            sys.stdout.flush()
+
+    try:
+        publish = make_analysis_writer(client) if client is not None else None
+        address = args.address or DEFAULT_SUB_ADDRESS
+        if not args.json:
+            print(f"listening on {address} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        results = serve_live(address, dx, publish, once=args.once, on_result=show)
+    finally:
+        if client is not None:
+            close_catalog(client)
+    return 1 if any(r["error"] for r in results) else 0
