@@ -14,8 +14,7 @@ from simulators.errors import SimulatorError
 
 from . import __version__
 from .catalog import CatalogError
-from .commands import catalog, cohort, scan, shell, simulate, train
-from .commands import classify
+from .commands import catalog, classify, cohort, demo, evaluate, scan, shell, simulate, train
 
 
 class CLIError(Exception):
@@ -29,13 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"srash {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.add_parser(sub)
     simulate.add_parser(sub)
     scan.add_parser(sub)
     catalog.add_parser(sub)
-    shell.add_parser(sub)
     cohort.add_parser(sub)
     train.add_parser(sub)
+    evaluate.add_parser(sub)
     classify.add_parser(sub)
+    shell.add_parser(sub)
     return parser
 
 
