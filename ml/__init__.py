@@ -9,6 +9,14 @@ Modules (import them directly; importing :mod:`ml` itself loads nothing heavy):
 * :mod:`ml.vote` -- the weighted Dx vote with its 0.8 threshold (numpy).
 * :mod:`ml.metrics` -- ROC, AUC, Youden's threshold, patch-level metrics (numpy).
 * :mod:`ml.montecarlo` -- sample-level vs patch-level accuracy study (numpy).
+* :mod:`ml.composite` -- raw detector volts + calibration record -> the paper's composite.
+* :mod:`ml.dx` -- LBNetDx: tasks, patching rule, classification of a field, running vote.
+* :mod:`ml.train` / :mod:`ml.cv` -- the paper's training recipe, grouped k-fold, weights I/O.
+* :mod:`ml.gradcam` -- Grad-CAM over a field; :mod:`ml.refnets` -- ResNet-50-sized reference.
+* :mod:`ml.baselines` -- SVM / KNN / decision tree / gradient boosting (scikit-learn).
+* :mod:`ml.ablation` -- channel-subset retraining; :mod:`ml.report` -- report PNGs and JSON.
+
+Shipped weights: ``ml/weights/lbnet_<task>.pt`` (``docs/model_card.md``).
 
 Nothing in :mod:`ml` imports device or plan modules.
 """

@@ -59,7 +59,7 @@ from numpy.typing import ArrayLike, NDArray
 from .metrics import patch_metrics, roc_curve
 
 __all__ = ["BASELINES", "BaselineError", "PERCENTILES", "patch_features", "feature_names",
-           "make_baseline", "fit_baselines"]
+           "make_baseline", "fit_baselines", "fit_baselines_features"]
 
 #: Baseline names, in the order they are fitted and reported.
 BASELINES: tuple[str, ...] = ("SVM", "KNN", "DecisionTree", "GradientBoosting")
@@ -253,10 +253,29 @@ def fit_baselines(x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike,
                             "patches of each class")
     if yt.size < 5 and "KNN" in names:
         raise BaselineError(f"{yt.size} training patches: KNN needs at least 5 (k = 5)")
+    return fit_baselines_features(patch_features(xt, grid=grid), yt,
+                                  patch_features(xs, grid=grid), ys, seed=seed, names=names,
+                                  threshold=threshold)
+
+
+def fit_baselines_features(f_train: ArrayLike, y_train: ArrayLike, f_test: ArrayLike,
+                           y_test: ArrayLike, *, seed: int = 0,
+                           names: Sequence[str] = BASELINES, threshold: float = 0.5
+                           ) -> dict[str, dict[str, Any]]:
+    """:func:`fit_baselines` on precomputed :func:`patch_features` (lets a caller stream
+    patches field by field instead of holding them all). Same return value."""
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    ft = patch_features(xt, grid=grid)
-    fs = patch_features(xs, grid=grid)
+    ft = np.asarray(f_train, np.float32)
+    fs = np.asarray(f_test, np.float32)
+    if ft.ndim != 2 or fs.ndim != 2 or ft.shape[1] != fs.shape[1]:
+        raise BaselineError(f"features of shapes {ft.shape} and {fs.shape}: expected "
+                            "(N, F) arrays with the same F")
+    yt = _check_labels(y_train, ft.shape[0], "y_train")
+    ys = _check_labels(y_test, fs.shape[0], "y_test")
+    if yt.min() == yt.max():
+        raise BaselineError(f"y_train holds only class {int(yt[0])}: training needs both "
+                            "0 and 1")
     both = ys.min() != ys.max()
     out: dict[str, dict[str, Any]] = {}
     for nm in names:

@@ -166,7 +166,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             "outcome": outcome})
         thr = dx.patch_threshold
         pm = patch_metrics(y, s, thr).as_dict()
-        pm["auc"] = roc_auc(y, s)
         pm["n_patches"] = int(y.size)
         cm_patch = confusion_matrix(y, (s >= thr).astype(np.int64))
         truth_idx = np.array([sm["label"] for sm in samples])
@@ -183,7 +182,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "n_fields": len(fields), "patch": pm, "confusion_patches": cm_patch.tolist(),
             "sample": sample_summary(samples), "confusion_samples_identified":
                 cm_sample.tolist(), "samples": samples, "fields": fields}
-        curves = {"LBNet-Dx": roc_curve(y, s)[:2] + (pm["auc"],)}
+        curves = {"LBNet-Dx": roc_curve(y, s)[:2] + (pm["roc_auc"],)}
         if want_feats or args.ablations:
             train_runs = _train_runs(client, train_meta)
             ppf = train_meta.get("patches_per_field") or 48
@@ -236,10 +235,9 @@ def _baselines(train_runs, dx, ppf, f_test, y_test, thr, quiet):
     ds = load_patches(train_runs, dx, patches_per_field=ppf, seed=0, progress=not quiet)
     f_train = patch_features(ds.x)
     del ds.x
-    res = fit_baselines_features(f_train, ds.y, f_test, y_test, seed=0)
-    curves = {name: roc_curve(y_test, r["probability"])[:2] + (r["metrics"]["auc"],)
-              for name, r in res.items()}
-    return {name: {k: v for k, v in r.items() if k != "probability"}
+    res = fit_baselines_features(f_train, ds.y, f_test, y_test, seed=0, threshold=thr)
+    curves = {name: tuple(r["roc"]) for name, r in res.items() if r["roc"] is not None}
+    return {name: {"metrics": r["metrics"], "seconds": r["seconds"]}
             for name, r in res.items()}, curves
 
 
@@ -261,10 +259,14 @@ def _ablations(train_runs, dx, args, x_test, y_test):
         if not args.quiet:
             print(f"[ablation {subset}] {rec or ''}", file=sys.stderr, flush=True)
 
-    return run_ablation(ds.x[tr], ds.y[tr], ds.x[va], ds.y[va], x_test, y_test,
-                        subsets=CHANNEL_SUBSETS, config=cfg,
-                        model_factory=lambda: LiteBlendNet(k, width=32), seed=0,
-                        progress=show)
+    res = run_ablation(ds.x[tr], ds.y[tr], ds.x[va], ds.y[va], x_test, y_test,
+                       subsets=CHANNEL_SUBSETS, config=cfg,
+                       model_factory=lambda: LiteBlendNet(k, width=32), seed=0,
+                       progress=show)
+    return {name: {"metrics": r["metrics"], "best_epoch": r["best_epoch"],
+                   "epochs_run": r["epochs_run"], "seconds": r["seconds"],
+                   "n_train": int(tr.sum()), "n_test": int(len(y_test))}
+            for name, r in res.items()}
 
 
 def _montecarlo(samples, patch_acc, sample_sum, trials, threshold):
@@ -300,7 +302,7 @@ def _pngs(out: Path, report, curves, cm_patch, cm_sample, names) -> dict[str, st
             "confusion_samples": str(confusion_png(out / "confusion_samples.png", cm_sample,
                                                    list(names),
                                                    title=f"{task}: identified samples"))}
-    keys = ("accuracy", "auc", "f1")
+    keys = ("accuracy", "roc_auc", "f1")
     if "baselines" in report:
         vals = {"LBNet-Dx": {k: report["patch"][k] for k in keys}}
         vals.update({n: {k: r["metrics"][k] for k in keys}
@@ -308,16 +310,13 @@ def _pngs(out: Path, report, curves, cm_patch, cm_sample, names) -> dict[str, st
         imgs["baselines"] = str(bars_png(out / "baselines.png", vals,
                                          title=f"{task}: patch level, held-out"))
     if "ablations" in report:
-        vals = {n: {k: r[k] for k in ("accuracy", "auc")}
+        vals = {n: {k: r["metrics"][k] for k in ("accuracy", "roc_auc")}
                 for n, r in report["ablations"].items()}
         imgs["ablations"] = str(bars_png(out / "ablations.png", vals,
                                          title=f"{task}: channel ablations (short training)"))
     mc = report["montecarlo"]
     imgs["montecarlo"] = str(montecarlo_png(
-        out / "montecarlo.png", [c["patch_accuracy"] for c in mc["curve"]],
-        [c["accuracy"] for c in mc["curve"]],
-        unidentifiable=[c["unidentifiable"] for c in mc["curve"]],
-        observed=(mc["observed_patch_accuracy"], mc["observed_sample_accuracy"]),
+        out / "montecarlo.png", mc["curve"], observed=mc["observed_patch_accuracy"],
         title=f"{task}: Monte-Carlo ({mc['n_trials']:.0e} samples per point)"))
     return imgs
 
@@ -329,12 +328,13 @@ def _print(report: dict) -> None:
     print(f"patch level ({pm['n_patches']} patches, threshold "
           f"{report['patch_threshold']:.3f}): accuracy {pm['accuracy']:.3f}, recall "
           f"{pm['recall']:.3f}, specificity {pm['specificity']:.3f}, precision "
-          f"{pm['precision']:.3f}, F1 {pm['f1']:.3f}, AUC {pm['auc']:.3f}")
+          f"{pm['precision']:.3f}, F1 {pm['f1']:.3f}, AUC {pm['roc_auc']:.3f}")
     print(f"sample level: {sm['correct']} correct, {sm['unidentifiable']} unidentifiable, "
           f"{sm['wrong']} wrong (accuracy {sm['accuracy']:.3f})")
     for name, r in (report.get("baselines") or {}).items():
         m = r["metrics"]
-        print(f"  baseline {name:>16}: accuracy {m['accuracy']:.3f}, AUC {m['auc']:.3f}")
+        print(f"  baseline {name:>16}: accuracy {m['accuracy']:.3f}, AUC {m['roc_auc']:.3f}")
     for name, r in (report.get("ablations") or {}).items():
-        print(f"  ablation {name:>3}: accuracy {r['accuracy']:.3f}, AUC {r['auc']:.3f}")
+        m = r["metrics"]
+        print(f"  ablation {name:>3}: accuracy {m['accuracy']:.3f}, AUC {m['roc_auc']:.3f}")
     print(f"report: {report['report']}")

@@ -127,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ml.cv import group_kfold
     from ml.dx import LBNetDx, default_weights_path, get_task
     from ml.lbnet import LiteBlendNet
-    from ml.metrics import patch_metrics, roc_auc, roc_curve, youden_threshold
+    from ml.metrics import patch_metrics, youden_threshold
     from ml.train import TrainConfig, save_weights
 
     from ..catalog import close_catalog, open_catalog
@@ -179,7 +179,6 @@ def run_train(args: argparse.Namespace) -> int:
     model, res, pv = _fit(ds, tr, va, args, "final", n_classes=k)
     thr, j = youden_threshold(pv[:, 1], ds.y[va])
     val = patch_metrics(ds.y[va], pv[:, 1], thr).as_dict()
-    val["auc"] = roc_auc(ds.y[va], pv[:, 1])
     dx = LBNetDx(model, task=task, patch_threshold=thr)
     seeds = sorted({f["specimen_seed"] for f in ds.fields if f["specimen_seed"] is not None})
     cfg = TrainConfig(max_epochs=args.epochs, patience=args.patience, seed=args.seed,
@@ -218,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"{meta['train']['n_patches_val']} validation patches from "
               f"{len(ds.fields)} fields; best epoch {res.best_epoch} of {res.epochs_run} "
               f"({res.seconds:.0f} s on {res.device})")
-        print(f"validation: accuracy {val['accuracy']:.3f}, AUC {val['auc']:.3f}, "
+        print(f"validation: accuracy {val['accuracy']:.3f}, AUC {val['roc_auc']:.3f}, "
               f"Youden threshold {thr:.3f}")
         print(f"weights: {path}\nreport: {report['report']}")
     return 0
