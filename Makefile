@@ -18,16 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: one simulated field (OME-TIFF + PNG), then a 3x3 mosaic of a normal testis section
-## into the local catalog (./srash-data), found again by query and exported as a stitched mosaic
+## demo: a simulated patient scanned as a 2x2 mosaic into ./srash-data with live LBNet-Dx;
+## prints the diagnosis, writes out/demo/composite.png and out/demo/gradcam.png
 demo: $(STAMP)
-	mkdir -p out
-	$(BIN)/srash simulate fov --specimen testis --phenotype normal --seed 7 \
-		--out out/field.ome.tif --png out/field.png --truth out/field-labels.ome.tif
-	$(BIN)/srash scan --sample DEMO-001 --patient P-001 --phenotype normal --seed 7 \
-		--grid 3x3 --pixels 600 --data-dir srash-data
-	$(BIN)/srash catalog search --sample DEMO-001 --data-dir srash-data
-	$(BIN)/srash catalog export -1 --out out/mosaic --data-dir srash-data
+	$(BIN)/srash demo --grid 2x2 --data-dir srash-data --out out/demo
 
 ## test: the whole suite (warnings are errors); slow end-to-end tests included
 test: $(STAMP)
