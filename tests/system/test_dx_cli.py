@@ -118,7 +118,8 @@ def test_demo_json_has_the_promised_keys_and_images(trained, capsys):
     assert len(res["fields"]) == 1 and res["fields"][0]["n_patches"] > 0
     assert abs(sum(res["probabilities"].values()) - 1) < 1e-9
     for path in res["images"].values():
-        assert open(path, "rb").read(4) == b"\x89PNG"
+        with open(path, "rb") as fh:
+            assert fh.read(4) == b"\x89PNG"
     # the analysis run is in the catalog, linked to the scan
     from tiled.queries import Key
 
