@@ -16,7 +16,8 @@ through ``publish(name, doc)`` (e.g. :func:`make_analysis_writer` on the catalog
 Analysis run layout (``compose_run``)::
 
     start   analysis="lbnet-dx", plan_name="lbnet-dx", scan_uid, sample_id, patient_id,
-            phenotype, diagnosis, cohort, split (copied from the scan, for queries), task,
+            cohort, split (copied from the scan, for queries), scan_phenotype and
+            scan_diagnosis (the scan's known labels, if any), task,
             class_names, weights {path, sha256, model}, thresholds {patch, vote},
             patching {background_level, smooth_px, size, stride}, target_pixel_um,
             calibration, mode ("live" | "offline")
@@ -341,8 +342,12 @@ class LBNetDxCallback(DocumentRouter):
         from ml.patches import PATCH_SIZE, PATCH_STRIDE
 
         dx = self.dx
-        md = {k: scan.get(k) for k in ("sample_id", "patient_id", "phenotype", "diagnosis",
-                                       "specimen", "cohort", "split")}
+        md = {k: scan.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort",
+                                       "split")}
+        # the scan's known labels under scan_* names: a plain "diagnosis" here would make
+        # `srash catalog search --diagnosis NOA` list analysis runs as if they were NOA scans
+        md.update({"scan_phenotype": scan.get("phenotype"),
+                   "scan_diagnosis": scan.get("diagnosis")})
         md = {k: v for k, v in md.items() if v is not None}
         return {"analysis": ANALYSIS, "plan_name": ANALYSIS, "scan_uid": scan["uid"], **md,
                 "task": dx.task.name, "class_names": list(dx.class_names),

@@ -168,7 +168,8 @@ def test_analysis_run_is_in_the_catalog(session, dx, live_scan):
     start, stop = run.metadata["start"], run.metadata["stop"]
     assert start["analysis"] == "lbnet-dx" and start["scan_uid"] == uid
     assert start["sample_id"] == "S-live" and start["patient_id"] == "P-S-live"
-    assert (start["phenotype"], start["diagnosis"]) == ("NOA-SCO", "NOA")
+    assert (start["scan_phenotype"], start["scan_diagnosis"]) == ("NOA-SCO", "NOA")
+    assert "diagnosis" not in start  # not listed as a scan by `catalog search --diagnosis`
     assert start["task"] == "normal-vs-noa" and start["class_names"] == ["normal", "NOA"]
     assert start["thresholds"] == {"patch": dx.patch_threshold, "vote": dx.vote_threshold}
     assert set(start["weights"]) >= {"path", "sha256"} and start["mode"] == "live"
