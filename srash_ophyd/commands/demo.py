@@ -192,7 +192,8 @@ def _print(res: dict) -> None:
         print(f"sample vote: {p}")
     if res["subtype_probabilities"]:
         p = ", ".join(f"{k} {v:.3f}" for k, v in res["subtype_probabilities"].items())
-        print(f"subtype vote: {p}")
+        used = "" if res["diagnosis"].startswith("NOA") else " (not used: not NOA)"
+        print(f"subtype vote{used}: {p}")
     print(f"diagnosis: {res['diagnosis']}")
     if res["live_error"]:
         print(f"live classifier error (scan unaffected): {res['live_error']}")
