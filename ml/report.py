@@ -21,13 +21,14 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ._io import atomic_write
 
 __all__ = ["ReportError", "roc_png", "confusion_png", "bars_png", "montecarlo_png",
            "write_json", "to_jsonable"]
@@ -35,21 +36,6 @@ __all__ = ["ReportError", "roc_png", "confusion_png", "bars_png", "montecarlo_pn
 
 class ReportError(ValueError):
     """Data a figure or JSON file cannot show: shapes, ranges, empty input, odd types."""
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
 
 
 def _figure(size: tuple[float, float]) -> Any:
@@ -62,7 +48,7 @@ def _figure(size: tuple[float, float]) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _rate_array(v: Any, what: str) -> np.ndarray:
@@ -363,4 +349,4 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> 
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)

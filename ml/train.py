@@ -31,7 +31,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from ml._io import atomic_write
 from ml.augment import AugmentConfig, augment
 from ml.preprocess import denormalize, normalize
 
@@ -410,18 +410,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *,
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": WEIGHTS_FORMAT, "version": _WEIGHTS_VERSION, "meta": meta_json,
                "state_dict": state}
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_weights(path: str | os.PathLike, *,
