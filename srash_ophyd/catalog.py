@@ -90,8 +90,8 @@ def open_catalog(data_dir: str | os.PathLike | None = None, uri: str | None = No
     db = root / CATALOG_DB
     exists = db.is_file()
     if not exists and not create:
-        raise CatalogError(f"no catalog at {_show(root)}; run `srash scan` first or pass "
-                           f"--data-dir (or set {ENV_DATA_DIR})")
+        raise CatalogError(f"no catalog at {_show(root)}; run `srash scan` (or `srash "
+                           f"cohort`) first or pass --data-dir (or set {ENV_DATA_DIR})")
     frames = root / "frames"
     if create:
         (root / "data").mkdir(parents=True, exist_ok=True)
