@@ -70,6 +70,30 @@ def cohort_plan(name: str, counts: dict[str, int], seed_base: int) -> list[dict[
     return out
 
 
+def parse_stack(text: str) -> tuple[float, float, float]:
+    """``"2800:3050:5"`` -> (2800.0, 3050.0, 5.0) cm^-1 (start, stop, step)."""
+    try:
+        a, b, c = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise SettingsError(f"--stack {text!r} not understood: use START:STOP:STEP in "
+                            "cm^-1, e.g. 2800:3050:5") from None
+    if c == 0 or (b - a) * c < 0 or abs(b - a) / abs(c) > 1000:
+        raise SettingsError(f"--stack {text!r}: the step must be non-zero, point from START "
+                            "to STOP, and give at most 1000 bands")
+    return a, b, c
+
+
+def _store_truth(session, scan_uid: str) -> str:
+    """Publish the simulator's labels of the current field as the scan's truth run."""
+    from ..live import make_analysis_writer
+    from ..truth import field_truth, publish_truth
+
+    run = session.catalog[scan_uid]
+    labels, window = field_truth(session.mic.sim)
+    return publish_truth(make_analysis_writer(session.catalog), run.metadata["start"],
+                         labels, window=window)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cohort", help="acquire a simulated patient cohort into the catalog",
@@ -86,10 +110,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "normal=8,NOA-SPT=6,NOA-SPG=6,NOA-SCO=2)")
     p.add_argument("--seed-base", type=int, default=1000,
                    help="first specimen seed (default 1000; see --help of the module)")
+    p.add_argument("--specimen", choices=("testis", "cells"), default="testis",
+                   help="testis: one mosaic run per patient (default); cells: one "
+                        "hyperspectral stack run per sample at a cell, plus its truth run")
+    p.add_argument("--samples", type=int, default=8,
+                   help="with --specimen cells: number of samples (default 8)")
+    p.add_argument("--stack", default="2800:3050:5",
+                   help="with --specimen cells: START:STOP:STEP cm^-1 (default 2800:3050:5)")
     p.add_argument("--grid", default="1x2", help="fields per patient as ROWSxCOLS (1x2)")
     p.add_argument("--overlap", default="0", help="field overlap in percent (default 0)")
-    p.add_argument("--pixels", type=int, default=1200, help="pixels per side (1200)")
-    p.add_argument("--fov-um", type=float, default=360.0, help="field of view (um, 360)")
+    p.add_argument("--pixels", type=int, default=None,
+                   help="pixels per side (default 1200 for testis, 256 for cells)")
+    p.add_argument("--fov-um", type=float, default=None,
+                   help="field of view, um (default 360 for testis, 60 for cells)")
     p.add_argument("--averages", type=int, default=3, help="frame averages (default 3)")
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,7 +135,8 @@ def _existing(client, cohort: str) -> set[str]:
 
     found = client.search(Key("cohort") == cohort)
     return {r.metadata["start"].get("sample_id") for r in found.values()
-            if (r.metadata.get("stop") or {}).get("exit_status") == "success"}
+            if r.metadata["start"].get("plan_name") in ("mosaic", "hyperspectral_stack")
+            and (r.metadata.get("stop") or {}).get("exit_status") == "success"}
 
 
 def run_cohort(args: argparse.Namespace) -> int:
@@ -114,10 +148,26 @@ def run_cohort(args: argparse.Namespace) -> int:
     from ..session import make_session
     from .simulate import default_center
 
-    counts = parse_counts(args.patients)
-    rows, cols = parse_grid(args.grid)
-    overlap = parse_overlap(args.overlap)
-    patients = cohort_plan(args.name, counts, args.seed_base)
+    cells = args.specimen == "cells"
+    if args.pixels is None:
+        args.pixels = 256 if cells else 1200
+    if args.fov_um is None:
+        args.fov_um = 60.0 if cells else 360.0
+    if cells:
+        rows = cols = 1
+        overlap = 0.0
+        stack = parse_stack(args.stack)
+        if not 1 <= args.samples <= 1000:
+            raise SettingsError(f"--samples {args.samples}: expected 1..1000")
+        patients = [{"sample_id": f"{args.name}-cells-{k:03d}",
+                     "patient_id": f"{args.name}-C{args.seed_base + k}", "phenotype": None,
+                     "seed": args.seed_base + k, "noise_seed": args.seed_base + k + NOISE_OFFSET}
+                    for k in range(args.samples)]
+    else:
+        counts = parse_counts(args.patients)
+        rows, cols = parse_grid(args.grid)
+        overlap = parse_overlap(args.overlap)
+        patients = cohort_plan(args.name, counts, args.seed_base)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key, create=True)
     try:
         done = _existing(client, args.name)
@@ -131,28 +181,36 @@ def run_cohort(args: argparse.Namespace) -> int:
         if pt["sample_id"] in done:
             skipped.append(pt["sample_id"])
             continue
-        spec = make_specimen("testis", pt["seed"], phenotype=pt["phenotype"])
+        spec = make_specimen(args.specimen, pt["seed"], phenotype=pt["phenotype"])
         cx, cy = default_center(spec)
         session = make_session(
             data_dir=args.data_dir, catalog_uri=args.catalog, api_key=args.api_key,
-            specimen="testis", phenotype=pt["phenotype"], seed=pt["seed"],
+            specimen=args.specimen, phenotype=pt["phenotype"], seed=pt["seed"],
             noise_seed=pt["noise_seed"], progress=False, pixels=args.pixels,
             fov_um=args.fov_um, averages=args.averages, x_um=cx, y_um=cy)
         try:
             md = session.run_md(sample_id=pt["sample_id"], patient_id=pt["patient_id"],
                                 cohort=args.name, split=args.split)
             mic = session.mic
-            uids = session.RE(session.plans.mosaic(
-                [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
-                fov_um=args.fov_um, overlap=overlap, center_um=(cx, cy),
-                shifts_cm1=(2850.0, 2930.0), md=md))
-            runs.append({**pt, "uid": uids[0] if uids else None})
+            if cells:
+                uids = session.RE(session.plans.hyperspectral_stack(
+                    [mic], mic.raman, start_cm1=stack[0], stop_cm1=stack[1],
+                    step_cm1=stack[2], md=md))
+                truth_uid = _store_truth(session, uids[0]) if uids else None
+                runs.append({**pt, "uid": uids[0] if uids else None, "truth_uid": truth_uid})
+            else:
+                uids = session.RE(session.plans.mosaic(
+                    [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
+                    fov_um=args.fov_um, overlap=overlap, center_um=(cx, cy),
+                    shifts_cm1=(2850.0, 2930.0), md=md))
+                runs.append({**pt, "uid": uids[0] if uids else None})
         except Exception as exc:  # a device fault ends that patient's run, not the cohort
             failed.append({**pt, "error": f"{type(exc).__name__}: {exc}"})
         finally:
             session.close()
     elapsed = time.perf_counter() - t0
-    summary = {"cohort": args.name, "split": args.split, "patients": len(patients),
+    summary = {"cohort": args.name, "split": args.split, "specimen": args.specimen,
+               "patients": len(patients),
                "acquired": len(runs), "skipped_existing": len(skipped), "failed": failed,
                "fields_per_patient": rows * cols, "elapsed_s": round(elapsed, 2),
                "runs": runs}

@@ -1,0 +1,74 @@
+"""Simulator ground truth stored in the catalog next to the scan it belongs to.
+
+A simulated scan's per-pixel truth labels (:class:`simulators.specimens.base.Label` codes)
+are published as a small run of their own (``compose_run``)::
+
+    start   plan_name="simulator-truth", truth_for=<scan uid>, sample_id, patient_id,
+            specimen, legend {label name: code}, window {x_um, y_um, nx, ny, pixel_um}
+    truth   one event: labels (ny, nx) uint8
+    stop    exit_status "success"
+
+so Dice can be measured against truth, not only against another method, and the label map
+is queryable with the scan (``Key("truth_for") == scan_uid``). Written with
+:func:`srash_ophyd.live.make_analysis_writer` (arrays as zarr).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from event_model import compose_run
+from numpy.typing import NDArray
+
+__all__ = ["TRUTH", "publish_truth", "load_truth", "field_truth"]
+
+TRUTH = "simulator-truth"
+
+
+def field_truth(sim: Any) -> tuple[NDArray[np.uint8], dict[str, Any]]:
+    """Truth labels of the field the simulated scanner rasters now, and its window."""
+    win = sim.window()
+    comp = sim.specimen.render(win)
+    return (np.asarray(comp.labels, np.uint8),
+            {"x_um": win.x_um, "y_um": win.y_um, "nx": win.nx, "ny": win.ny,
+             "pixel_um": win.pixel_um})
+
+
+def publish_truth(publish: Callable[[str, dict], Any], scan_start: Mapping[str, Any],
+                  labels: NDArray[np.uint8], *, window: Mapping[str, Any]) -> str:
+    """Publish the truth run of ``scan_start``'s scan; returns its uid."""
+    from simulators.specimens.base import Label
+
+    lab = np.ascontiguousarray(labels, np.uint8)
+    if lab.ndim != 2:
+        raise ValueError(f"labels of shape {lab.shape}: expected (ny, nx)")
+    md = {k: scan_start.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort",
+                                         "split", "specimen_seed")}
+    bundle = compose_run(metadata={
+        "plan_name": TRUTH, "truth_for": scan_start["uid"],
+        **{k: v for k, v in md.items() if v is not None},
+        "legend": {m.name.lower(): int(m.value) for m in Label}, "window": dict(window)})
+    publish("start", bundle.start_doc)
+    desc = bundle.compose_descriptor(name="truth", data_keys={"labels": {
+        "source": "simulator", "dtype": "array", "dtype_numpy": "|u1",
+        "shape": list(lab.shape)}})
+    publish("descriptor", desc.descriptor_doc)
+    now = time.time()
+    publish("event", desc.compose_event(data={"labels": lab}, timestamps={"labels": now},
+                                        seq_num=1))
+    publish("stop", bundle.compose_stop(exit_status="success"))
+    return bundle.start_doc["uid"]
+
+
+def load_truth(client, scan_uid: str) -> tuple[NDArray[np.uint8], dict[str, Any]] | None:
+    """``(labels, start metadata)`` of a scan's truth run, or None when it has none."""
+    from tiled.queries import Key
+
+    found = list(client.search(Key("truth_for") == scan_uid).values())
+    if not found:
+        return None
+    run = found[-1]
+    labels = np.asarray(run["truth"]["labels"].read())[0].astype(np.uint8)
+    return labels, dict(run.metadata["start"])

@@ -1,0 +1,53 @@
+"""``srash cohort --specimen cells``: hyperspectral stacks with their truth runs (issue 6)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from srash_ophyd.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated")]
+
+
+def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
+    data = tmp_path / "d"
+    code = main(["cohort", "--name", "hc", "--specimen", "cells", "--samples", "1",
+                 "--pixels", "64", "--fov-um", "30", "--stack", "2800:3050:25",
+                 "--data-dir", str(data), "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["acquired"] == 1 and out["runs"][0]["truth_uid"]
+    from srash_ophyd.catalog import close_catalog, open_catalog
+    from srash_ophyd.truth import load_truth
+
+    c = open_catalog(data)
+    try:
+        run = c[out["runs"][0]["uid"]]
+        assert run.metadata["start"]["plan_name"] == "hyperspectral_stack"
+        img = run["primary"]["srash_image"]
+        assert img.shape == (11, 2, 64, 64)  # 2800..3050 step 25: 11 bands
+        labels, md = load_truth(c, run.metadata["start"]["uid"])
+        assert labels.shape == (64, 64) and labels.dtype == np.uint8
+        assert md["legend"]["nucleus"] == 3 and md["legend"]["lipid_droplet"] == 4
+        assert set(np.unique(labels)) <= set(md["legend"].values())
+        assert md["sample_id"] == "hc-cells-000" and md["window"]["nx"] == 64
+    finally:
+        close_catalog(c)
+    # a resumed cohort skips the stored sample (the truth run does not count as one)
+    assert main(["cohort", "--name", "hc", "--specimen", "cells", "--samples", "1",
+                 "--pixels", "64", "--fov-um", "30", "--stack", "2800:3050:25",
+                 "--data-dir", str(data), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped_existing"] == 1
+
+
+@pytest.mark.parametrize("bad", ["2800:3050", "2800:3050:0", "3050:2800:5", "a:b:c",
+                                 "0:100000:1"])
+def test_bad_stack_ranges_are_refused(bad):
+    from simulators.errors import SettingsError
+    from srash_ophyd.commands.cohort import parse_stack
+
+    with pytest.raises(SettingsError, match="--stack"):
+        parse_stack(bad)
