@@ -34,6 +34,14 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
         assert md["legend"]["nucleus"] == 3 and md["legend"]["lipid_droplet"] == 4
         assert set(np.unique(labels)) <= set(md["legend"].values())
         assert md["sample_id"] == "hc-cells-000" and md["window"]["nx"] == 64
+        from srash_ophyd.hsdata import run_stack
+
+        st = run_stack(run)
+        assert st.data.shape == (11, 64, 64) and np.all(np.diff(st.raman_cm1) > 0)
+        # processed spectra: background ~0; cell pixels carry the CH-stretch band
+        bg, cell = labels == 0, labels > 0
+        if bg.any() and cell.any():
+            assert st.data[:, bg].mean() < 0.2 * st.data[:, cell].mean()
     finally:
         close_catalog(c)
     # a resumed cohort skips the stored sample (the truth run does not count as one)

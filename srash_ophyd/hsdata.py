@@ -1,0 +1,68 @@
+"""Hyperspectral SRS stacks from the catalog (the input of spectral phasor / hybrid UNet).
+
+A ``hyperspectral_stack`` run has one ``primary`` event per Raman shift with the frame
+``<name>_image`` (channel 0 = SRS lock-in volts) and the frame's physical shift and laser
+powers. :func:`run_stack` returns the stack processed as the paper does before phasor
+analysis: dark level subtracted (the run's ``calibration`` record) and each band normalised
+to the reference powers (``S (P_P0 P_S0) / (P_P P_S)``), in volts at reference power, bands
+in increasing Raman shift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ml.composite import Calibration
+from simulators.processing import normalize_power, subtract_background
+
+from .export import ExportError, find_image_key
+
+__all__ = ["Stack", "run_stack"]
+
+
+@dataclasses.dataclass
+class Stack:
+    """``data`` (B, H, W) float32 processed SRS, ``raman_cm1`` (B,) increasing, pixel size
+    (um) and the run's start document."""
+
+    data: NDArray[np.float32]
+    raman_cm1: NDArray[np.float64]
+    pixel_um: float | None
+    start: dict
+
+
+def run_stack(run, *, stream_name: str = "primary") -> Stack:
+    """The processed stack of a ``hyperspectral_stack`` run (module doc).
+
+    Raises :class:`ExportError` for a run without an image stream or with fewer than 2
+    bands, :class:`ml.composite.CalibrationError` without a calibration record.
+    """
+    start = dict(run.metadata["start"])
+    if stream_name not in run:
+        raise ExportError(f"run {start['uid']} has no {stream_name!r} stream")
+    stream = run[stream_name]
+    key = find_image_key(stream)
+    base = key[: -len("_image")] if key.endswith("_image") else key
+    cal = Calibration.from_dict(start.get("calibration"))
+    shifts = np.asarray(stream[f"{base}_frame_raman_shift"].read(), np.float64)
+    pump = np.asarray(stream[f"{base}_frame_pump_mw"].read(), np.float64)
+    stokes = np.asarray(stream[f"{base}_frame_stokes_mw"].read(), np.float64)
+    if shifts.size < 2:
+        raise ExportError(f"run {start['uid']} has {shifts.size} band(s): a stack needs >= 2")
+    img = np.asarray(stream[key].read(), np.float32)[:, 0]  # (B, H, W) SRS channel
+    out = np.empty_like(img)
+    for k in range(img.shape[0]):
+        out[k] = normalize_power(subtract_background(img[k], cal.srs_dark_v),
+                                 pump_mw=float(pump[k]), stokes_mw=float(stokes[k]),
+                                 ref_pump_mw=cal.ref_pump_mw, ref_stokes_mw=cal.ref_stokes_mw)
+    order = np.argsort(shifts, kind="stable")
+    pixel = None
+    for obj in stream.metadata.get("configuration", {}).values():
+        v = obj.get("data", {}).get(f"{base}_scanner_pixel_size")
+        if v is not None:
+            pixel = float(v)
+    return Stack(data=np.ascontiguousarray(out[order]), raman_cm1=shifts[order],
+                 pixel_um=pixel, start=start)
