@@ -184,21 +184,24 @@ def cells3():
     return _cells_stack(3)
 
 
-def test_segmentation_matches_simulator_truth(cells3, tmp_path):
+# measured (seed: nucleus, droplets): 3: 0.920, 0.894; 5: 0.898, 0.942 (bright droplets that
+# defeat a plain Otsu threshold); seeds 1-10 range 0.89-0.975 and 0.86-0.96
+@pytest.mark.parametrize("seed", [3, 5])
+def test_segmentation_matches_simulator_truth(seed, cells3, tmp_path):
     from simulators.specimens.base import Label
 
-    data, shifts, truth = cells3
+    data, shifts, truth = cells3 if seed == 3 else _cells_stack(seed)
     t0 = time.perf_counter()
     seg = segment_phasor(data, shifts, seed=0)
     dt = time.perf_counter() - t0
     d_nuc = dice(seg.labels == NUCLEUS, truth == Label.NUCLEUS)
     d_ld = dice(seg.labels == LIPID_DROPLET, truth == Label.LIPID_DROPLET)
     d_cell = dice(seg.labels != BACKGROUND, truth != Label.BACKGROUND)
-    print(f"phasor segmentation 128x128x{len(shifts)}: nucleus Dice {d_nuc:.3f}, "
+    print(f"seed {seed} phasor segmentation 128x128x{len(shifts)}: nucleus Dice {d_nuc:.3f}, "
           f"lipid droplets {d_ld:.3f}, cell {d_cell:.3f}, {dt:.2f} s")
     assert dt < 20.0
-    assert d_nuc >= 0.8
-    assert d_ld >= 0.3
+    assert d_nuc >= 0.85
+    assert d_ld >= 0.8
     assert d_cell >= 0.9
     assert set(np.unique(seg.labels)) <= {BACKGROUND, NUCLEUS, LIPID_DROPLET, CYTOPLASM}
     # decreasing axis (pump-wavelength order) gives the same segmentation
@@ -215,6 +218,17 @@ def test_segmentation_matches_simulator_truth(cells3, tmp_path):
               labels_png(tmp_path / "lab.png", seg.mean, seg.labels)):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_droplet_trimming_helps(cells3):
+    from simulators.specimens.base import Label
+
+    data, shifts, truth = cells3
+    ld = truth == Label.LIPID_DROPLET
+    trimmed = segment_phasor(data, shifts).labels == LIPID_DROPLET
+    raw = segment_phasor(data, shifts, droplet_level=None).labels == LIPID_DROPLET
+    assert dice(trimmed, ld) > dice(raw, ld) + 0.2
+    assert not (trimmed & ~raw).any()
 
 
 def test_cursor_mode_uses_gmm_centres(cells3):
