@@ -374,7 +374,8 @@ def segment_phasor(stack: ArrayLike, raman_cm1: ArrayLike, /, *, harmonic: int =
                    lipid_cm1: float = 2850.0, nucleus_species: str = "dna", seed: int = 0,
                    min_nucleus_px: int = 30, min_droplet_px: int = 2,
                    opening_radius: int = 1, closing_radius: int = 1,
-                   droplet_level: float | None = 0.5, max_fit_px: int = 50_000) -> PhasorSegmentation:
+                   droplet_level: float | None = 0.5, max_fit_px: int = 50_000,
+                   ) -> PhasorSegmentation:
     """Segment a hyperspectral SRS stack into nucleus, lipid droplets and cytoplasm.
 
     Parameters
