@@ -14,7 +14,8 @@ from simulators.errors import SimulatorError
 
 from . import __version__
 from .catalog import CatalogError
-from .commands import catalog, classify, cohort, demo, evaluate, scan, shell, simulate, train
+from .commands import (catalog, classify, cohort, demo, evaluate, scan, segment, shell,
+                       simulate, train)
 
 
 class CLIError(Exception):
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     evaluate.add_parser(sub)
     classify.add_parser(sub)
+    segment.add_parser(sub)
     shell.add_parser(sub)
     return parser
 

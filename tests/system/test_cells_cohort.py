@@ -44,6 +44,27 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
             assert st.data[:, bg].mean() < 0.2 * st.data[:, cell].mean()
     finally:
         close_catalog(c)
+    # srash segment: labels back into the catalog, Dice against the truth run, PNGs
+    assert main(["segment", "-1", "--data-dir", str(data), "--out", str(tmp_path / "seg"),
+                 "--json"]) == 0
+    seg = json.loads(capsys.readouterr().out)
+    assert seg["scan_uid"] == out["runs"][0]["uid"] and seg["analysis_uid"]
+    assert set(seg["dice"]) == {"nucleus", "lipid_droplet"}
+    assert all(0.0 <= v <= 1.0 for v in seg["dice"].values())
+    assert sum(seg["pixels"].values()) == 64 * 64
+    for path in seg["images"].values():
+        with open(path, "rb") as fh:
+            assert fh.read(4) == b"\x89PNG"
+    c = open_catalog(data)
+    try:
+        from tiled.queries import Key
+
+        stored = list(c.search(Key("scan_uid") == seg["scan_uid"]).values())
+        assert [r.metadata["start"]["analysis"] for r in stored] == ["segmentation"]
+        assert np.asarray(stored[0]["labels"]["labels"].read()).shape == (1, 64, 64)
+    finally:
+        close_catalog(c)
+    assert main(["segment", "nonexistent", "--data-dir", str(data)]) == 2
     # a resumed cohort skips the stored sample (the truth run does not count as one)
     assert main(["cohort", "--name", "hc", "--specimen", "cells", "--samples", "1",
                  "--pixels", "64", "--fov-um", "30", "--stack", "2800:3050:25",
