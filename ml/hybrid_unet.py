@@ -14,7 +14,7 @@ Hybrid-UNet layout (3D width ``c = width3d`` = 8, 2D width ``w = width`` = 16; s
     stem   pad B to a multiple of sb (replicate); Conv3d k=(sb,2,2) s=(sb,2,2) 1->c BN ReLU
                                                               (c,  13, 256, 256)
     enc1   MSR3D(c)                 -> skip1 = AttnPool(c)    (c,      256, 256)
-    down1  Conv3d k=(3,2,2) s=(2,2,2) c->2c  BN ReLU          (2c,  7, 128, 128)
+    down1  Conv3d k=(3,2,2) s=(2,2,2) pad B 1, c->2c BN ReLU  (2c,  7, 128, 128)
     enc2   MSR3D(2c)                -> skip2 = AttnPool(2c)   (2c,     128, 128)
     down2  -> (4c, 4, 64, 64); enc3 MSR3D(4c) -> skip3 = AttnPool(4c)
     down3  -> (8c, 2, 32, 32); enc4 MSR3D(8c)
@@ -23,6 +23,9 @@ Hybrid-UNet layout (3D width ``c = width3d`` = 8, 2D width ``w = width`` = 16; s
            32->64 (8c+4c -> 4w), 64->128 (4w+2c -> 2w), 128->256 (2w+c -> w)
     full   upsample x2 to H x W, concat the per-pixel spectral statistics of the raw stack
            (mean, std, max over B: 3 channels), conv3x3 (w+3 -> w) BN ReLU, conv1x1 -> 2
+
+Shapes and kernels are written ``(B, y, x)`` as in the study; the code stores them
+spectral-last, ``(y, x, B)`` (see "Spectral-last layout" below).
 
 * **MSR3D** (multi-scale residual 3D module): three parallel ``Conv3d`` with kernels
   ``(3,3,3), (5,3,3), (7,3,3)`` (same spatial 3x3, growing spectral reach), each BN+ReLU,
@@ -38,11 +41,20 @@ Hybrid-UNet layout (3D width ``c = width3d`` = 8, 2D width ``w = width`` = 16; s
   constant along B is returned unchanged (= its mean). ``attention_skips=False``: the mean
   over B (:class:`SpectralMean`).
 
+Spectral-last layout: internally every 3D tensor is ``(N, C, H, W, B)`` (the input is
+permuted once), and 3D kernels are written ``(y, x, B)``. This is mathematically the same
+network, but PyTorch's CPU convolution picks oneDNN only when ``N*C*D*H`` (the first four
+sizes) exceeds 20480; with the spectral axis in ``D`` a single ``(C=16, B=7, 128, 128)``
+stack fell back to the native kernel, ~10x slower (0.31 s vs 0.03 s for one (7,3,3) conv).
+
 Measured on the 2-core CPU here (``torch.set_num_threads(2)``, ``torch.inference_mode``,
-eval mode, one ``(1, 1, 50, 512, 512)`` stack): Hybrid-UNet ~1.3 s (budget 2 s; 0.93M
-parameters), all three modules ablated ~0.65 s (0.46M); baseline UNet2D ~0.28 s (1.95M);
-see ``INFERENCE_SECONDS``. The stride-2 spatial / stride-4 spectral stem is what makes the
-budget: MSR3D at 13 x 256 x 256 with c = 8 is ~0.25 s, i.e. half the 3D encoder cost.
+eval mode, one ``(1, 1, 50, 512, 512)`` stack, best of 3 with the machine otherwise quiet):
+Hybrid-UNet ~0.7 s (budget 2 s; 1.1 s with 1 thread; 0.93M parameters); all three modules
+ablated ~0.4 s (0.46M); baselines UNet2D ~0.3 s (1.95M), UNet3D ~11 s (1.47M, full-resolution
+3D convolutions). With another process loading the 2 cores, single Hybrid-UNet runs of up
+to ~2.8 s were seen (thread contention), so keep an eye on the budget on shared machines.
+The stride-2 spatial / stride-4 spectral stem keeps all 3D work at <= 256 x 256 x 13.
+(``INFERENCE_SECONDS`` holds these numbers.)
 
 Baselines: :class:`UNet3D` (a 3D UNet on ``(B, H, W)``, full 3D decoder, final 1x1x1 conv
 to 2 channels, logits averaged over B) and :class:`UNet2D` (nnU-Net style, bands as input
@@ -70,8 +82,8 @@ MIN_BANDS = 4
 #: ``H`` and ``W`` must be multiples of this (4 halvings).
 DOWNSAMPLING = 16
 #: Measured seconds per (1, 1, 50, 512, 512) stack, 2 CPU threads (see module docstring).
-INFERENCE_SECONDS: dict[str, float] = {"HybridUNet": 1.3, "HybridUNet(no modules)": 0.65,
-                                       "UNet2D": 0.28}
+INFERENCE_SECONDS: dict[str, float] = {"HybridUNet": 0.7, "HybridUNet(no modules)": 0.4,
+                                       "UNet2D": 0.3, "UNet3D": 11.4}
 
 
 class SegInputError(ValueError):
@@ -120,8 +132,8 @@ class ConvBNReLU2D(nn.Sequential):
 class MSR3D(nn.Module):
     """Multi-scale residual 3D module (spectral kernel sizes ``spectral_kernels``).
 
-    ``y = ReLU(x + BN(conv1x1x1(concat_k ReLU(BN(conv_(k,3,3)(x))))))``; shape-preserving on
-    ``(N, C, B, H, W)``.
+    ``y = ReLU(x + BN(conv1x1x1(concat_k ReLU(BN(conv_(3,3,k)(x))))))``; shape-preserving on
+    spectral-last ``(N, C, H, W, B)`` (the study's ``(k,3,3)`` kernels, axes reordered).
     """
 
     def __init__(self, channels: int, *, spectral_kernels: Sequence[int] = (3, 5, 7)) -> None:
@@ -130,7 +142,7 @@ class MSR3D(nn.Module):
                                             for k in spectral_kernels):
             raise SegInputError(f"spectral_kernels {tuple(spectral_kernels)!r}: expected odd "
                                 "integers >= 1")
-        self.branches = nn.ModuleList(ConvBNReLU3D(channels, channels, (int(k), 3, 3))
+        self.branches = nn.ModuleList(ConvBNReLU3D(channels, channels, (3, 3, int(k)))
                                       for k in spectral_kernels)
         self.fuse = ConvBNReLU3D(channels * len(self.branches), channels, (1, 1, 1),
                                  act=False)
@@ -149,14 +161,14 @@ class PlainBlock3D(nn.Sequential):
 
 
 class SpectralMean(nn.Module):
-    """``(N, C, B, H, W) -> (N, C, H, W)``: the mean over the spectral axis."""
+    """``(N, C, H, W, B) -> (N, C, H, W)``: the mean over the (last, spectral) axis."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=2)
+        return x.mean(dim=-1)
 
 
 class AttentionSpectralPool(nn.Module):
-    """Attention-weighted pooling over the spectral axis, ``(N, C, B, H, W) -> (N, C, H, W)``.
+    """Attention-weighted pooling over the spectral axis, ``(N, C, H, W, B) -> (N, C, H, W)``.
 
     ``a = softmax_B(conv1x1x1(x))`` (one weight per band and pixel, shared by the ``C``
     channels, summing to 1 over B); output ``sum_B a * x``.
@@ -167,24 +179,24 @@ class AttentionSpectralPool(nn.Module):
         self.score = nn.Conv3d(channels, 1, 1)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention weights ``(N, 1, B, H, W)``, summing to 1 over B."""
-        return torch.softmax(self.score(x), dim=2)
+        """Attention weights ``(N, 1, H, W, B)``, summing to 1 over B."""
+        return torch.softmax(self.score(x), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.weights(x)).sum(dim=2)
+        return (x * self.weights(x)).sum(dim=-1)
 
 
 class SpectralCompression(nn.Module):
-    """Collapse the spectral axis at the deepest layer: Conv3d k=(3,1,1) s=(2,1,1) BN ReLU,
-    then average over the remaining bands; ``(N, C, B, H, W) -> (N, C, H, W)``."""
+    """Collapse the spectral axis at the deepest layer: Conv3d k=(1,1,3) s=(1,1,2) BN ReLU,
+    then average over the remaining bands; ``(N, C, H, W, B) -> (N, C, H, W)``."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = ConvBNReLU3D(channels, channels, (3, 1, 1), stride=(2, 1, 1),
-                                 padding=(1, 0, 0))
+        self.conv = ConvBNReLU3D(channels, channels, (1, 1, 3), stride=(1, 1, 2),
+                                 padding=(0, 0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=2)
+        return self.conv(x).mean(dim=-1)
 
 
 class _Up2D(nn.Module):
@@ -253,12 +265,12 @@ class HybridUNet(nn.Module):
                       "attention_skips": bool(attention_skips)}
         block = MSR3D if msr else PlainBlock3D
         pool = AttentionSpectralPool if attention_skips else (lambda ch: SpectralMean())
-        self.stem = ConvBNReLU3D(1, c, (sb, 2, 2), stride=(sb, 2, 2), padding=(0, 0, 0))
+        self.stem = ConvBNReLU3D(1, c, (2, 2, sb), stride=(2, 2, sb), padding=(0, 0, 0))
         chans = [c, 2 * c, 4 * c, 8 * c]
         self.enc = nn.ModuleList(block(ch) for ch in chans)
         self.down = nn.ModuleList(
-            ConvBNReLU3D(chans[i], chans[i + 1], (3, 2, 2), stride=(2, 2, 2),
-                         padding=(1, 0, 0)) for i in range(3))
+            ConvBNReLU3D(chans[i], chans[i + 1], (2, 2, 3), stride=(2, 2, 2),
+                         padding=(0, 0, 1)) for i in range(3))
         self.skips = nn.ModuleList(pool(ch) for ch in chans[:3])
         self.compress = SpectralCompression(chans[3]) if spectral_compression else SpectralMean()
         self.up = nn.ModuleList([_Up2D(chans[3], chans[2], 4 * w),
@@ -273,9 +285,9 @@ class HybridUNet(nn.Module):
         check_stack(x)
         sb = self.spectral_stride
         pad = (-x.shape[2]) % sb
-        f = x
+        f = x.permute(0, 1, 3, 4, 2).contiguous()  # spectral-last (N, 1, H, W, B)
         if pad:
-            f = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+            f = torch.cat([f, f[..., -1:].expand(-1, -1, -1, -1, pad)], dim=-1)
         f = self.stem(f)
         skips = []
         for i in range(4):
@@ -324,7 +336,7 @@ class UNet3D(nn.Module):
         """Logits ``(N, num_classes, H, W)`` of a ``(N, 1, B, H, W)`` stack."""
         check_stack(x)
         skips = []
-        f = x
+        f = x.permute(0, 1, 3, 4, 2).contiguous()  # spectral-last (N, 1, H, W, B)
         for i, enc in enumerate(self.enc):
             f = enc(f)
             if i < 4:
@@ -333,7 +345,7 @@ class UNet3D(nn.Module):
         for dec, s in zip(self.dec, reversed(skips)):
             f = F.interpolate(f, size=s.shape[2:], mode="trilinear", align_corners=False)
             f = dec(torch.cat([f, s], dim=1))
-        return self.head(f).mean(dim=2)
+        return self.head(f).mean(dim=-1)
 
 
 class _NNBlock(nn.Sequential):
@@ -374,7 +386,8 @@ class UNet2D(nn.Module):
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes, H, W)`` of ``(N, 1, in_bands, H, W)`` or ``(N, in_bands, H, W)``."""
+        """Logits ``(N, num_classes, H, W)``; input ``(N, 1, in_bands, H, W)`` or
+        ``(N, in_bands, H, W)``."""
         if x.ndim == 5:
             check_stack(x, min_bands=1)
             x = x[:, 0]

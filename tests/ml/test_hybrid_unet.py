@@ -111,15 +111,16 @@ def test_attention_weights_sum_to_one_and_constant_input_gives_mean(seed, b, c):
     nn_init = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         pool.score.weight.copy_(torch.randn(pool.score.weight.shape, generator=nn_init))
-    x = torch.randn(2, c, b, 5, 4, generator=nn_init) * 3
+    x = torch.randn(2, c, 5, 4, b, generator=nn_init) * 3  # spectral-last (N, C, H, W, B)
     with torch.no_grad():
         wts = pool.weights(x)
-        assert wts.shape == (2, 1, b, 5, 4) and (wts >= 0).all()
-        torch.testing.assert_close(wts.sum(dim=2), torch.ones(2, 1, 5, 4))
+        assert wts.shape == (2, 1, 5, 4, b) and (wts >= 0).all()
+        torch.testing.assert_close(wts.sum(dim=-1), torch.ones(2, 1, 5, 4))
         assert pool(x).shape == (2, c, 5, 4)
-        const = x[:, :, :1].expand(-1, -1, b, -1, -1)
+        const = x[..., :1].expand(-1, -1, -1, -1, b)
         torch.testing.assert_close(pool(const), SpectralMean()(const))
-        torch.testing.assert_close(pool(const), x[:, :, 0])
+        torch.testing.assert_close(pool(const), x[..., 0])
+        torch.testing.assert_close(SpectralMean()(x), x.mean(dim=-1))
 
 
 # ---------------------------------------------------------------- Dice
