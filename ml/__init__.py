@@ -16,6 +16,10 @@ Modules (import them directly; importing :mod:`ml` itself loads nothing heavy):
 * :mod:`ml.baselines` -- SVM / KNN / decision tree / gradient boosting (scikit-learn).
 * :mod:`ml.ablation` -- channel-subset retraining; :mod:`ml.report` -- report PNGs and JSON.
 
+Hyperspectral branch (issue 6, in progress): :mod:`ml.phasor` (spectral phasor,
+automatic segmentation), :mod:`ml.hybrid_unet` (hybrid 3D/2D UNet, UNet3D / UNet2D
+baselines), :mod:`ml.dice`.
+
 Shipped weights: ``ml/weights/lbnet_<task>.pt`` (``docs/model_card.md``).
 
 Nothing in :mod:`ml` imports device or plan modules.
