@@ -20,7 +20,7 @@ from simulators.processing import normalize_power, subtract_background
 
 from .export import ExportError, find_image_key
 
-__all__ = ["Stack", "run_stack"]
+__all__ = ["Stack", "load_stacks", "run_stack"]
 
 
 @dataclasses.dataclass
@@ -66,3 +66,32 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
             pixel = float(v)
     return Stack(data=np.ascontiguousarray(out[order]), raman_cm1=shifts[order],
                  pixel_um=pixel, start=start)
+
+
+def load_stacks(client, *, cohort: str | None = None, split: str | None = None,
+                require_truth: bool = True) -> tuple[list[Stack], list[NDArray[np.uint8] | None]]:
+    """Processed stacks of the ``hyperspectral_stack`` runs matching ``cohort``/``split``
+    (oldest first) and their simulator-truth label maps (None where a stack has none, or
+    the stack is skipped when ``require_truth``). Raises :class:`ExportError` when nothing
+    matches."""
+    from tiled.queries import Key
+
+    from .truth import load_truth
+
+    res = client.search(Key("plan_name") == "hyperspectral_stack")
+    for key, value in (("cohort", cohort), ("split", split)):
+        if value is not None:
+            res = res.search(Key(key) == value)
+    stacks, labels = [], []
+    for run in res.values():
+        st = run_stack(run)
+        truth = load_truth(client, st.start["uid"])
+        if truth is None and require_truth:
+            continue
+        stacks.append(st)
+        labels.append(None if truth is None else truth[0])
+    if not stacks:
+        raise ExportError(f"no hyperspectral stacks{' with truth' if require_truth else ''} "
+                          f"match cohort={cohort!r}, split={split!r}: acquire some with "
+                          "`srash cohort --specimen cells`")
+    return stacks, labels

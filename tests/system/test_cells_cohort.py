@@ -34,9 +34,14 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
         assert md["legend"]["nucleus"] == 3 and md["legend"]["lipid_droplet"] == 4
         assert set(np.unique(labels)) <= set(md["legend"].values())
         assert md["sample_id"] == "hc-cells-000" and md["window"]["nx"] == 64
-        from srash_ophyd.hsdata import run_stack
+        from srash_ophyd.hsdata import load_stacks, run_stack
 
         st = run_stack(run)
+        stacks, labs = load_stacks(c, cohort="hc")
+        assert len(stacks) == 1 and np.array_equal(stacks[0].data, st.data)
+        assert np.array_equal(labs[0], labels)
+        with pytest.raises(ValueError, match="srash cohort --specimen cells"):
+            load_stacks(c, cohort="nope")
         assert st.data.shape == (11, 64, 64) and np.all(np.diff(st.raman_cm1) > 0)
         # processed spectra: background ~0; cell pixels carry the CH-stretch band
         bg, cell = labels == 0, labels > 0
