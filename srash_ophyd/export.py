@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["CHANNELS", "ExportError", "Tile", "composite_png", "export_run", "find_image_key",
-           "run_tiles", "stitch"]
+           "pick_frames", "pixel_um_of", "run_tiles", "stitch", "tile_data"]
 
 CHANNELS = ("SRS_2850", "SRS_2930", "SHG")
 LIPID_CM1, PROTEIN_CM1, TOLERANCE_CM1 = 2850.0, 2930.0, 25.0
@@ -74,11 +74,34 @@ def find_image_key(stream) -> str:
     raise ExportError(f"stream has no external (channel, y, x) image among {sorted(keys)}")
 
 
+NO_PAIR = "no frame at both ~2850 and ~2930 cm^-1"
+
+
+def pick_frames(shifts_cm1) -> tuple[int, int] | None:
+    """Positions (in ``shifts_cm1``) of a field's lipid (~2850) and protein (~2930) frames:
+    the frames nearest each, within :data:`TOLERANCE_CM1`; None when the field lacks one
+    (an interrupted tile). The one rule shared by export, training and the live callback."""
+    s = np.asarray(shifts_cm1, np.float64)
+    d_l, d_p = np.abs(s - LIPID_CM1), np.abs(s - PROTEIN_CM1)
+    il, ip = int(np.argmin(d_l)), int(np.argmin(d_p))
+    if il == ip or d_l[il] > TOLERANCE_CM1 or d_p[ip] > TOLERANCE_CM1:
+        return None
+    return il, ip
+
+
+def tile_data(lipid_frame: NDArray, protein_frame: NDArray) -> NDArray[np.float32]:
+    """(3, ny, nx) in :data:`CHANNELS` order from the two (SRS, SHG) frames of a field:
+    SRS of the ~2850 frame, SRS of the ~2930 frame, SHG of the ~2850 frame."""
+    a, b = np.asarray(lipid_frame), np.asarray(protein_frame)
+    return np.stack([a[0], b[0], a[1]]).astype(np.float32, copy=False)
+
+
 def _column(stream, key: str) -> NDArray:
     return np.asarray(stream[key].read())
 
 
-def _pixel_um(stream, base: str) -> float | None:
+def pixel_um_of(stream, base: str) -> float | None:
+    """Scanner pixel size (um) from a stream's configuration, or None."""
     cfg = stream.metadata.get("configuration", {})
     for obj in cfg.values():
         data = obj.get("data", {})
@@ -123,7 +146,7 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True
     n = len(shift)
     xs = _column(stream, f"{base}_frame_x")
     ys = _column(stream, f"{base}_frame_y")
-    pixel = _pixel_um(stream, base)
+    pixel = pixel_um_of(stream, base)
     shape = stream.metadata["data_keys"][key]["shape"]
     if pixel is None:
         from .ometiff import read_ome_tiff  # fall back on the file's own pixel size
@@ -138,16 +161,14 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True
         else np.full(n, np.nan)
     tiles, skipped = [], []
     for g in _groups(stream, base, n, pixel):
-        d_l = np.abs(shift[g] - LIPID_CM1)
-        d_p = np.abs(shift[g] - PROTEIN_CM1)
-        il, ip = g[int(np.argmin(d_l))], g[int(np.argmin(d_p))]
-        if il == ip or d_l.min() > TOLERANCE_CM1 or d_p.min() > TOLERANCE_CM1:
+        pair = pick_frames(shift[g])
+        if pair is None:
             skipped.append({"events": g, "x_um": float(xs[g[0]]), "y_um": float(ys[g[0]]),
-                            "why": "no frame at both ~2850 and ~2930 cm^-1"})
+                            "why": NO_PAIR})
             continue
+        il, ip = g[pair[0]], g[pair[1]]
         if load:
-            a, b = np.asarray(arr[il]), np.asarray(arr[ip])
-            data = np.stack([a[0], b[0], a[1]]).astype(np.float32, copy=False)
+            data = tile_data(arr[il], arr[ip])
         else:
             data = np.empty((3, shape[1], shape[2]), np.float32)
         tiles.append(Tile(index=len(tiles), x_um=float(xs[il]), y_um=float(ys[il]),

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ml.composite import Calibration
 from simulators.processing import normalize_power, subtract_background
 
-from .export import ExportError, find_image_key
+from .export import ExportError, find_image_key, pixel_um_of
 
 __all__ = ["Stack", "load_stacks", "run_stack"]
 
@@ -59,13 +59,8 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
                                  pump_mw=float(pump[k]), stokes_mw=float(stokes[k]),
                                  ref_pump_mw=cal.ref_pump_mw, ref_stokes_mw=cal.ref_stokes_mw)
     order = np.argsort(shifts, kind="stable")
-    pixel = None
-    for obj in stream.metadata.get("configuration", {}).values():
-        v = obj.get("data", {}).get(f"{base}_scanner_pixel_size")
-        if v is not None:
-            pixel = float(v)
     return Stack(data=np.ascontiguousarray(out[order]), raman_cm1=shifts[order],
-                 pixel_um=pixel, start=start)
+                 pixel_um=pixel_um_of(stream, base), start=start)
 
 
 def load_stacks(client, *, cohort: str | None = None, split: str | None = None,

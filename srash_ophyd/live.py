@@ -74,7 +74,7 @@ from ml.composite import Calibration
 from ml.dx import FieldDx, LBNetDx, SampleVote
 from ml.vote import Vote
 
-from .export import LIPID_CM1, PROTEIN_CM1, TOLERANCE_CM1, ExportError, Tile
+from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
 
 __all__ = ["ANALYSIS", "DEFAULT_PUB_ADDRESS", "DEFAULT_SUB_ADDRESS", "FieldResult",
            "LBNetDxCallback", "LiveDx", "attach_live_dx", "classify_run", "is_srash_scan",
@@ -489,18 +489,16 @@ class LBNetDxCallback(DocumentRouter):
     def _process(self, key: Any) -> None:
         g = self._groups.pop(key)
         self._done_groups.add(key)
-        shift = np.array([f.shift for f in g])
-        d_l, d_p = np.abs(shift - LIPID_CM1), np.abs(shift - PROTEIN_CM1)
-        fl, fp = g[int(np.argmin(d_l))], g[int(np.argmin(d_p))]
-        if fl is fp or d_l.min() > TOLERANCE_CM1 or d_p.min() > TOLERANCE_CM1:
+        pair = pick_frames([f.shift for f in g])
+        if pair is None:
             self.skipped.append({"events": [f.pos for f in g], "x_um": g[0].x, "y_um": g[0].y,
-                                 "why": "no frame at both ~2850 and ~2930 cm^-1"})
+                                 "why": NO_PAIR})
             return
+        fl, fp = g[pair[0]], g[pair[1]]
         t0 = time.perf_counter()
         info = next(iter(self._streams.values()))
         pixel = info.pixel_um if info.pixel_um is not None else self._pixel_from(fl, info)
-        a, b = self._frame(fl), self._frame(fp)
-        data = np.stack([a[0], b[0], a[1]]).astype(np.float32, copy=False)
+        data = tile_data(self._frame(fl), self._frame(fp))
         tile = Tile(index=len(self.fields), x_um=fl.x, y_um=fl.y, pixel_um=float(pixel),
                     data=data, events=(fl.pos, fp.pos), shifts_cm1=(fl.shift, fp.shift),
                     pump_mw=(fl.pump, fp.pump), stokes_mw=(fl.stokes, fp.stokes))
