@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -211,22 +211,14 @@ class LBNetDx:
         with torch.inference_mode():
             return predict_proba(self.model, x, batch_size=self.batch_size)
 
-    def classify_field(self, composite: ArrayLike) -> FieldDx:
-        """Classify one field's composite ``(3, H, W)`` in [0, 1]."""
-        ps = self.patches(composite)
+    def classify_patches(self, ps: PatchSet) -> FieldDx:
+        """Classify the valid patches of one field (from :meth:`patches`)."""
         p = self.predict(ps.patches)
         vote = (dx_vote(p, ps.weights, threshold=self.vote_threshold,
                         class_names=self.class_names) if len(ps) else None)
         return FieldDx(probabilities=p, weights=ps.weights.astype(np.float64),
                        origins=ps.origins, n_total=ps.n_total, vote=vote)
 
-    def classify_sample(self, composites: Iterable[ArrayLike]) -> tuple[list[FieldDx],
-                                                                           Vote | None]:
-        """Classify several fields of one sample; returns per-field results and the vote."""
-        sv = SampleVote(self.class_names, threshold=self.vote_threshold)
-        fields = []
-        for c in composites:
-            f = self.classify_field(c)
-            fields.append(f)
-            sv.add(f)
-        return fields, sv.vote()
+    def classify_field(self, composite: ArrayLike) -> FieldDx:
+        """Classify one field's composite ``(3, H, W)`` in [0, 1]."""
+        return self.classify_patches(self.patches(composite))

@@ -26,6 +26,7 @@ from .export import ExportError, Tile, run_tiles
 
 __all__ = ["FieldComposite", "run_fields", "tile_composite", "resample", "run_label_md",
            "DatasetError", "PatchDataset", "select_runs", "iter_run_fields", "load_patches",
+           "load_patch_sets",
            "PIXEL_TOLERANCE"]
 
 #: Relative pixel-size difference below which no resampling is done.
@@ -162,35 +163,53 @@ def iter_run_fields(runs, task, *, target_pixel_um: float, progress: bool = True
         bar.close()
 
 
-def load_patches(runs, dx, *, patches_per_field: int | None = None, seed: int = 0,
-                 target_pixel_um: float = 0.3, progress: bool = True) -> PatchDataset:
-    """Valid patches of every field of ``runs``, cut with ``dx``'s patching rule
-    (:meth:`ml.dx.LBNetDx.patches`), at most ``patches_per_field`` per field (a seeded
-    uniform subsample without replacement; None = all)."""
-    rng = np.random.default_rng(seed)
-    xs, ys, ws, gs, fs, fields = [], [], [], [], [], []
-    for info, fc in iter_run_fields(runs, dx.task, target_pixel_um=target_pixel_um,
+def load_patches(runs, task, *, patches_per_field: int | None = None, seed: int = 0,
+                 patch=None, target_pixel_um: float = 0.3, progress: bool = True
+                 ) -> PatchDataset:
+    """Valid patches of every field of ``runs`` labelled by ``task`` (:class:`ml.dx.Task`),
+    cut with ``patch(composite) -> PatchSet`` (default :func:`ml.dx.field_patches` with the
+    classifier's default rule; pass a trained model's :meth:`ml.dx.LBNetDx.patches` to use
+    its stored rule), at most ``patches_per_field`` per field (a seeded uniform subsample
+    without replacement; None = all)."""
+    return load_patch_sets(runs, task, [(patches_per_field, seed)], patch=patch,
+                           target_pixel_um=target_pixel_um, progress=progress)[0]
+
+
+def load_patch_sets(runs, task, specs, *, patch=None, target_pixel_um: float = 0.3,
+                    progress: bool = True) -> list[PatchDataset]:
+    """Several :func:`load_patches` datasets, one per ``(patches_per_field, seed)`` in
+    ``specs``, from a single pass over the runs (each field's files are read and patched
+    once). Each dataset equals what :func:`load_patches` gives for its spec."""
+    if patch is None:
+        from ml.dx import field_patches as patch
+    rngs = [np.random.default_rng(seed) for _, seed in specs]
+    parts: list[dict[str, list]] = [{k: [] for k in "xywgf"} for _ in specs]
+    fields: list[dict[str, Any]] = []
+    for info, fc in iter_run_fields(runs, task, target_pixel_um=target_pixel_um,
                                     progress=progress, desc="patches"):
-        ps = dx.patches(fc.composite)
-        idx = np.arange(len(ps))
-        if patches_per_field is not None and len(idx) > patches_per_field:
-            idx = np.sort(rng.choice(idx, size=patches_per_field, replace=False))
+        ps = patch(fc.composite)
         info["n_valid"] = len(ps)
-        info["n_used"] = int(idx.size)
         fields.append(info)
-        xs.append(ps.patches[idx])
-        ws.append(ps.weights[idx])
-        n = idx.size
-        ys.append(np.full(n, info["label"], np.int64))
-        gs.append(np.full(n, info["patient_id"], object))
-        fs.append(np.full(n, len(fields) - 1, np.int64))
+        for (ppf, _), rng, part in zip(specs, rngs, parts):
+            idx = np.arange(len(ps))
+            if ppf is not None and len(idx) > ppf:
+                idx = np.sort(rng.choice(idx, size=ppf, replace=False))
+            n = idx.size
+            part["x"].append(ps.patches[idx])
+            part["w"].append(ps.weights[idx])
+            part["y"].append(np.full(n, info["label"], np.int64))
+            part["g"].append(np.full(n, info["patient_id"], object))
+            part["f"].append(np.full(n, len(fields) - 1, np.int64))
     if not fields:
         raise DatasetError("the selected runs hold no complete field")
-    x = np.concatenate(xs) if xs else np.zeros((0, 3, 300, 300), np.float32)
-    ds = PatchDataset(x=x, y=np.concatenate(ys), weights=np.concatenate(ws),
-                      groups=np.concatenate(gs), field=np.concatenate(fs), fields=fields)
-    missing = set(range(len(dx.class_names))) - set(np.unique(ds.y).tolist())
-    if missing:
-        raise DatasetError(f"no patches of class(es) {[dx.class_names[k] for k in missing]} "
-                           "in the selected runs")
-    return ds
+    out = []
+    for part in parts:
+        ds = PatchDataset(x=np.concatenate(part["x"]), y=np.concatenate(part["y"]),
+                          weights=np.concatenate(part["w"]), groups=np.concatenate(part["g"]),
+                          field=np.concatenate(part["f"]), fields=fields)
+        missing = set(range(len(task.class_names))) - set(np.unique(ds.y).tolist())
+        if missing:
+            raise DatasetError(f"no patches of class(es) "
+                               f"{[task.class_names[k] for k in missing]} in the selected runs")
+        out.append(ds)
+    return out

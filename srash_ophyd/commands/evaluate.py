@@ -83,10 +83,10 @@ def sample_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ml.dx import LBNetDx, SampleVote, get_task
-    from ml.metrics import confusion_matrix, patch_metrics, roc_auc, roc_curve
+    from ml.metrics import confusion_matrix, patch_metrics, roc_curve
 
     from ..catalog import close_catalog, open_catalog
-    from ..dxdata import iter_run_fields, load_patches, select_runs
+    from ..dxdata import iter_run_fields, load_patch_sets, select_runs
 
     task = get_task(args.task)
     dx = LBNetDx.load(args.weights, task=task.name)
@@ -124,14 +124,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if len(ps) == 0:
                 fields.append({**info, "n_patches": 0, "field_vote": None})
                 continue
-            p = dx.predict(ps.patches)
-            from ml.dx import FieldDx
-            from ml.vote import dx_vote
-
-            fdx = FieldDx(probabilities=p, weights=ps.weights, origins=ps.origins,
-                          n_total=ps.n_total, vote=dx_vote(p, ps.weights,
-                                                           threshold=dx.vote_threshold,
-                                                           class_names=dx.class_names))
+            fdx = dx.classify_patches(ps)
+            p = fdx.probabilities
             sid = info["sample_id"] or info["run_uid"]
             votes.setdefault(sid, SampleVote(dx.class_names, threshold=dx.vote_threshold))
             votes[sid].add(fdx)
@@ -184,14 +178,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 cm_sample.tolist(), "samples": samples, "fields": fields}
         curves = {"LBNet-Dx": roc_curve(y, s)[:2] + (pm["roc_auc"],)}
         if want_feats or args.ablations:
-            train_runs = _train_runs(client, train_meta)
-            ppf = train_meta.get("patches_per_field") or 48
+            # one pass over the training runs for both (same subsamples as separate loads)
+            specs = ([(train_meta.get("patches_per_field") or 48, 0)] if want_feats else []) \
+                + ([(args.ablation_patches, 1)] if args.ablations else [])
+            sets = load_patch_sets(_train_runs(client, train_meta), task, specs,
+                                   patch=dx.patches, progress=not args.quiet)
         if want_feats:
-            report["baselines"], base_curves = _baselines(
-                train_runs, dx, ppf, np.concatenate(feats), y, thr, args.quiet)
+            report["baselines"], base_curves = _baselines(sets.pop(0), np.concatenate(feats),
+                                                          y, thr)
             curves.update(base_curves)
         if args.ablations:
-            report["ablations"] = _ablations(train_runs, dx, args, np.concatenate(abl_x),
+            report["ablations"] = _ablations(sets.pop(0), dx, args, np.concatenate(abl_x),
                                              np.concatenate(abl_y))
     finally:
         close_catalog(client)
@@ -226,31 +223,23 @@ def _train_runs(client, train_meta: dict) -> list:
     return runs
 
 
-def _baselines(train_runs, dx, ppf, f_test, y_test, thr, quiet):
+def _baselines(ds, f_test, y_test, thr):
     from ml.baselines import fit_baselines_features, patch_features
-    from ml.metrics import roc_curve
 
-    from ..dxdata import load_patches
-
-    ds = load_patches(train_runs, dx, patches_per_field=ppf, seed=0, progress=not quiet)
     f_train = patch_features(ds.x)
-    del ds.x
     res = fit_baselines_features(f_train, ds.y, f_test, y_test, seed=0, threshold=thr)
     curves = {name: tuple(r["roc"]) for name, r in res.items() if r["roc"] is not None}
     return {name: {"metrics": r["metrics"], "seconds": r["seconds"]}
             for name, r in res.items()}, curves
 
 
-def _ablations(train_runs, dx, args, x_test, y_test):
+def _ablations(ds, dx, args, x_test, y_test):
     from ml.ablation import CHANNEL_SUBSETS, run_ablation
     from ml.lbnet import LiteBlendNet
     from ml.train import TrainConfig
 
-    from ..dxdata import load_patches
     from .train import split_patients
 
-    ds = load_patches(train_runs, dx, patches_per_field=args.ablation_patches, seed=1,
-                      progress=not args.quiet)
     tr, va = split_patients(ds.groups, ds.y, 0.2, seed=0)
     cfg = TrainConfig(max_epochs=args.ablation_epochs, patience=args.ablation_epochs, seed=0)
     k = len(dx.class_names)

@@ -104,16 +104,23 @@ def _epoch_printer(quiet: bool, label: str):
     return show
 
 
+def _config(args: argparse.Namespace):
+    """The training configuration of the command's options (the paper's defaults else)."""
+    from ml.train import TrainConfig
+
+    return TrainConfig(max_epochs=args.epochs, patience=args.patience, seed=args.seed,
+                       device=args.device)
+
+
 def _fit(ds, tr, va, args, label: str, *, n_classes: int) -> tuple[Any, Any, np.ndarray]:
     """Train one model on patches ``tr`` (bool mask), validate on ``va``; returns (model,
     TrainResult, validation probabilities)."""
     import torch
 
     from ml.lbnet import LiteBlendNet
-    from ml.train import TrainConfig, predict_proba, train_model
+    from ml.train import predict_proba, train_model
 
-    cfg = TrainConfig(max_epochs=args.epochs, patience=args.patience, seed=args.seed,
-                      device=args.device)
+    cfg = _config(args)
     torch.manual_seed(args.seed)
     model = LiteBlendNet(n_classes, width=args.width)
     res = train_model(model, ds.x[tr], ds.y[tr], ds.x[va], ds.y[va], config=cfg,
@@ -126,9 +133,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     from ml.cv import group_kfold
     from ml.dx import LBNetDx, default_weights_path, get_task
-    from ml.lbnet import LiteBlendNet
     from ml.metrics import patch_metrics, youden_threshold
-    from ml.train import TrainConfig, save_weights
+    from ml.train import save_weights
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import load_patches, select_runs
@@ -146,8 +152,8 @@ def run_train(args: argparse.Namespace) -> int:
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
         runs = select_runs(client, task, cohort=args.cohort, split=args.split or None)
-        probe = LBNetDx(LiteBlendNet(len(task.class_names), width=4), task=task)
-        ds = load_patches(runs, probe, patches_per_field=args.patches_per_field or None,
+        # the classifier's default patching rule (LBNetDx stores the same in dx_meta)
+        ds = load_patches(runs, task, patches_per_field=args.patches_per_field or None,
                           seed=args.seed, progress=not args.quiet)
     finally:
         close_catalog(client)
@@ -181,8 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
     val = patch_metrics(ds.y[va], pv[:, 1], thr).as_dict()
     dx = LBNetDx(model, task=task, patch_threshold=thr)
     seeds = sorted({f["specimen_seed"] for f in ds.fields if f["specimen_seed"] is not None})
-    cfg = TrainConfig(max_epochs=args.epochs, patience=args.patience, seed=args.seed,
-                      device=args.device)
+    cfg = _config(args)
     train_groups = sorted(set(ds.groups[tr].tolist()))
     val_groups = sorted(set(ds.groups[va].tolist()))
     meta = {"model": {"num_classes": k, "width": args.width}, "dx": dx.dx_meta(),

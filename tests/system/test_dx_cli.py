@@ -89,6 +89,26 @@ def test_evaluate_reports_everything_on_held_out_seeds(trained, capsys):
     assert json.loads((out / "evaluation.json").read_text())["task"] == "normal-vs-noa"
 
 
+def test_one_pass_patch_sets_equal_separate_loads(trained):
+    from ml.dx import get_task
+    from srash_ophyd.catalog import close_catalog, open_catalog
+    from srash_ophyd.dxdata import load_patch_sets, load_patches, select_runs
+
+    _, data = trained
+    task = get_task("normal-vs-noa")
+    c = open_catalog(data)
+    try:
+        runs = select_runs(c, task, cohort="tr")
+        sets = load_patch_sets(runs, task, [(8, 0), (3, 1)], progress=False)
+        for ds, (ppf, seed) in zip(sets, [(8, 0), (3, 1)]):
+            one = load_patches(runs, task, patches_per_field=ppf, seed=seed, progress=False)
+            assert np.array_equal(ds.x, one.x) and np.array_equal(ds.y, one.y)
+            assert np.array_equal(ds.weights, one.weights)
+            assert list(ds.groups) == list(one.groups)
+    finally:
+        close_catalog(c)
+
+
 def test_evaluate_refuses_training_seeds(trained, capsys):
     d, data = trained
     code, _, err = run(capsys, "evaluate", "--weights", d / "normal-vs-noa.pt", "--cohort",
