@@ -15,12 +15,12 @@ is queryable with the scan (``Key("truth_for") == scan_uid``). Written with
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from event_model import compose_run
 from numpy.typing import NDArray
+
+from .docruns import publish_event_run
 
 __all__ = ["TRUTH", "publish_truth", "load_truth", "field_truth"]
 
@@ -46,20 +46,14 @@ def publish_truth(publish: Callable[[str, dict], Any], scan_start: Mapping[str, 
         raise ValueError(f"labels of shape {lab.shape}: expected (ny, nx)")
     md = {k: scan_start.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort",
                                          "split", "specimen_seed")}
-    bundle = compose_run(metadata={
-        "plan_name": TRUTH, "truth_for": scan_start["uid"],
-        **{k: v for k, v in md.items() if v is not None},
-        "legend": {m.name.lower(): int(m.value) for m in Label}, "window": dict(window)})
-    publish("start", bundle.start_doc)
-    desc = bundle.compose_descriptor(name="truth", data_keys={"labels": {
-        "source": "simulator", "dtype": "array", "dtype_numpy": "|u1",
-        "shape": list(lab.shape)}})
-    publish("descriptor", desc.descriptor_doc)
-    now = time.time()
-    publish("event", desc.compose_event(data={"labels": lab}, timestamps={"labels": now},
-                                        seq_num=1))
-    publish("stop", bundle.compose_stop(exit_status="success"))
-    return bundle.start_doc["uid"]
+    return publish_event_run(
+        publish, {"plan_name": TRUTH, "truth_for": scan_start["uid"],
+                  **{k: v for k, v in md.items() if v is not None},
+                  "legend": {m.name.lower(): int(m.value) for m in Label},
+                  "window": dict(window)},
+        "truth", {"labels": lab},
+        {"labels": {"source": "simulator", "dtype": "array", "dtype_numpy": "|u1",
+                    "shape": list(lab.shape)}})
 
 
 def load_truth(client, scan_uid: str) -> tuple[NDArray[np.uint8], dict[str, Any]] | None:

@@ -78,40 +78,26 @@ def resolve_stack(client, uid: str):
 
 
 def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) -> str:
-    from event_model import compose_run
-
     from ml.phasor import CLASS_NAMES
 
+    from ..docruns import publish_event_run
     from ..live import make_analysis_writer
 
-    publish = make_analysis_writer(client)
     md = {k: start.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort", "split")}
-    bundle = compose_run(metadata={
-        "analysis": "segmentation", "plan_name": "srash-segment", "scan_uid": start["uid"],
-        **{k: v for k, v in md.items() if v is not None}, "method": params["method"],
-        "params": params, "classes": {str(name): int(code)
-                                      for code, name in _class_items(CLASS_NAMES)}})
-    publish("start", bundle.start_doc)
-    desc = bundle.compose_descriptor(name="labels", data_keys={
-        "labels": {"source": "srash segment", "dtype": "array", "dtype_numpy": "|u1",
-                   "shape": list(labels.shape)},
-        "dice_nucleus": {"source": "srash segment", "dtype": "number", "shape": []},
-        "dice_droplets": {"source": "srash segment", "dtype": "number", "shape": []}})
-    publish("descriptor", desc.descriptor_doc)
-    now = time.time()
+    nan = float("nan")
     data = {"labels": labels.astype(np.uint8),
-            "dice_nucleus": float("nan") if dice["nucleus"] is None else dice["nucleus"],
-            "dice_droplets": float("nan") if dice["lipid_droplet"] is None
-            else dice["lipid_droplet"]}
-    publish("event", desc.compose_event(data=data, timestamps={k: now for k in data},
-                                        seq_num=1))
-    publish("stop", bundle.compose_stop(exit_status="success"))
-    return bundle.start_doc["uid"]
-
-
-def _class_items(names) -> list[tuple[int, str]]:
-    """(code, name) pairs of :data:`ml.phasor.CLASS_NAMES` (a mapping or a sequence)."""
-    return sorted(names.items()) if isinstance(names, dict) else list(enumerate(names))
+            "dice_nucleus": nan if dice["nucleus"] is None else dice["nucleus"],
+            "dice_droplets": nan if dice["lipid_droplet"] is None else dice["lipid_droplet"]}
+    number = {"source": "srash segment", "dtype": "number", "shape": []}
+    return publish_event_run(
+        make_analysis_writer(client),
+        {"analysis": "segmentation", "plan_name": "srash-segment", "scan_uid": start["uid"],
+         **{k: v for k, v in md.items() if v is not None}, "method": params["method"],
+         "params": params, "classes": {name: code for code, name in CLASS_NAMES.items()}},
+        "labels", data,
+        {"labels": {"source": "srash segment", "dtype": "array", "dtype_numpy": "|u1",
+                    "shape": list(labels.shape)},
+         "dice_nucleus": number, "dice_droplets": number})
 
 
 def run_segment(args: argparse.Namespace) -> int:
