@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from timing import median_time as _median_time  # benchmarks/timing.py
+
 from ml.gradcam import field_cam
 from ml.lbnet import LiteBlendNet, count_macs, count_parameters
 from ml.patches import extract_patches
@@ -73,16 +75,6 @@ def cpu_gflops(n: int = 512, reps: int = 20) -> float:
     for _ in range(reps):
         a @ a
     return 2.0 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def _median_time(fn, runs: int) -> tuple[float, list[float]]:
-    fn()  # warm-up
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), ts
 
 
 def main() -> None:

@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import numpy as np
 import torch
 
+from timing import median_time  # benchmarks/timing.py
+
 
 def _time(fn, runs: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return median_time(fn, runs)[0]
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import add_catalog_options
+from .options import add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["ClassifyError", "add_parser", "load_dx", "resolve_scan", "run_classify",
            "run_classify_live"]
@@ -25,14 +25,10 @@ class ClassifyError(ValueError):
 
 
 def _dx_options(p: argparse.ArgumentParser) -> None:
-    from ml.dx import TASKS
-
     m = p.add_argument_group("classifier")
-    m.add_argument("--task", choices=sorted(TASKS), default=None,
-                   help="classification task (default: the weights' task, else normal-vs-noa)")
-    m.add_argument("--weights", type=Path, default=None,
-                   help="weights written by `srash train` (default: the shipped weights "
-                        "ml/weights/lbnet_<task>.pt)")
+    add_task_option(m, default=None,
+                    help_default="the weights' task, else normal-vs-noa")
+    add_weights_option(m)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

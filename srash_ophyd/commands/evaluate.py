@@ -29,23 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from .options import add_catalog_options
+from .options import add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["add_parser", "run_evaluate", "sample_summary"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ml.dx import TASKS
-
     p = sub.add_parser(
         "evaluate", help="evaluate LBNet-Dx on held-out catalog runs (report + PNGs)",
         description="Classify a held-out cohort selected by catalog query and write the "
                     "paper's report: patch- and sample-level metrics, ROC, confusion "
                     "matrices, baselines, channel ablations, Grad-CAM, Monte-Carlo curve.")
-    p.add_argument("--task", choices=sorted(TASKS), default="normal-vs-noa",
-                   help="normal-vs-noa (default) or spt-vs-spg")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="weights file (default: the shipped ml/weights/lbnet_<task>.pt)")
+    add_task_option(p)
+    add_weights_option(p)
     p.add_argument("--cohort", default=None, help="start.cohort of the held-out runs")
     p.add_argument("--split", default="test", help="start.split (default test; '' = any)")
     p.add_argument("--out", type=Path, default=None, help="report folder (reports/<task>)")
@@ -82,17 +78,15 @@ def sample_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ml.dx import LBNetDx, SampleVote, get_task
+    from ml.dx import SampleVote, get_task
     from ml.metrics import confusion_matrix, patch_metrics, roc_curve
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import iter_run_fields, load_patch_sets, select_runs
+    from .classify import load_dx
 
     task = get_task(args.task)
-    dx = LBNetDx.load(args.weights, task=task.name)
-    if dx.task.name != task.name:
-        raise ValueError(f"weights {dx.meta.get('path')} are for task {dx.task.name!r}, "
-                         f"not {task.name!r}")
+    dx = load_dx(args.weights, task.name)  # clear errors: missing weights, wrong task
     out = args.out or Path("reports") / task.name
     out.mkdir(parents=True, exist_ok=True)
     train_meta = dx.meta.get("train", {})

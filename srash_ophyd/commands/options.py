@@ -15,3 +15,19 @@ def add_catalog_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--catalog", default=None, metavar="URL",
                    help="tiled server URL instead of the embedded catalog")
     c.add_argument("--api-key", default=None, help="API key of the tiled server")
+
+
+def add_task_option(p: argparse.ArgumentParser, *, default: str | None = "normal-vs-noa",
+                    help_default: str = "normal-vs-noa") -> None:
+    """``--task`` with the LBNet-Dx task names (:data:`ml.dx.TASKS`)."""
+    from ml.dx import TASKS
+
+    p.add_argument("--task", choices=sorted(TASKS), default=default,
+                   help=f"{' or '.join(sorted(TASKS))} (default {help_default})")
+
+
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    """``--weights PATH`` (default: the shipped weights of the task)."""
+    p.add_argument("--weights", type=Path, default=None,
+                   help="weights written by `srash train` (default: the shipped weights "
+                        "ml/weights/lbnet_<task>.pt)")

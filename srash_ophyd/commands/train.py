@@ -26,21 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from .options import add_catalog_options
+from .options import add_catalog_options, add_task_option
 
 __all__ = ["add_parser", "run_train", "split_patients", "zscore_inplace"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ml.dx import TASKS
-
     p = sub.add_parser(
         "train", help="train LBNet-Dx on catalog runs (split by patient)",
         description="Train LiteBlendNet for a task on the mosaic runs a catalog query "
                     "selects; write the weights (+ a report: JSON, learning curves, "
                     "validation ROC).")
-    p.add_argument("--task", choices=sorted(TASKS), default="normal-vs-noa",
-                   help="normal-vs-noa (default) or spt-vs-spg")
+    add_task_option(p)
     p.add_argument("--cohort", default=None, help="start.cohort of the training runs")
     p.add_argument("--split", default="train", help="start.split (default train; '' = any)")
     p.add_argument("--out", type=Path, default=None,
