@@ -24,7 +24,7 @@ from ml.composite import Calibration, field_composite
 
 from .export import ExportError, Tile, run_tiles
 
-__all__ = ["FieldComposite", "run_fields", "tile_composite", "resample", "run_label_md",
+__all__ = ["FieldComposite", "run_fields", "tile_composite", "resample",
            "DatasetError", "PatchDataset", "select_runs", "iter_run_fields", "load_patches",
            "load_patch_sets",
            "PIXEL_TOLERANCE"]
@@ -79,13 +79,6 @@ def run_fields(run, *, target_pixel_um: float | None = None
         yield FieldComposite(tile=t, composite=tile_composite(t, cal,
                                                               target_pixel_um=target_pixel_um),
                              pixel_um=target_pixel_um or t.pixel_um)
-
-
-def run_label_md(start: dict[str, Any]) -> dict[str, Any]:
-    """The identifying metadata of a run's start document (what reports and analysis runs
-    carry along)."""
-    return {k: start.get(k) for k in ("uid", "sample_id", "patient_id", "phenotype",
-                                      "diagnosis", "seed", "cohort", "split")}
 
 
 # --------------------------------------------------------------------------- datasets
