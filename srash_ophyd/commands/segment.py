@@ -9,10 +9,14 @@ The label map is written back to the catalog as an analysis run linked to the st
     labels  one event: labels (H, W) uint8, dice_nucleus, dice_droplets (NaN without truth)
     stop
 
+``--method hybrid-unet`` runs a trained segmenter (default: the shipped
+``ml/weights/seg_hybrid-unet.pt``, or ``--weights`` from ``srash train-seg``) on the stack
+put on the weights' Raman axis (:func:`ml.seg_models.segmenter_input`); its nucleus and
+droplet masks become the same label codes (:func:`ml.seg_models.labels_from_masks`).
+
 When the stack has a simulator-truth run (``srash cohort --specimen cells``), Dice of the
-nucleus and lipid-droplet masks against truth is reported. PNGs: the phasor histogram with
-the chosen clusters and the label overlay. (The hybrid-UNet method comes with its trained
-weights; until then only ``phasor`` is offered.)
+nucleus and lipid-droplet masks against truth is reported. PNGs: the label overlay, and for
+phasor the phasor histogram with the chosen clusters.
 """
 
 from __future__ import annotations
@@ -40,14 +44,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "linked to the stack, save PNGs, and report Dice against the simulator's "
                     "truth when the stack has one.")
     p.add_argument("uid", help="stack run uid (a unique prefix), or -1 for the latest stack")
-    p.add_argument("--method", choices=("phasor",), default="phasor",
-                   help="phasor (spectral phasor + Gaussian mixture; default)")
+    p.add_argument("--method", choices=("phasor", "hybrid-unet"), default="phasor",
+                   help="phasor (spectral phasor + Gaussian mixture; default) or hybrid-unet "
+                        "(trained network, see --weights)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="hybrid-unet: weights from `srash train-seg` (default: the shipped "
+                        "ml/weights/seg_hybrid-unet.pt)")
     p.add_argument("--harmonic", type=int, default=1, help="phasor harmonic (1)")
     p.add_argument("--median-passes", type=int, default=2,
-                   help="3x3 median filter passes on G and S (2)")
+                   help="phasor: 3x3 median filter passes on G and S (2)")
     p.add_argument("--components", type=int, default=3,
-                   help="Gaussian-mixture clusters in phasor space (3)")
-    p.add_argument("--seed", type=int, default=0, help="Gaussian-mixture seed (0)")
+                   help="phasor: Gaussian-mixture clusters in phasor space (3)")
+    p.add_argument("--seed", type=int, default=0, help="phasor: Gaussian-mixture seed (0)")
     p.add_argument("--out", type=Path, default=Path("out/segment"),
                    help="folder for the PNGs (default out/segment)")
     p.add_argument("--no-store", action="store_true", help="do not write the analysis run")
@@ -100,9 +108,33 @@ def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) ->
          "dice_nucleus": number, "dice_droplets": number})
 
 
+def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, Any]]:
+    """(label map, params, {"seg": phasor result or None, "mean": band-mean image})."""
+    if args.method == "phasor":
+        from ml.phasor import segment_phasor
+
+        params = {"method": args.method, "harmonic": args.harmonic,
+                  "median_passes": args.median_passes, "n_components": args.components,
+                  "seed": args.seed}
+        seg = segment_phasor(st.data, st.raman_cm1, harmonic=args.harmonic,
+                             median_passes=args.median_passes, n_components=args.components,
+                             seed=args.seed)
+        return seg.labels, params, {"seg": seg, "mean": seg.mean}
+    from ml.seg_models import DEFAULT_WEIGHTS, labels_from_masks, load_segmenter, segmenter_input
+    from ml.seg_train import predict_masks
+
+    path = args.weights or DEFAULT_WEIGHTS
+    model, meta = load_segmenter(path)
+    masks = predict_masks(model, segmenter_input(st.data, st.raman_cm1, meta["raman_cm1"]))
+    mean = st.data.mean(axis=0)
+    params = {"method": args.method, "weights": str(path), "segmenter": meta["segmenter"],
+              "trained_on": meta.get("cohort")}
+    return labels_from_masks(masks, mean), params, {"seg": None, "mean": mean}
+
+
 def run_segment(args: argparse.Namespace) -> int:
     from ml.dice import dice
-    from ml.phasor import LIPID_DROPLET, NUCLEUS, labels_png, phasor_png, segment_phasor
+    from ml.phasor import CLASS_NAMES, LIPID_DROPLET, NUCLEUS, labels_png, phasor_png
     from simulators.specimens.base import Label
 
     from ..catalog import close_catalog, open_catalog
@@ -114,36 +146,33 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         run = resolve_stack(client, args.uid)
         st = run_stack(run)
-        params = {"method": args.method, "harmonic": args.harmonic,
-                  "median_passes": args.median_passes, "n_components": args.components,
-                  "seed": args.seed}
-        seg = segment_phasor(st.data, st.raman_cm1, harmonic=args.harmonic,
-                             median_passes=args.median_passes, n_components=args.components,
-                             seed=args.seed)
+        labels, params, extra = _segment(args, st)
         truth = load_truth(client, st.start["uid"])
         dsc: dict[str, Any] = {"nucleus": None, "lipid_droplet": None}
-        if truth is not None:
+        if truth is not None and truth[0].shape == labels.shape:
             tl = truth[0]
-            if tl.shape == seg.labels.shape:
-                dsc = {"nucleus": dice(seg.labels == NUCLEUS, tl == int(Label.NUCLEUS)),
-                       "lipid_droplet": dice(seg.labels == LIPID_DROPLET,
-                                             tl == int(Label.LIPID_DROPLET))}
-        uid = None if args.no_store else _store(client, st.start, seg.labels, params, dsc)
+            dsc = {"nucleus": dice(labels == NUCLEUS, tl == int(Label.NUCLEUS)),
+                   "lipid_droplet": dice(labels == LIPID_DROPLET,
+                                         tl == int(Label.LIPID_DROPLET))}
+        uid = None if args.no_store else _store(client, st.start, labels, params, dsc)
     finally:
         close_catalog(client)
     out = args.out
     short = st.start["uid"][:8]
-    images = {
-        "phasor": str(phasor_png(out / f"phasor_{short}.png", seg.g, seg.s, labels=seg.labels,
-                                 centres=seg.centres, classes=seg.classes,
-                                 references=seg.references)),
-        "labels": str(labels_png(out / f"labels_{short}.png", seg.mean, seg.labels))}
-    counts = {name: int((seg.labels == code).sum()) for code, name in
-              enumerate(("background", "nucleus", "lipid_droplet", "cytoplasm"))}
+    tag = "" if args.method == "phasor" else f"{args.method}_"
+    images = {"labels": str(labels_png(out / f"labels_{tag}{short}.png", extra["mean"], labels,
+                                       title=f"{args.method} segmentation"))}
+    seg = extra["seg"]
+    if seg is not None:
+        images["phasor"] = str(phasor_png(out / f"phasor_{short}.png", seg.g, seg.s,
+                                          labels=seg.labels, centres=seg.centres,
+                                          classes=seg.classes, references=seg.references))
+    counts = {name: int((labels == code).sum()) for code, name in CLASS_NAMES.items()}
     res = {"scan_uid": st.start["uid"], "analysis_uid": uid, "method": args.method,
            "sample_id": st.start.get("sample_id"), "bands": int(st.data.shape[0]),
-           "shape": list(seg.labels.shape), "pixels": counts, "threshold": seg.threshold,
-           "dice": dsc if truth is not None else None, "images": images,
+           "shape": list(labels.shape), "pixels": counts,
+           "threshold": seg.threshold if seg is not None else None,
+           "dice": dsc if dsc["nucleus"] is not None else None, "images": images,
            "elapsed_s": round(time.perf_counter() - t0, 2)}
     if args.json:
         print(json.dumps(res))

@@ -85,3 +85,68 @@ def test_bad_stack_ranges_are_refused(bad):
 
     with pytest.raises(SettingsError, match="--stack"):
         parse_stack(bad)
+
+
+def _cells(data, name, seed_base, samples=3, stack="2800:3050:25", split="train"):
+    assert main(["cohort", "--name", name, "--split", split, "--specimen", "cells",
+                 "--samples", str(samples), "--seed-base", str(seed_base), "--pixels", "64",
+                 "--fov-um", "30", "--stack", stack, "--data-dir", str(data), "--json",
+                 "--quiet"]) == 0
+
+
+def test_train_seg_evaluate_seg_and_segment_hybrid(tmp_path, capsys):
+    """train-seg -> weights with provenance; evaluate-seg refuses seen seeds and scores
+    phasor + the network; segment --method hybrid-unet stores labels; bad axes refused."""
+    data = tmp_path / "d"
+    _cells(data, "tr", 1000)
+    _cells(data, "te", 50000, samples=2, split="test")
+    capsys.readouterr()
+    w = tmp_path / "w.pt"
+    assert main(["train-seg", "--cohort", "tr", "--epochs", "2", "--crop", "32",
+                 "--crops-per-stack", "2", "--batch-size", "2", "--data-dir", str(data),
+                 "--out", str(w), "--report-dir", str(tmp_path / "rep"), "--quiet",
+                 "--json"]) == 0
+    tr = json.loads(capsys.readouterr().out)
+    assert tr["stacks"] == {"train": 2, "validation": 1} and tr["bands"] == 11
+    assert 1 <= tr["best_epoch"] <= 2 and 0 <= tr["val_dice"]["mean"] <= 1
+    from ml.seg_models import load_segmenter
+
+    _, meta = load_segmenter(w)
+    assert meta["specimen_seeds"] == [1000, 1001, 1002] and meta["segmenter"] == "hybrid-unet"
+    assert len(meta["history"]) == 2 and meta["raman_cm1"][0] == 2800.0
+    with open(tr["images"]["learning_curves"], "rb") as fh:
+        assert fh.read(4) == b"\x89PNG"
+    # seeds seen in training are refused; the held-out cohort is scored
+    assert main(["evaluate-seg", "--cohort", "tr", "--split", "train", "--weights", str(w),
+                 "--data-dir", str(data), "--quiet"]) == 2
+    assert "specimen seeds seen in training" in capsys.readouterr().err
+    assert main(["evaluate-seg", "--cohort", "te", "--weights", str(w), "--data-dir",
+                 str(data), "--out", str(tmp_path / "ev"), "--quiet", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["stacks"] == 2 and set(ev["dice"]) == {"phasor", "hybrid-unet"}
+    for d in ev["dice"].values():
+        for cls in ("nucleus", "lipid_droplet"):
+            assert 0.0 <= d[cls]["min"] <= d[cls]["mean"] <= 1.0
+    for path in ev["images"].values():
+        with open(path, "rb") as fh:
+            assert fh.read(4) == b"\x89PNG"
+    # segment with the trained network: labels stored, Dice reported
+    assert main(["segment", "-1", "--method", "hybrid-unet", "--weights", str(w),
+                 "--data-dir", str(data), "--out", str(tmp_path / "seg"), "--json"]) == 0
+    seg = json.loads(capsys.readouterr().out)
+    assert seg["method"] == "hybrid-unet" and seg["analysis_uid"]
+    assert sum(seg["pixels"].values()) == 64 * 64 and set(seg["dice"]) == {
+        "nucleus", "lipid_droplet"}
+    # a stack whose Raman axis does not cover the training axis: a clear error
+    _cells(data, "narrow", 90000, samples=1, stack="2850:3050:25", split="other")
+    capsys.readouterr()
+    assert main(["segment", "-1", "--method", "hybrid-unet", "--weights", str(w),
+                 "--data-dir", str(data), "--no-store"]) == 2
+    assert "trained on 2800.0-3050.0" in capsys.readouterr().err
+    # LBNet-Dx weights are not a segmenter
+    from ml.dx import default_weights_path
+
+    assert main(["segment", "-1", "--method", "hybrid-unet", "--weights",
+                 str(default_weights_path("normal-vs-noa")), "--data-dir", str(data),
+                 "--no-store"]) == 2
+    assert "holds no segmenter" in capsys.readouterr().err
