@@ -32,7 +32,7 @@ from simulators.processing import CompositeConfig, composite_rgb, normalize_powe
     subtract_background
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, species_spectrum
 
-__all__ = ["Calibration", "CalibrationError", "field_composite", "CHANNEL_ORDER"]
+__all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels", "CHANNEL_ORDER"]
 
 #: Channel order of the classifier's composite (channels-first).
 CHANNEL_ORDER = ("SRS_2930", "SRS_2850", "SHG")
@@ -102,6 +102,26 @@ class Calibration:
             species_spectrum("lipid", shift_cm1, irf_fwhm_cm1=self.irf_fwhm_cm1))
 
 
+def _processed(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,
+               calibration: Calibration, pump_mw: Sequence[float], stokes_mw: Sequence[float],
+               shifts_cm1: Sequence[float]) -> list[NDArray[np.float32]]:
+    """[2850, 2930, SHG] background-subtracted and power-normalised (volts at reference
+    power); checks shapes and the (lipid, protein) pairs."""
+    cal = calibration
+    a = [np.asarray(v, np.float32) for v in (srs_lipid, srs_protein, shg)]
+    if a[0].ndim != 2 or any(x.shape != a[0].shape for x in a):
+        raise CalibrationError(
+            f"frames of shapes {[x.shape for x in a]}: expected three equal (H, W) images")
+    if len(shifts_cm1) != 2 or len(pump_mw) != 2 or len(stokes_mw) != 2:
+        raise CalibrationError("shifts_cm1, pump_mw and stokes_mw need (lipid, protein) pairs")
+    srs = [normalize_power(subtract_background(a[k], cal.srs_dark_v), pump_mw=pump_mw[k],
+                           stokes_mw=stokes_mw[k], ref_pump_mw=cal.ref_pump_mw,
+                           ref_stokes_mw=cal.ref_stokes_mw) for k in (0, 1)]
+    b = normalize_power(subtract_background(a[2], cal.shg_dark_v), pump_mw=pump_mw[0],
+                        kind="shg", ref_pump_mw=cal.ref_pump_mw)
+    return [srs[0], srs[1], b]
+
+
 def field_composite(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,
                     calibration: Calibration, shifts_cm1: Sequence[float],
                     pump_mw: Sequence[float], stokes_mw: Sequence[float],
@@ -120,18 +140,29 @@ def field_composite(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike
     config : display/scale configuration (default :class:`CompositeConfig`).
     """
     cal = calibration
-    a = [np.asarray(v, np.float32) for v in (srs_lipid, srs_protein, shg)]
-    if a[0].ndim != 2 or any(x.shape != a[0].shape for x in a):
-        raise CalibrationError(
-            f"frames of shapes {[x.shape for x in a]}: expected three equal (H, W) images")
-    if len(shifts_cm1) != 2 or len(pump_mw) != 2 or len(stokes_mw) != 2:
-        raise CalibrationError("shifts_cm1, pump_mw and stokes_mw need (lipid, protein) pairs")
-    srs = [normalize_power(subtract_background(a[k], cal.srs_dark_v), pump_mw=pump_mw[k],
-                           stokes_mw=stokes_mw[k], ref_pump_mw=cal.ref_pump_mw,
-                           ref_stokes_mw=cal.ref_stokes_mw) for k in (0, 1)]
-    b = normalize_power(subtract_background(a[2], cal.shg_dark_v), pump_mw=pump_mw[0],
-                        kind="shg", ref_pump_mw=cal.ref_pump_mw)
-    rgb = composite_rgb(srs[1], srs[0], b, protein_ref=cal.lipid_ref_v(shifts_cm1[1]),
+    lip, pro, b = _processed(srs_lipid, srs_protein, shg, calibration=cal, pump_mw=pump_mw,
+                             stokes_mw=stokes_mw, shifts_cm1=shifts_cm1)
+    rgb = composite_rgb(pro, lip, b, protein_ref=cal.lipid_ref_v(shifts_cm1[1]),
                         lipid_ref=cal.lipid_ref_v(shifts_cm1[0]),
                         shg_ref=cal.shg_volts_per_unit, config=config)
     return np.ascontiguousarray(np.moveaxis(rgb, -1, 0))
+
+
+def field_channels(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,
+                   calibration: Calibration, shifts_cm1: Sequence[float],
+                   pump_mw: Sequence[float], stokes_mw: Sequence[float]
+                   ) -> NDArray[np.float32]:
+    """Quantitative images ``(3, H, W)`` float32, linear and unclipped, in reference units:
+    [2850 / pure lipid at 2850, 2930 / pure lipid at 2930, SHG / dense collagen].
+
+    The same background subtraction and power normalisation as :func:`field_composite`
+    (the paper's processing before any measurement), without the display scaling, so
+    intensities can be averaged (e.g. the mean lipid intensity of lipid droplets, pure
+    triglyceride = 1). Arguments as :func:`field_composite`.
+    """
+    cal = calibration
+    lip, pro, b = _processed(srs_lipid, srs_protein, shg, calibration=cal, pump_mw=pump_mw,
+                             stokes_mw=stokes_mw, shifts_cm1=shifts_cm1)
+    return np.stack([lip / np.float32(cal.lipid_ref_v(shifts_cm1[0])),
+                     pro / np.float32(cal.lipid_ref_v(shifts_cm1[1])),
+                     b / np.float32(cal.shg_volts_per_unit)]).astype(np.float32)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from .docruns import publish_event_run
 
-__all__ = ["TRUTH", "publish_truth", "load_truth", "field_truth"]
+__all__ = ["TRUTH", "publish_truth", "load_truth", "field_truth", "render_field_truth"]
 
 TRUTH = "simulator-truth"
 
@@ -66,3 +66,26 @@ def load_truth(client, scan_uid: str) -> tuple[NDArray[np.uint8], dict[str, Any]
     run = found[-1]
     labels = np.asarray(run["truth"]["labels"].read())[0].astype(np.uint8)
     return labels, dict(run.metadata["start"])
+
+
+def render_field_truth(start: Mapping[str, Any], *, x_um: float, y_um: float, nx: int,
+                       ny: int, pixel_um: float
+                       ) -> tuple[NDArray[np.uint8], NDArray[np.int32]] | None:
+    """Truth ``(labels, instance)`` of one field of a simulated scan, re-rendered.
+
+    The simulated specimens are deterministic functions of world position, so a field's
+    truth follows from the scan's start document (``specimen``, ``specimen_seed``,
+    ``phenotype``) and the field's recorded centre (stage um, the actual position) and
+    pixel grid, without storing it with every mosaic. ``instance`` holds the tubule id per
+    pixel (0 outside tubules). None for a scan of real hardware (no ``specimen_seed``).
+    """
+    from simulators.specimens import make_specimen
+    from simulators.specimens.base import Window
+
+    if start.get("specimen_seed") is None or not start.get("specimen"):
+        return None
+    spec = make_specimen(str(start["specimen"]), int(start["specimen_seed"]),
+                         phenotype=start.get("phenotype"))
+    comp = spec.render(Window.centered(x_um, y_um, nx * pixel_um, nx,
+                                       fov_y_um=ny * pixel_um, pixels_y=ny))
+    return np.asarray(comp.labels, np.uint8), np.asarray(comp.instance, np.int32)

@@ -270,8 +270,8 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
                     {name: {k: s[k]["mean"] for k in ("nucleus", "lipid_droplet")}
                      for name, s in summary.items()},
                     metric_labels={"nucleus": "nucleus", "lipid_droplet": "lipid droplets"},
-                    title=f"Dice vs simulator truth, {len(stacks)} held-out stacks "
-                          f"({args.cohort})", ylabel="mean Dice", ylim=(0.5, 1.0))
+                    title=f"Dice vs truth, {len(stacks)} held-out stacks",
+                    ylabel="mean Dice", ylim=(0.5, 1.0))
     grid = _masks_png(out / "example_masks.png", example, stacks[0].start["uid"][:8])
     report = {"cohort": args.cohort, "stacks": len(stacks),
               "runs": [st.start["uid"] for st in stacks],
