@@ -14,8 +14,8 @@ from simulators.errors import SimulatorError
 
 from . import __version__
 from .catalog import CatalogError
-from .commands import (catalog, classify, cohort, demo, evaluate, scan, segment, segtrain,
-                       shell, simulate, train)
+from .commands import (catalog, classify, cohort, demo, evaluate, quantify, scan, segment,
+                       segtrain, shell, simulate, train)
 
 
 class CLIError(Exception):
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_parser(sub)
     segment.add_parser(sub)
     segtrain.add_parsers(sub)
+    quantify.add_parser(sub)
     shell.add_parser(sub)
     return parser
 

@@ -272,6 +272,13 @@ def stamp_ellipses(window: Window, x: NDArray, y: NDArray, a: NDArray, b: NDArra
 # --------------------------------------------------------------------------------------
 
 #: Patient-to-patient ranges per phenotype (uniform draws). Tags: physics.md section 7.
+#: NOA droplet density factors (x normal, capped at 1.5 x pure triglyceride): 1.6-1.8, and
+#: 1.75-1.95 for SPG, whose few droplets are isolated (no overlapping clusters raise their
+#: measured intensity) and were given SPT's diameters: with these, the paper's per-tubule LD
+#: pattern (NOA mean LD intensity above normal despite smaller droplets, which partial
+#: volume dims; SPT ~ SPG intensity) comes out of ``srash quantify`` (issue 7). With the
+#: earlier 1.3-1.5 and SPG diameters 0.6-0.8 um, partial volume cancelled the density: SPT vs
+#: normal was not significant and SPG was dimmer than SPT (p ~ 1e-14).
 _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "normal": dict(
         tubule_diameter_um=(190, 220), pitch_factor=(1.13, 1.2), wall_um=(5.0, 7.0),
@@ -289,7 +296,7 @@ _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         wall_collagen=(0.6, 0.75), wall_chi2=(0.45, 0.65), epithelium_um=(40, 52),
         lumen_irregularity=(0.15, 0.25), elongated_probability=(0.0, 0.0),
         droplet_area_fraction=(0.004, 0.011), droplet_diameter_um=(0.7, 0.9),
-        droplet_density_factor=(1.3, 1.5), protein_droplet_area_fraction=(0.004, 0.01),
+        droplet_density_factor=(1.6, 1.8), protein_droplet_area_fraction=(0.004, 0.01),
         interstitial_collagen=(0.16, 0.22), interstitial_chi2=(0.12, 0.2),
         leydig_clusters_per_tubule=(1.6, 2.0), leydig_cluster_cells=(10, 15),
         leydig_droplets_per_cell=(25, 40), leydig_pigment=(0.05, 0.09)),
@@ -298,8 +305,8 @@ _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         wall_variation=(0.25, 0.4), wall_gap_fraction=(0.1, 0.25), infolding_um=(2.0, 6.0),
         wall_collagen=(0.6, 0.78), wall_chi2=(0.45, 0.7), epithelium_um=(22, 32),
         lumen_irregularity=(0.15, 0.25), elongated_probability=(0.0, 0.0),
-        droplet_area_fraction=(0.0, 0.0008), droplet_diameter_um=(0.6, 0.8),
-        droplet_density_factor=(1.3, 1.5), protein_droplet_area_fraction=(0.0, 0.0),
+        droplet_area_fraction=(0.0, 0.0008), droplet_diameter_um=(0.7, 0.9),
+        droplet_density_factor=(1.75, 1.95), protein_droplet_area_fraction=(0.0, 0.0),
         interstitial_collagen=(0.16, 0.24), interstitial_chi2=(0.12, 0.22),
         leydig_clusters_per_tubule=(1.6, 2.0), leydig_cluster_cells=(11, 16),
         leydig_droplets_per_cell=(25, 40), leydig_pigment=(0.05, 0.09)),
@@ -309,7 +316,7 @@ _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         wall_collagen=(0.7, 0.85), wall_chi2=(0.6, 0.8), epithelium_um=(24, 32),
         lumen_irregularity=(0.15, 0.25), elongated_probability=(0.0, 0.0),
         droplet_area_fraction=(0.006, 0.016), droplet_diameter_um=(0.8, 1.1),
-        droplet_density_factor=(1.3, 1.5), protein_droplet_area_fraction=(0.0, 0.0),
+        droplet_density_factor=(1.6, 1.8), protein_droplet_area_fraction=(0.0, 0.0),
         interstitial_collagen=(0.3, 0.45), interstitial_chi2=(0.3, 0.5),
         leydig_clusters_per_tubule=(1.7, 2.0), leydig_cluster_cells=(12, 19),
         leydig_droplets_per_cell=(25, 40), leydig_pigment=(0.05, 0.1)),
@@ -363,7 +370,7 @@ class TestisConfig(ConfigMixin):
     (fraction of tubule profiles at a stage with elongated spermatids).
     droplets: ``droplet_area_fraction`` (in-focus cross-section area / epithelium area),
     ``droplet_diameter_um`` (lognormal median) and ``droplet_diameter_sigma``,
-    ``droplet_density`` (lipid mass fraction of an epithelial LD; NOA = normal x 1.2-1.45),
+    ``droplet_density`` (lipid mass fraction of an epithelial LD; NOA = normal x 1.6-1.95),
     ``protein_droplet_area_fraction`` (SPT).
     interstitium: ``interstitial_collagen`` / ``interstitial_chi2``,
     ``leydig_clusters_per_tubule``, ``leydig_cluster_cells`` (mean cells per cluster),

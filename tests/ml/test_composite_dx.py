@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml.composite import Calibration, CalibrationError, field_composite
+from ml.composite import Calibration, CalibrationError, field_channels, field_composite
 from ml.dx import LBNetDx, SampleVote, TaskError, field_patches, get_task
 from ml.lbnet import LiteBlendNet
 from ml.train import save_weights
@@ -72,6 +72,30 @@ def test_matches_the_simulators_processing():
                         shifts_cm1=f.raman_shifts_cm1, pump_mw=f.pump_mw[:2],
                         stokes_mw=f.stokes_mw[:2])
     np.testing.assert_allclose(c, np.moveaxis(pf.composite, -1, 0), atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), pump=st.floats(10, 80), stokes=st.floats(10, 80))
+def test_channels_are_the_unclipped_composite(seed, pump, stokes):
+    """The composite is the quantitative channels scaled to full scale, clipped, gamma'd;
+    pure lipid at reference power reads exactly 1 in the lipid channel."""
+    from simulators.processing import CompositeConfig
+
+    rng = np.random.default_rng(seed)
+    raw = _raw(rng, (10, 10))
+    kw = dict(calibration=CAL, shifts_cm1=SHIFTS, pump_mw=(pump, pump),
+              stokes_mw=(stokes, stokes))
+    q = field_channels(*raw, **kw)
+    cfg = CompositeConfig()
+    fs = np.array([cfg.protein_full_scale, cfg.lipid_full_scale, cfg.shg_full_scale])
+    expect = np.clip(q[[1, 0, 2]] / fs[:, None, None], 0, 1) ** cfg.gamma
+    np.testing.assert_allclose(field_composite(*raw, **kw), expect, atol=1e-5)
+    pure = np.full((2, 2), CAL.srs_dark_v + CAL.lipid_ref_v(SHIFTS[0]), np.float32)
+    z = np.full((2, 2), CAL.shg_dark_v, np.float32)
+    one = field_channels(pure, pure, z, calibration=CAL, shifts_cm1=SHIFTS,
+                         pump_mw=(CAL.ref_pump_mw,) * 2, stokes_mw=(CAL.ref_stokes_mw,) * 2)
+    np.testing.assert_allclose(one[0], 1.0, rtol=1e-6)
+    assert np.all(one[2] == 0)
 
 
 @pytest.mark.parametrize("bad", [None, {}, {"srs_dark_v": 0.0}, {
