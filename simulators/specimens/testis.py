@@ -65,6 +65,12 @@ _NOISE_Q = np.array([0.0013, 0.1481, 0.2095, 0.2579, 0.2991, 0.337, 0.3721, 0.40
                      0.4696, 0.501, 0.5322, 0.5636, 0.5954, 0.6285, 0.6636, 0.7012, 0.7425,
                      0.7904, 0.8513, 0.9996])
 
+#: Largest epithelial LD lipid density (x pure triglyceride): CH2-richer droplets (cholesteryl
+#: esters, saturated chains) read brighter, but 1.5 drove the densest NOA droplets to
+#: ~97 % of the lock-in's 10 V full scale at the default 2 mV sensitivity (overload); at 1.3
+#: the brightest stay below ~9 V.
+MAX_DROPLET_DENSITY: float = 1.3
+
 #: Axial FWHM (um) of the SRS PSF at the paper's lipid channel: droplet partial volume.
 FWHM_Z_UM: float = Objective().srs_fwhm_um(795.9, 1031.0)[1]
 
@@ -272,13 +278,13 @@ def stamp_ellipses(window: Window, x: NDArray, y: NDArray, a: NDArray, b: NDArra
 # --------------------------------------------------------------------------------------
 
 #: Patient-to-patient ranges per phenotype (uniform draws). Tags: physics.md section 7.
-#: NOA droplet density factors (x normal, capped at 1.5 x pure triglyceride): 1.6-1.8, and
+#: NOA droplet density factors (x normal, capped at MAX_DROPLET_DENSITY): 1.6-1.8, and
 #: 1.75-1.95 for SPG, whose few droplets are isolated (no overlapping clusters raise their
-#: measured intensity) and were given SPT's diameters: with these, the paper's per-tubule LD
-#: pattern (NOA mean LD intensity above normal despite smaller droplets, which partial
-#: volume dims; SPT ~ SPG intensity) comes out of ``srash quantify`` (issue 7). With the
-#: earlier 1.3-1.5 and SPG diameters 0.6-0.8 um, partial volume cancelled the density: SPT vs
-#: normal was not significant and SPG was dimmer than SPT (p ~ 1e-14).
+#: measured intensity) and slightly larger (0.8-1.0 um) to offset that: with these the
+#: paper's per-tubule LD pattern (NOA mean LD intensity above normal despite smaller
+#: droplets, which partial volume dims; SPT ~ SPG) comes out of ``srash quantify``
+#: (issue 7). With the earlier 1.3-1.5 and SPG diameters 0.6-0.8 um, partial volume
+#: cancelled the density: SPT vs normal was not significant and SPG was dimmer than SPT.
 _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "normal": dict(
         tubule_diameter_um=(190, 220), pitch_factor=(1.13, 1.2), wall_um=(5.0, 7.0),
@@ -305,7 +311,7 @@ _PATIENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         wall_variation=(0.25, 0.4), wall_gap_fraction=(0.1, 0.25), infolding_um=(2.0, 6.0),
         wall_collagen=(0.6, 0.78), wall_chi2=(0.45, 0.7), epithelium_um=(22, 32),
         lumen_irregularity=(0.15, 0.25), elongated_probability=(0.0, 0.0),
-        droplet_area_fraction=(0.0, 0.0008), droplet_diameter_um=(0.7, 0.9),
+        droplet_area_fraction=(0.0, 0.0008), droplet_diameter_um=(0.8, 1.0),
         droplet_density_factor=(1.75, 1.95), protein_droplet_area_fraction=(0.0, 0.0),
         interstitial_collagen=(0.16, 0.24), interstitial_chi2=(0.12, 0.22),
         leydig_clusters_per_tubule=(1.6, 2.0), leydig_cluster_cells=(11, 16),
@@ -370,7 +376,7 @@ class TestisConfig(ConfigMixin):
     (fraction of tubule profiles at a stage with elongated spermatids).
     droplets: ``droplet_area_fraction`` (in-focus cross-section area / epithelium area),
     ``droplet_diameter_um`` (lognormal median) and ``droplet_diameter_sigma``,
-    ``droplet_density`` (lipid mass fraction of an epithelial LD; NOA = normal x 1.6-1.95),
+    ``droplet_density`` (lipid mass fraction of an epithelial LD; NOA x 1.6-1.95, <= 1.3),
     ``protein_droplet_area_fraction`` (SPT).
     interstitium: ``interstitial_collagen`` / ``interstitial_chi2``,
     ``leydig_clusters_per_tubule``, ``leydig_cluster_cells`` (mean cells per cluster),
@@ -508,7 +514,7 @@ class TestisConfig(ConfigMixin):
             wall_sd_um=0.1 * v["wall_um"],
             lumen_min_um=6.0 if sco else 15.0,
             lumen_max_um=25.0 if sco else 40.0 if phenotype == "normal" else 60.0,
-            droplet_density=min(1.5, base_density * dfac),
+            droplet_density=min(MAX_DROPLET_DENSITY, base_density * dfac),
             leydig_droplet_density=float(rng.uniform(0.8, 0.92)),
             **v,
         )
