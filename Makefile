@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test bench venv clean cohorts weights evaluate cells seg-weights seg-models seg-evaluate
+.PHONY: demo test bench venv clean cohorts weights evaluate cells seg-weights seg-models seg-evaluate quantify
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,11 +35,18 @@ bench: $(STAMP)
 ## a simulated training cohort and a held-out cohort of new seeds as bluesky runs in
 ## ./dx-data, both tasks trained on the first, evaluated on the second (reports/, PNGs)
 DX := dx-data
+TEST_COHORT := $(BIN)/srash cohort --name test-v1 --split test --seed-base 50000 \
+		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4 --data-dir $(DX)
 cohorts: $(STAMP)
 	$(BIN)/srash cohort --name train-v1 --split train --seed-base 1000 \
 		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=2 --data-dir $(DX)
-	$(BIN)/srash cohort --name test-v1 --split test --seed-base 50000 \
-		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4 --data-dir $(DX)
+	$(TEST_COHORT)
+
+## quantify: lipid droplets per tubule on the held-out cohort (paper Fig. 2J-M, ~5 min):
+## reports/quantify/{tubules.csv, summary.json, ld_quantification.png}
+quantify: $(STAMP)
+	$(TEST_COHORT)
+	$(BIN)/srash quantify --cohort test-v1 --data-dir $(DX)
 
 weights: cohorts
 	$(BIN)/srash train --task normal-vs-noa --cohort train-v1 --data-dir $(DX)
