@@ -75,7 +75,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ._io import atomic_write
+from .report import new_figure, save_png
 
 __all__ = [
     "QuantError", "FieldQuant", "MIN_TUBULE_AREA_UM2", "DEFAULT_LD_THRESHOLD", "LD_METHODS",
@@ -898,15 +898,6 @@ def tubule_dice(pred: ArrayLike, truth_instance: ArrayLike, /, *, pixel_um: floa
 
 # ----------------------------------------------------------------------------- figure
 
-def _figure(size: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def quant_overlay_png(path: str | os.PathLike, lipid: ArrayLike, protein: ArrayLike,
                       shg: ArrayLike, quant: FieldQuant, /, *,
                       full_scale: tuple[float, float, float] = DISPLAY_FULL_SCALE,
@@ -952,7 +943,7 @@ def quant_overlay_png(path: str | os.PathLike, lipid: ArrayLike, protein: ArrayL
     h, w = lip.shape
     px = quant.pixel_um
     extent = (0.0, w * px, h * px, 0.0)
-    fig = _figure((7.2, 7.2 * h / w + 0.4))
+    fig = new_figure((7.2, 7.2 * h / w + 0.4))
     ax = fig.add_subplot()
     ax.imshow(rgb, extent=extent, interpolation="antialiased")
     yy = (np.arange(h) + 0.5) * px
@@ -975,4 +966,4 @@ def quant_overlay_png(path: str | os.PathLike, lipid: ArrayLike, protein: ArrayL
     ax.set(xlim=(0, w * px), ylim=(h * px, 0), xlabel="x (um)", ylabel="y (um)",
            title=title if title is not None else
            f"{quant.n_tubules} tubule(s); {rule}; label: LD area % / mean intensity")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._io import atomic_write
+from .report import new_figure, save_png
 
 __all__ = ["StatsError", "GroupTest", "INDEX_LABELS", "TESTS", "ALTERNATIVES",
            "iqr_outliers", "is_normal", "compare_groups", "stars", "quant_figure_png"]
@@ -432,15 +432,6 @@ def compare_groups(a: ArrayLike, b: ArrayLike, /, *, index: str = "",
 
 # ----------------------------------------------------------------------------- figure
 
-def _figure(size: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _test_label(t: GroupTest) -> str:
     name = _TEST_LABELS.get(t.test, t.test)
     if t.alternative != "two-sided":
@@ -521,7 +512,7 @@ def quant_figure_png(path: str | os.PathLike,
 
     n = len(data)
     rows, cols = (1, n) if n <= 2 else (2, 2)
-    fig = _figure((4.0 * cols, 4.2 * rows))
+    fig = new_figure((4.0 * cols, 4.2 * rows))
     if title:
         fig.suptitle(title)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -554,4 +545,4 @@ def quant_figure_png(path: str | os.PathLike,
         ax.set_ylabel(INDEX_LABELS.get(t.index, t.index or "value"))
         ax.set_title(f"{t.group_a} vs {t.group_b}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from ._io import atomic_write
+from .report import new_figure, save_png
 from .dice import dice
 
 __all__ = [
@@ -513,15 +513,6 @@ def segment_phasor(stack: ArrayLike, raman_cm1: ArrayLike, /, *, harmonic: int =
 
 
 # ----------------------------------------------------------------------------- figures
-def _figure(size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def phasor_png(path: str | os.PathLike, g: ArrayLike, s: ArrayLike, /, *,
                labels: ArrayLike | None = None, centres: ArrayLike | None = None,
                classes: ArrayLike | None = None,
@@ -544,7 +535,7 @@ def phasor_png(path: str | os.PathLike, g: ArrayLike, s: ArrayLike, /, *,
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Circle
 
-    fig = _figure((5.5, 5.0))
+    fig = new_figure((5.5, 5.0), dpi=100)
     ax = fig.add_subplot()
     if ok.any():
         h, xe, ye = np.histogram2d(G[ok], S[ok], bins=bins, range=[[-1, 1], [-1, 1]])
@@ -585,7 +576,7 @@ def phasor_png(path: str | os.PathLike, g: ArrayLike, s: ArrayLike, /, *,
     ax.set_title(title)
     if labels is not None and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=7, markerscale=6)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)
 
 
 def labels_png(path: str | os.PathLike, intensity: ArrayLike, labels: ArrayLike, /, *,
@@ -606,9 +597,9 @@ def labels_png(path: str | os.PathLike, intensity: ArrayLike, labels: ArrayLike,
     for code in (NUCLEUS, LIPID_DROPLET, CYTOPLASM):
         m = L == code
         rgb[m] = (1 - alpha) * rgb[m] + alpha * np.array(to_rgb(_CLASS_COLORS[code]))
-    fig = _figure((5.0, 5.0))
+    fig = new_figure((5.0, 5.0), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)

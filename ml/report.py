@@ -38,16 +38,19 @@ class ReportError(ValueError):
     """Data a figure or JSON file cannot show: shapes, ranges, empty input, odd types."""
 
 
-def _figure(size: tuple[float, float]) -> Any:
+def new_figure(size: tuple[float, float], *, dpi: int = 120) -> Any:
+    """A matplotlib ``Figure`` (inches, constrained layout) on an Agg canvas, without pyplot
+    state (safe in threads and callbacks)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, dpi=120, layout="constrained")
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def save_png(fig: Any, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically (the parent folder is created); returns the path."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
@@ -84,7 +87,7 @@ def roc_png(path: str | os.PathLike, curves: Mapping[str, tuple[ArrayLike, Array
     """
     if not curves:
         raise ReportError("curves is empty: expected {name: (fpr, tpr, auc)}")
-    fig = _figure((5.0, 4.6))
+    fig = new_figure((5.0, 4.6))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
     colours: dict[str, Any] = {}
@@ -114,7 +117,7 @@ def roc_png(path: str | os.PathLike, curves: Mapping[str, tuple[ArrayLike, Array
            ylabel="True positive rate (sensitivity)", title=title, aspect="equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def confusion_png(path: str | os.PathLike, matrix: ArrayLike, class_names: Sequence[str], *,
@@ -147,7 +150,7 @@ def confusion_png(path: str | os.PathLike, matrix: ArrayLike, class_names: Seque
     rows = m.sum(axis=1, keepdims=True)
     frac = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
     k = m.shape[0]
-    fig = _figure((1.4 * k + 2.2, 1.2 * k + 1.6))
+    fig = new_figure((1.4 * k + 2.2, 1.2 * k + 1.6))
     ax = fig.add_subplot()
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
     for i in range(k):
@@ -158,7 +161,7 @@ def confusion_png(path: str | os.PathLike, matrix: ArrayLike, class_names: Seque
     ax.set_yticks(range(k), names)
     ax.set(xlabel="Predicted", ylabel="True", title=title)
     fig.colorbar(im, ax=ax, label="fraction of true class", shrink=0.8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, float]], *,
@@ -216,7 +219,7 @@ def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, 
     labels = [(metric_labels or {}).get(m, m) for m in mets]
     n, k = data.shape
     width = 0.8 / k
-    fig = _figure((max(4.0, 0.35 + n * (0.35 + 0.42 * k)), 4.0))
+    fig = new_figure((max(4.0, 0.35 + n * (0.35 + 0.42 * k)), 4.0))
     ax = fig.add_subplot()
     x = np.arange(n)
     for j in range(k):
@@ -238,7 +241,7 @@ def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, 
     ax.grid(axis="y", alpha=0.3)
     if k > 1 or labels[0]:
         fig.legend(fontsize=8, ncols=min(k, 4), loc="outside lower center")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _mc_rows(results: Sequence[Any]) -> np.ndarray:
@@ -279,7 +282,7 @@ def montecarlo_png(path: str | os.PathLike, results: Sequence[Any], *,
     """
     a = _mc_rows(results)
     p = a[:, 0]
-    fig = _figure((5.4, 4.0))
+    fig = new_figure((5.4, 4.0))
     ax = fig.add_subplot()
     ax.plot(p, a[:, 1], "o-", ms=3, label="sample correct")
     ax.plot(p, a[:, 2], "s-", ms=3, label="unidentifiable")
@@ -300,7 +303,7 @@ def montecarlo_png(path: str | os.PathLike, results: Sequence[Any], *,
            xlabel="Patch-level accuracy", ylabel="Fraction of samples", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def to_jsonable(obj: Any) -> Any:

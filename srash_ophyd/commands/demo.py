@@ -97,8 +97,6 @@ def _images(out: Path, live, dx) -> dict[str, str | None]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ml.dx import LBNetDx
-
     from ..live import attach_live_dx
     from ..session import make_session
     from .classify import load_dx

@@ -192,7 +192,7 @@ def run_quantify(args: argparse.Namespace) -> int:
         summary = _summary(runs, rows, dice_rows, tests, pixel_um)
         summary["fields_without_tubules"] = empty
         summary["table"] = _write_table(args.out, rows, args.format)
-        summary["images"] = {"figure": str(_figure(args.out, panels)), "overlays": overlays}
+        summary["images"] = {"figure": str(_figure_png(args.out, panels)), "overlays": overlays}
         summary["analysis_uid"] = None if args.no_store else _store(client, runs, rows,
                                                                     tests, args)
     finally:
@@ -279,7 +279,7 @@ def _write_table(out: Path, rows: list[dict[str, Any]], fmt: str) -> str:
     return str(path)
 
 
-def _figure(out: Path, panels) -> Path:
+def _figure_png(out: Path, panels) -> Path:
     from ml.ldstats import quant_figure_png
 
     return quant_figure_png(out / "ld_quantification.png", panels,

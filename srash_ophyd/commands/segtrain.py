@@ -194,11 +194,10 @@ def run_train_seg(args: argparse.Namespace) -> int:
 
 
 def _curves_png(path: Path, history: list[dict[str, float]], name: str) -> Path:
-    from ml._io import atomic_write
-    from ml.report import _figure
+    from ml.report import new_figure, save_png
 
     ep = [h["epoch"] for h in history]
-    fig = _figure((10.0, 4.0))
+    fig = new_figure((10.0, 4.0))
     ax = fig.subplots(1, 2)
     ax[0].plot(ep, [h["train_loss"] for h in history])
     ax[0].set(xlabel="epoch", ylabel="training loss (BCE + soft Dice)")
@@ -207,8 +206,7 @@ def _curves_png(path: Path, history: list[dict[str, float]], name: str) -> Path:
     ax[1].set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1))
     ax[1].legend()
     fig.suptitle(f"{name} training")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)
 
 
 def _stats(per_stack: list[dict[str, float]]) -> dict[str, Any]:
@@ -300,14 +298,13 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
 
 def _masks_png(path: Path, example: dict[str, np.ndarray], short: str) -> Path:
     """Band-mean image, then truth and every method's masks (red nucleus, yellow LDs)."""
-    from ml._io import atomic_write
-    from ml.report import _figure
+    from ml.report import new_figure, save_png
 
     mean = example["mean"]
     lo, hi = np.percentile(mean, [1, 99.5])
     grey = np.clip((mean - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
     names = [k for k in example if k != "mean"]
-    fig = _figure((3.0 * (len(names) + 1), 3.3))
+    fig = new_figure((3.0 * (len(names) + 1), 3.3))
     axes = fig.subplots(1, len(names) + 1)
     axes[0].imshow(grey, cmap="gray")
     axes[0].set_title(f"stack {short}, band mean", fontsize=9)
@@ -320,5 +317,4 @@ def _masks_png(path: Path, example: dict[str, np.ndarray], short: str) -> Path:
         ax.set_title(name, fontsize=9)
     for ax in axes:
         ax.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, path)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from simulators.errors import SafetyLimitError
 from simulators.forward import ResponseConfig, SRASHSimulator, build_simulator, process_field
 from simulators.parts.lasers import PumpLaserConfig, PumpLaserSim, StokesLaserConfig, StokesLaserSim
-from simulators.parts.lockin import LockInSim
 from simulators.parts.scanner import GalvoScannerSim
 from simulators.spectra import species_spectrum
 from tests.conftest import PointSpecimen, UniformSpecimen
