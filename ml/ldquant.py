@@ -653,7 +653,8 @@ def segment_droplets(lipid: ArrayLike, /, *, pixel_um: float,
                          "threshold is automatic there; use method='fixed'")
     min_area = _non_negative(min_area_um2, "min_area_um2", "um^2")
     if method == "fixed":
-        t = DEFAULT_LD_THRESHOLD if threshold is None else _number(threshold, "threshold")
+        t = (DEFAULT_LD_THRESHOLD if threshold is None
+             else _positive(threshold, "threshold", "x pure lipid"))
         out = lip > t
     elif method == "otsu":
         out = lip > _otsu(lip[_stats_mask(lip, mask)])

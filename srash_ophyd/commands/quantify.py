@@ -139,6 +139,11 @@ def run_quantify(args: argparse.Namespace) -> int:
     from ..truth import render_field_truth
 
     t0 = time.perf_counter()
+    if args.ld_threshold is not None and not 0.0 < args.ld_threshold < 10.0:
+        raise ValueError(f"--ld-threshold {args.ld_threshold:g}: expected a positive lipid "
+                         "level in pure-lipid units (default 0.26; droplets read ~0.3-1.3)")
+    if args.overlays < 0:
+        raise ValueError(f"--overlays {args.overlays}: expected a count >= 0")
     opts = {} if args.ld_threshold is None else {"ld_threshold": args.ld_threshold}
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:

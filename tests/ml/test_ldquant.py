@@ -299,6 +299,9 @@ def test_errors():
         segment_droplets(lip, pixel_um=PX, method="watershed")
     with pytest.raises(QuantError, match="automatic"):
         segment_droplets(lip, pixel_um=PX, method="otsu", threshold=0.3)
+    for t in (0.0, -1.0):
+        with pytest.raises(QuantError, match="threshold"):
+            segment_droplets(lip, pixel_um=PX, threshold=t)
     with pytest.raises(QuantError, match="free_shg"):
         segment_tubules(pro, shg, lip, pixel_um=PX, free_shg=0.1, wall_shg=0.05)
     with pytest.raises(QuantError, match="tubule_options"):

@@ -79,6 +79,9 @@ def test_quantify_selection_and_errors(cohort, tmp_path, capsys):
     # nothing selected: a clear message, exit status 2
     assert main(["quantify", "--cohort", "nope", "--data-dir", str(cohort), "--quiet"]) == 2
     assert "no mosaic runs match" in capsys.readouterr().err
+    assert main(["quantify", "--cohort", "q", "--ld-threshold", "-1", "--data-dir",
+                 str(cohort), "--quiet"]) == 2
+    assert "--ld-threshold -1: expected a positive" in capsys.readouterr().err
     assert main(["quantify", "--diagnosis", "normal", "--patient", "x", "--data-dir",
                  str(tmp_path / "empty"), "--quiet"]) == 2
     capsys.readouterr()
