@@ -197,7 +197,8 @@ def run_quantify(args: argparse.Namespace) -> int:
         summary = _summary(runs, rows, dice_rows, tests, pixel_um)
         summary["fields_without_tubules"] = empty
         summary["table"] = _write_table(args.out, rows, args.format)
-        summary["images"] = {"figure": str(_figure_png(args.out, panels)), "overlays": overlays}
+        summary["images"] = {"figure": str(_figure_png(args.out, panels)) if panels else None,
+                             "overlays": overlays}
         summary["analysis_uid"] = None if args.no_store else _store(client, runs, rows,
                                                                     tests, args)
     finally:
@@ -344,6 +345,6 @@ def _print(s: dict[str, Any]) -> None:
               f"median {seg['median_dice']:.3f}, min {seg['min_dice']:.3f} "
               f"({seg['truth_tubules']} truth tubules)")
     print(f"table: {s['table']}\nsummary: {s['summary']}")
-    print(f"figure: {s['images']['figure']}")
+    print(f"figure: {s['images']['figure'] or 'none (no comparison had two groups of >= 3)'}")
     if s["analysis_uid"]:
         print(f"analysis run: {s['analysis_uid']}")

@@ -76,6 +76,7 @@ def test_quantify_selection_and_errors(cohort, tmp_path, capsys):
     assert s["runs"] == 2 and s["analysis_uid"] is None
     assert s["tubule_segmentation_vs_truth"] is None
     assert all("error" in t and "at least 3" in t["error"] for t in s["tests"])
+    assert s["images"]["figure"] is None  # no test ran: no figure, and no crash
     # nothing selected: a clear message, exit status 2
     assert main(["quantify", "--cohort", "nope", "--data-dir", str(cohort), "--quiet"]) == 2
     assert "no mosaic runs match" in capsys.readouterr().err
