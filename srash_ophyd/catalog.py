@@ -26,7 +26,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from bluesky_tiled_plugins import TiledWriter
@@ -195,16 +195,21 @@ def parse_since(text: str | float | _dt.datetime) -> float:
 
 
 def build_queries(*, sample: str | None = None, patient: str | None = None,
-                  diagnosis: str | None = None, phenotype: str | None = None,
-                  plan: str | None = None, since: Any = None) -> list:
+                  diagnosis: str | None = None, phenotype: str | Sequence[str] | None = None,
+                  plan: str | None = None, cohort: str | None = None,
+                  split: str | None = None, since: Any = None) -> list:
     """tiled queries on start-document keys: ``sample_id``, ``patient_id``, ``diagnosis``,
-    ``phenotype``, ``plan_name`` (exact matches) and ``time >= since``."""
-    from tiled.queries import Key
+    ``phenotype`` (one value, or a list: any of them), ``plan_name``, ``cohort``, ``split``
+    (exact matches) and ``time >= since``."""
+    from tiled.queries import In, Key
 
     q = []
+    if phenotype is not None and not isinstance(phenotype, str):
+        q.append(In("phenotype", list(phenotype)))
+        phenotype = None
     for key, value in (("sample_id", sample), ("patient_id", patient),
                        ("diagnosis", diagnosis), ("phenotype", phenotype),
-                       ("plan_name", plan)):
+                       ("plan_name", plan), ("cohort", cohort), ("split", split)):
         if value is not None:
             q.append(Key(key) == value)
     if since is not None:

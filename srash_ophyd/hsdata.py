@@ -69,14 +69,10 @@ def load_stacks(client, *, cohort: str | None = None, split: str | None = None,
     (oldest first) and their simulator-truth label maps (None where a stack has none, or
     the stack is skipped when ``require_truth``). Raises :class:`ExportError` when nothing
     matches."""
-    from tiled.queries import Key
-
+    from .catalog import search_runs
     from .truth import load_truth
 
-    res = client.search(Key("plan_name") == "hyperspectral_stack")
-    for key, value in (("cohort", cohort), ("split", split)):
-        if value is not None:
-            res = res.search(Key(key) == value)
+    res = search_runs(client, plan="hyperspectral_stack", cohort=cohort, split=split)
     stacks, labels = [], []
     for run in res.values():
         st = run_stack(run)

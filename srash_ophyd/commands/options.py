@@ -31,3 +31,11 @@ def add_weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, default=None,
                    help="weights written by `srash train` (default: the shipped weights "
                         "ml/weights/lbnet_<task>.pt)")
+
+
+def command_line() -> str:
+    """This process's command line as ``srash ...`` (recorded in weights metadata)."""
+    import shlex
+    import sys
+
+    return "srash " + shlex.join(sys.argv[1:])

@@ -93,32 +93,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_quantify)
 
 
+def _criteria(args: argparse.Namespace) -> dict[str, Any]:
+    """The selection options given, as :func:`srash_ophyd.catalog.search_runs` criteria."""
+    return {k: v for k, v in (("cohort", args.cohort), ("split", args.split),
+                              ("diagnosis", args.diagnosis), ("patient", args.patient),
+                              ("sample", args.sample), ("phenotype", args.phenotype))
+            if v is not None}
+
+
 def _select(client, args: argparse.Namespace) -> list:
-    from tiled.queries import In, Key
+    from ..catalog import CatalogError, search_runs
 
-    from ..catalog import CatalogError
-
-    res = client.search(Key("plan_name") == "mosaic")
-    crit = {}
-    for key, value in (("cohort", args.cohort), ("split", args.split),
-                       ("diagnosis", args.diagnosis), ("patient_id", args.patient),
-                       ("sample_id", args.sample)):
-        if value is not None:
-            res = res.search(Key(key) == value)
-            crit[key] = value
-    if args.phenotype:
-        res = res.search(In("phenotype", list(args.phenotype)))
-        crit["phenotype"] = list(args.phenotype)
-    runs = list(res.values())
+    crit = _criteria(args)
+    runs = list(search_runs(client, plan="mosaic", **crit).values())
     if not runs:
         raise CatalogError(f"no mosaic runs match {crit or 'the catalog'}: acquire some with "
                            "`srash cohort` (testis specimen)")
     return runs
 
 
-def _check_pixels(tiles_by_run: list[tuple[Any, list]]) -> float:
+def _check_pixels(geometry: list[tuple[Any, list]]) -> float:
     sizes = {round(t.pixel_um, 4): run.metadata["start"]["uid"][:8]
-             for run, tiles in tiles_by_run for t in tiles}
+             for run, tiles in geometry for t in tiles}
     if len(sizes) > 1:
         raise ValueError("the selected runs mix pixel sizes (" + ", ".join(
             f"{p} um in run {u}" for p, u in sorted(sizes.items())) + "): LD areas and "
@@ -148,16 +144,19 @@ def run_quantify(args: argparse.Namespace) -> int:
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
         runs = _select(client, args)
-        tiles_by_run = [(run, run_tiles(run)[0]) for run in runs]
-        pixel_um = _check_pixels(tiles_by_run)
+        # geometry first (no pixel data): pixel sizes are checked before any work, and only
+        # one run's frames are held in memory at a time
+        geometry = [(run, run_tiles(run, load=False)[0]) for run in runs]
+        pixel_um = _check_pixels(geometry)
         rows: list[dict[str, Any]] = []
         dice_rows: list[dict[str, Any]] = []
         overlays: list[str] = []
         empty: list[dict[str, Any]] = []
-        n_fields = sum(len(t) for _, t in tiles_by_run)
+        n_fields = sum(len(t) for _, t in geometry)
         bar = tqdm(total=n_fields, desc="quantify", unit="field", disable=args.quiet,
                    file=sys.stderr)
-        for run, tiles in tiles_by_run:
+        for run, _ in geometry:
+            tiles = run_tiles(run)[0]
             start = run.metadata["start"]
             cal = Calibration.from_dict(start.get("calibration"))
             groups = group_of(start.get("phenotype"))
@@ -310,10 +309,7 @@ def _store(client, runs, rows, tests, args) -> str:
     test_rows = [{k: (t.get(k) or "") if test_keys[k] is text
                   else (nan if t.get(k) is None else float(t[k])) for k in test_keys}
                  for t in tests if "error" not in t]
-    query = {k: v for k, v in (("cohort", args.cohort), ("split", args.split),
-                               ("diagnosis", args.diagnosis), ("phenotype", args.phenotype),
-                               ("patient_id", args.patient), ("sample_id", args.sample))
-             if v is not None}
+    query = _criteria(args)
     streams = {"tubules": (tub_keys, tub_rows)}
     if test_rows:
         streams["tests"] = (test_keys, test_rows)

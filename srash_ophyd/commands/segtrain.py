@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .options import add_catalog_options
+from .options import add_catalog_options, command_line
 
 __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg", "split_stacks"]
 
@@ -169,8 +168,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "best_epoch": res.best_epoch, "val_dice": res.best_val_dice,
         "train_seconds": round(res.seconds, 1), "parameters": n_params,
-        "command": "srash " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("srash")
-        else None, "history": res.history}
+        "command": command_line(), "history": res.history}
     save_segmenter(model, out, name=args.model, raman_cm1=axis, meta=meta)
     curves = _curves_png(report_dir / "learning_curves.png", res.history, args.model)
     summary = {"model": args.model, "weights": str(out), "parameters": n_params,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .options import add_catalog_options, add_task_option
+from .options import add_catalog_options, add_task_option, command_line
 
 __all__ = ["add_parser", "run_train", "split_patients", "zscore_inplace"]
 
@@ -200,7 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
                       "seconds": round(res.seconds, 1), "device": res.device,
                       "torch": torch.__version__, "youden_j": j, "val_metrics": val,
                       "cv": cv_report,
-                      "command": "srash " + " ".join(sys.argv[1:]) if sys.argv else None}}
+                      "command": command_line()}}
     path = save_weights(model, out, meta=meta)
     report = {"task": task.name, "weights": str(path), "threshold": thr, "val": val,
               "history": res.history, **{k2: meta["train"][k2] for k2 in (
