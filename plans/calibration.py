@@ -26,7 +26,8 @@ from bluesky.utils import MsgGenerator
 
 from .markers import FieldMarker
 from .scans import _base_md, _check_shifts
-from .stubs import DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, srash_field
+from .stubs import (DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, failures_explained,
+                    srash_field)
 
 __all__ = ["dark_frames", "flat_field", "flat_field_map", "power_reference"]
 
@@ -76,6 +77,7 @@ def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, n
 
         @bpp.stage_decorator(list(detectors))
         @bpp.run_decorator(md=_md)
+        @failures_explained()
         def inner():
             for sh in shutters:
                 yield from bps.mv(sh, False)
@@ -163,6 +165,7 @@ def _fields_at(detectors, raman, x, y, positions, shifts, _md) -> MsgGenerator[s
 
     @bpp.stage_decorator(list(detectors))
     @bpp.run_decorator(md=_md)
+    @failures_explained()
     def inner():
         for i, (px, py) in enumerate(positions):
             marker.set_field(i, row=0, col=i, x_um=px, y_um=py)

@@ -22,7 +22,8 @@ from bluesky.utils import MsgGenerator
 
 from .grid import TileGrid, tile_grid
 from .markers import FieldMarker
-from .stubs import DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, srash_field
+from .stubs import (DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, failures_explained,
+                    srash_field)
 
 __all__ = ["SurveyResult", "hyperspectral_stack", "mosaic", "survey_tiles"]
 
@@ -170,6 +171,7 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
 
     @bpp.stage_decorator(list(detectors))
     @bpp.run_decorator(md=_md)
+    @failures_explained()
     def inner():
         bg = float(background) if background is not None else (yield from dark())
         yield from bps.mv(raman, float(shift_cm1))
@@ -324,6 +326,7 @@ def _mosaic(detectors, raman, x, y, *, grid: TileGrid, base_mask, shifts, survey
 
     @bpp.stage_decorator(list(detectors))
     @bpp.run_decorator(md=_md)
+    @failures_explained()
     def inner():
         for r, c in acquire:
             px, py = grid.position(r, c)
@@ -388,6 +391,7 @@ def _stack(detectors, raman, shifts, retries, retry_delay_s, _md) -> MsgGenerato
 
     @bpp.stage_decorator(list(detectors))
     @bpp.run_decorator(md=_md)
+    @failures_explained()
     def inner():
         yield from srash_field(detectors, raman, shifts_cm1=shifts, marker=marker,
                                retries=retries, retry_delay_s=retry_delay_s)

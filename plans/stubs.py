@@ -33,13 +33,14 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable, Reading, Triggerable
 from bluesky.utils import FailedStatus, MsgGenerator, separate_devices, short_uid
 
 from .markers import FieldMarker
 
-__all__ = ["COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "acquire_frame", "composite_recipe",
-           "srash_field", "tune_raman_shift"]
+__all__ = ["COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "acquire_frame",
+           "composite_recipe", "explain_failures", "failures_explained", "srash_field", "tune_raman_shift"]
 
 #: The SRASH field: SRS at the CH2 (lipid) and CH3 (protein) bands, cm^-1.
 DEFAULT_SHIFTS_CM1: tuple[float, float] = (2850.0, 2930.0)
@@ -49,6 +50,49 @@ DETECTOR_CHANNELS: tuple[str, str] = ("SRS", "SHG")
 
 #: Names of the 3-channel SRASH composite.
 COMPOSITE_CHANNELS: tuple[str, str, str] = ("SRS 2850", "SRS 2930", "SHG")
+
+class DeviceFailure(FailedStatus):
+    """A device's status failed; the message is the device's own reason (e.g. the PMT's
+    overlight trip), not bluesky's ``DeviceStatus(...)`` repr. A :class:`FailedStatus`, so
+    code that catches those still does."""
+
+
+def describe_failure(exc: FailedStatus) -> str:
+    """The cause of a failed status as one line: ``<device>: <reason>``."""
+    status = exc.args[0] if exc.args else None
+    cause = exc.__cause__
+    if cause is None and status is not None:
+        try:
+            cause = status.exception(timeout=0)
+        except Exception:  # noqa: BLE001 - a status without an exception: keep the repr
+            cause = None
+    if cause is None:
+        return str(exc)
+    device = getattr(getattr(status, "device", None) or getattr(status, "obj", None), "name",
+                     None)
+    text = str(cause) or type(cause).__name__
+    if isinstance(cause, OSError):  # "[Errno 28] ..." alone does not say what it is
+        text = f"{type(cause).__name__}: {text}"
+    if device and not text.startswith(device):
+        text = f"{device}: {text}"
+    return text
+
+
+def explain_failures(plan: MsgGenerator) -> MsgGenerator:
+    """Run ``plan``; a :class:`FailedStatus` leaving it is re-raised as
+    :class:`DeviceFailure` carrying the device's reason. Placed inside ``run_decorator``, so
+    the run's stop document gets that reason too."""
+    try:
+        return (yield from plan)
+    except DeviceFailure:
+        raise
+    except FailedStatus as exc:
+        raise DeviceFailure(describe_failure(exc)) from exc
+
+
+#: ``@failures_explained()`` under ``run_decorator``: :func:`explain_failures` as a decorator
+failures_explained = bpp.make_decorator(explain_failures)
+
 
 #: the field marker used when a caller passes none (one object: a stream's descriptor
 #: must always see the same objects)

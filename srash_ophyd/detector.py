@@ -85,6 +85,9 @@ class SRASHDetector(SimDevice):
     channel_names = Cpt(Signal, value=",".join(CHANNEL_NAMES), kind="config")
     max_overload_px = Cpt(Signal, value=0, kind="config")
 
+    #: force every frame file to disk before its event exists (see :mod:`..journal`)
+    sync_frames: bool = True
+
     _UNITS = {"srs_mean": "V", "shg_mean": "V", "frame_raman_shift": "cm^-1",
               "frame_pump_nm": "nm", "frame_pump_mw": "mW", "frame_stokes_mw": "mW",
               "frame_x": "um", "frame_y": "um"}
@@ -221,7 +224,8 @@ class SRASHDetector(SimDevice):
                 "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
                 "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES)}
             write_ome_tiff(path, data, channel_names=CHANNEL_NAMES, pixel_size_um=win.pixel_um,
-                           position_um=(win.x_um, win.y_um), settings=settings)
+                           position_um=(win.x_um, win.y_um), settings=settings,
+                           sync=self.sync_frames)
             self.last_path = path
             if not self._resource_sent:
                 self._asset_docs.append(("stream_resource", self._resource_doc))

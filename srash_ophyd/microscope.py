@@ -40,7 +40,7 @@ from .photodiode import Photodiode
 from .pmt import PMT
 from .raman import RamanShiftAxis
 from .scanner import GalvoScanner
-from .simbackend import LaserSafetyError
+from .simbackend import LaserSafetyError, check_time_scale
 from .stage import XYZStage
 
 __all__ = ["SRASHMicroscope"]
@@ -75,11 +75,9 @@ class SRASHMicroscope(Device):
     def __init__(self, prefix: str = "", *, name: str, sim: SRASHSimulator,
                  data_dir: str | Path, time_scale: float = 0.0, noise_seed: int = 0,
                  **kwargs: Any):
-        if not float(time_scale) >= 0:
-            raise ValueError(f"time_scale {time_scale!r} not allowed: must be >= 0")
         self.sim = sim
         self.data_dir = Path(data_dir)
-        self._time_scale = float(time_scale)
+        self._time_scale = check_time_scale(time_scale)
         self.noise_seed = int(noise_seed)
         frame_ss, motion_ss = np.random.SeedSequence(self.noise_seed).spawn(2)
         self.frame_rng = np.random.default_rng(frame_ss)
@@ -94,9 +92,7 @@ class SRASHMicroscope(Device):
 
     @time_scale.setter
     def time_scale(self, value: float) -> None:
-        if not float(value) >= 0:
-            raise ValueError(f"time_scale {value!r} not allowed: must be >= 0")
-        self._time_scale = float(value)
+        self._time_scale = check_time_scale(value)
 
     @property
     def safety_limit_mw(self) -> float:

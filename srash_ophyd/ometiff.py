@@ -40,10 +40,13 @@ class OMEImage:
 
 def write_ome_tiff(path: str | os.PathLike, data: NDArray, *, channel_names: Sequence[str],
                    pixel_size_um: float, position_um: tuple[float, float] | None = None,
-                   settings: dict[str, Any] | None = None) -> Path:
+                   settings: dict[str, Any] | None = None, sync: bool = False) -> Path:
     """Write a (C, Y, X) array (or (Y, X)) as OME-TIFF; returns the path.
 
     ``position_um``: stage (x, y) of the field's top-left corner, stored per plane.
+    ``sync``: force the file and its directory entry to disk before returning (a frame
+    survives a power loss once this returns). The file gets the permissions the umask gives
+    (``0o666 & ~umask``), as a plain ``open()`` would.
     """
     arr = np.asarray(data)
     if arr.ndim == 2:
@@ -74,7 +77,12 @@ def write_ome_tiff(path: str | os.PathLike, data: NDArray, *, channel_names: Seq
     try:
         tifffile.imwrite(tmp, arr, photometric="minisblack", metadata=meta, ome=True,
                          resolution=(res, res), resolutionunit="CENTIMETER")
+        os.chmod(tmp, default_file_mode())
+        if sync:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if sync:
+            _fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -110,6 +118,24 @@ def read_ome_tiff(path: str | os.PathLike) -> OMEImage:
         data = data[None]
     return OMEImage(data=data, channel_names=names, pixel_size_um=float(pix.get("PhysicalSizeX")),
                     settings=settings)
+
+
+def default_file_mode() -> int:
+    """``0o666 & ~umask``: the mode ``open()`` gives a new file (``mkstemp`` gives 0600).
+
+    The umask can only be read by setting it; this sets it back at once (process-wide,
+    not thread-safe against a concurrent ``os.umask`` change, which nothing here does)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:

@@ -13,7 +13,10 @@ What is wired (each piece returned on :class:`Session`, each subscription token 
 
 - ``RE``: a :class:`bluesky.RunEngine` subscribed to the catalog's
   :class:`~bluesky_tiled_plugins.TiledWriter` (default batching: flat per-tile cost; the run
-  becomes visible to readers at its stop document);
+  becomes visible to readers at its stop document) behind the run journal
+  (:class:`~srash_ophyd.journal.JournaledWriter`: every document on disk as it happens, so a
+  killed scan is recovered by ``srash catalog repair``); SIGTERM / SIGHUP during a run abort it
+  like Ctrl-C (:class:`~srash_ophyd.signals.TerminationHandler`);
 - ``mic``: the simulated :class:`~srash_ophyd.microscope.SRASHMicroscope` writing OME-TIFF
   frames under ``<data_dir>/frames/``;
 - progress: a tqdm bar on stderr counting primary events against the start document's
@@ -37,6 +40,8 @@ import numpy as np
 
 from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
 from .factory import make_microscope
+from .journal import JournaledWriter, journal_dir
+from .signals import TerminationHandler
 
 __all__ = ["Session", "TqdmProgress", "diagnosis_for", "make_session"]
 
@@ -124,6 +129,7 @@ class Session:
     tokens: dict[str, int]
     specimen_md: dict[str, Any]
     suspenders: list = dataclasses.field(default_factory=list)
+    journal: Any = None
 
     def run_md(self, **extra: Any) -> dict[str, Any]:
         """Start-document metadata of this session's specimen plus ``extra`` (None values
@@ -147,6 +153,8 @@ class Session:
         self.tokens.clear()
         for s in self.suspenders:
             self.RE.remove_suspender(s)
+        if self.journal is not None:
+            self.journal.close()
         close_catalog(self.catalog)
 
 
@@ -154,7 +162,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
                  api_key: str | None = None, specimen: str = "testis",
                  phenotype: str | None = None, seed: int = 0, noise_seed: int = 0,
                  progress: bool = True, best_effort: bool = False, suspenders: bool = True,
-                 RE: Any = None, **microscope_kwargs: Any) -> Session:
+                 durable: bool = True, RE: Any = None, **microscope_kwargs: Any) -> Session:
     """Build the session (see module doc).
 
     Parameters
@@ -173,6 +181,10 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         Subscribe bluesky's BestEffortCallback (tables, no plots).
     suspenders : bool
         Install :func:`plans.make_suspenders` for the microscope.
+    durable : bool
+        Force every frame file and journal record to disk as the frame finishes (True), so
+        finished tiles survive a power loss; False leaves them to the page cache (they still
+        survive SIGKILL). Costs: docs/benchmarks.md.
     RE : RunEngine, optional
         Use this RunEngine instead of a new ``RunEngine({})``.
     **microscope_kwargs
@@ -191,8 +203,11 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     client = open_catalog(root, uri=catalog_uri, api_key=api_key, create=True)
     try:
         RE = RE if RE is not None else RunEngine({})
+        if TerminationHandler not in RE.context_managers:  # SIGTERM / SIGHUP like Ctrl-C
+            RE.context_managers.append(TerminationHandler)
         writer = make_writer(client)
-        tokens = {"writer": RE.subscribe(writer)}
+        journal = JournaledWriter(writer, journal_dir(root), sync=durable)
+        tokens = {"writer": RE.subscribe(journal)}
         if progress:
             tokens["progress"] = RE.subscribe(TqdmProgress())
         if best_effort:
@@ -209,10 +224,12 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     except BaseException:
         close_catalog(client)
         raise
+    mic.detector.sync_frames = durable
     if phenotype is None and specimen == "testis":
         phenotype = "normal"
     md = {"specimen": specimen, "phenotype": phenotype if specimen == "testis" else None,
           "diagnosis": diagnosis_for(phenotype) if specimen == "testis" else None,
           "specimen_seed": int(seed), "noise_seed": int(noise_seed)}
     return Session(RE=RE, mic=mic, catalog=client, writer=writer, plans=plans,
-                   data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed)
+                   data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed,
+                   journal=journal)

@@ -69,6 +69,25 @@ def translate_limits(exc: Exception) -> Exception:
 
 
 # ---------------------------------------------------------------------------- timing
+#: Largest simulated-time factor: 10 x slower than the real instrument. Larger values (and
+#: inf / NaN) would only hang a scan; a timer of inf seconds overflows the timer thread.
+MAX_TIME_SCALE = 10.0
+
+
+def check_time_scale(value: Any) -> float:
+    """``value`` as a float in 0..:data:`MAX_TIME_SCALE`; ``ValueError`` saying what is
+    allowed otherwise (NaN and inf included)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"time_scale {value!r} not allowed: give a number "
+                         f"0..{MAX_TIME_SCALE:g}") from None
+    if not 0.0 <= v <= MAX_TIME_SCALE:
+        raise ValueError(f"time_scale {value!r} not allowed: must be 0 (instant) .. "
+                         f"{MAX_TIME_SCALE:g} (x real instrument time)")
+    return v
+
+
 def complete_after(status, seconds: float, action: Callable[[], None], *,
                    on_error: Callable[[Exception], Exception] | None = None) -> threading.Timer | None:
     """Run ``action`` and finish ``status`` after ``seconds`` (at once, synchronously, if
@@ -115,7 +134,7 @@ class SimDevice(Device):
     def __init__(self, prefix: str = "", *, name: str, backend: Any = None,
                  time_scale: float | None = None, parent: Device | None = None, **kwargs: Any):
         self.backend = backend if backend is not None else self._resolve_backend(parent)
-        self._time_scale = None if time_scale is None else float(time_scale)
+        self._time_scale = None if time_scale is None else check_time_scale(time_scale)
         super().__init__(prefix, name=name, parent=parent, **kwargs)
 
     # -- wiring
@@ -149,9 +168,7 @@ class SimDevice(Device):
 
     @time_scale.setter
     def time_scale(self, value: float | None) -> None:
-        if value is not None and not float(value) >= 0:
-            raise ValueError(f"time_scale {value!r} not allowed: must be >= 0")
-        self._time_scale = None if value is None else float(value)
+        self._time_scale = None if value is None else check_time_scale(value)
 
     def refresh(self) -> None:
         """Re-read every backend signal (runs value subscriptions of those that changed)."""

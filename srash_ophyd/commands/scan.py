@@ -6,7 +6,9 @@ grid around ``--x-um/--y-um`` with pitch ``fov * (1 - overlap)``, visited in sna
 
 Exit status: 0 done; 2 bad input or catalog problem (nothing acquired); 1 the scan failed on
 a device fault (finished tiles stay in the catalog, stop document ``exit_status "fail"``);
-130 interrupted with Ctrl-C (finished tiles kept, ``exit_status "abort"``).
+130 interrupted with Ctrl-C, 143 / 129 ended by SIGTERM / SIGHUP (finished tiles kept,
+``exit_status "abort"``, the reason says which). After SIGKILL or a power loss, ``srash catalog
+repair`` recovers the finished tiles from the run's journal.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "recorded; frames are OME-TIFF files under DATA_DIR/frames and the run "
                     "goes into the catalog (embedded in DATA_DIR, or --catalog URL). "
                     "Exit status: 0 done, 1 device fault (finished tiles kept), 2 bad input, "
-                    "130 interrupted (finished tiles kept).")
+                    "130 interrupted, 143/129 SIGTERM/SIGHUP (finished tiles kept; after a "
+                    "SIGKILL `srash catalog repair` recovers them).")
     s = p.add_argument_group("sample")
     s.add_argument("--sample", default=None, help="sample identifier (start.sample_id)")
     s.add_argument("--patient", default=None, help="patient identifier (start.patient_id)")
@@ -108,8 +111,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--shifts", type=_floats, default=list(SHIFTS),
                    help="Raman shifts in cm^-1 (default 2850,2930)")
     g.add_argument("--time-scale", type=float, default=0.0,
-                   help="run the simulation at this fraction of real instrument time "
-                        "(default 0 = as fast as possible)")
+                   help="run the simulation at this multiple of real instrument time, "
+                        "0..10 (default 0 = as fast as possible; 1 = real time)")
     add_catalog_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--dry-run", action="store_true",
@@ -127,6 +130,7 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     from simulators.forward import build_simulator
     from simulators.specimens import make_specimen
 
+    from ..simbackend import MAX_TIME_SCALE
     from .simulate import default_center
 
     if args.phenotype is not None and args.specimen != "testis":
@@ -135,8 +139,9 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     overlap = parse_overlap(args.overlap)
     if not args.dwell_us > 0:
         raise SettingsError(f"--dwell-us {args.dwell_us:g} not allowed: must be > 0")
-    if not args.time_scale >= 0:
-        raise SettingsError(f"--time-scale {args.time_scale:g} not allowed: must be >= 0")
+    if not 0 <= args.time_scale <= MAX_TIME_SCALE:
+        raise SettingsError(f"--time-scale {args.time_scale:g} not allowed: must be 0 "
+                            f"(as fast as possible) .. {MAX_TIME_SCALE:g} (x real time)")
     spec = make_specimen(args.specimen, args.seed, phenotype=args.phenotype)
     cx, cy = args.x_um, args.y_um
     if cx is None or cy is None:
@@ -266,7 +271,10 @@ def run_scan(args: argparse.Namespace) -> int:
                             "export` for images of an acquired mosaic")
     from bluesky.utils import RunEngineInterrupted
 
+    from plans import DeviceFailure
+
     from ..session import make_session
+    from ..signals import Terminated, exit_status_for
 
     cx, cy = req["center_um"]
     t0 = time.perf_counter()
@@ -303,6 +311,10 @@ def run_scan(args: argparse.Namespace) -> int:
             status, message = 130, "interrupted"
         except KeyboardInterrupt:
             status, message = 130, "interrupted"
+        except Terminated as exc:  # SIGTERM / SIGHUP: the run was aborted and closed
+            status, message = exit_status_for(exc), str(exc)
+        except DeviceFailure as exc:  # a device's status failed: its own reason
+            status, message = 1, str(exc)
         except Exception as exc:  # device fault: the RunEngine closed the run with "fail"
             status, message = 1, f"{type(exc).__name__}: {exc}"
     finally:
@@ -323,7 +335,8 @@ def run_scan(args: argparse.Namespace) -> int:
         done = (f"{summary['tiles_done']} of {summary['tiles']} tiles finished and kept in "
                 f"the catalog as run {summary['uid']} (exit status "
                 f"{summary['exit_status']})")
-        what = "scan interrupted" if status == 130 else f"scan failed: {message}"
+        what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
+                else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))

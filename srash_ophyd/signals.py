@@ -1,0 +1,135 @@
+"""SIGTERM and SIGHUP end a scan the way Ctrl-C does: the run is closed, nothing is lost.
+
+A service manager (systemd, ``timeout``, a batch system, a closed terminal) ends a process
+with SIGTERM or SIGHUP. Python's default for both is to die at once, which leaves the open
+run with only its start document in the catalog (the writer keeps events until the stop
+document). Here:
+
+- :class:`TerminationHandler` is one of the RunEngine's ``context_managers`` (the place of
+  bluesky's own ``SigintHandler``), active only while the RunEngine runs a plan. On SIGTERM or
+  SIGHUP it aborts the run from a helper thread (``RE.abort(reason="terminated by
+  SIGTERM")``): the RunEngine runs its cleanup, the stop document (``exit_status "abort"``,
+  that reason) reaches the writer, the finished tiles are written. When the RunEngine returns,
+  the handler raises :class:`Terminated`.
+- :func:`terminate_gracefully` (a context manager around a whole command) turns the same
+  signals into :class:`Terminated` whenever no plan runs, so ``finally`` blocks close the
+  catalog and temporary files are removed.
+- In the interactive shell, ``exit_after_run=True`` re-delivers the signal with its default
+  action once the run is closed (the process then dies by it, as a plain SIGTERM would have
+  done, but after the data are safe).
+
+SIGKILL and power loss cannot be caught: :mod:`srash_ophyd.journal` covers those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any, Iterator
+
+__all__ = ["TERMINATION_SIGNALS", "Terminated", "TerminationHandler", "exit_status_for",
+           "terminate_gracefully"]
+
+#: The signals handled like Ctrl-C (SIGHUP where the platform has it).
+TERMINATION_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
+
+
+class Terminated(BaseException):
+    """The process received SIGTERM or SIGHUP. A ``BaseException`` (like
+    ``KeyboardInterrupt``), so ``except Exception`` does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"terminated by {self.signame}")
+
+
+def exit_status_for(exc: Terminated) -> int:
+    """The shell convention for a process ended by a signal: 128 + signal number."""
+    return 128 + exc.signum
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class TerminationHandler:
+    """RunEngine context manager (``RE.context_managers.append(TerminationHandler)``).
+
+    ``exit_after_run``: class attribute; when True the signal is re-delivered with its default
+    action after the run is closed instead of raising :class:`Terminated`.
+    """
+
+    exit_after_run = False
+
+    def __init__(self, RE: Any) -> None:
+        self._RE = RE
+        self._signum: int | None = None
+        self._wake = threading.Event()
+        self._done = False
+        self._previous: dict[int, Any] = {}
+        self._thread: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        self._wake.wait()
+        if self._done or self._signum is None:
+            return
+        name = signal.Signals(self._signum).name
+        try:
+            self._RE.abort(reason=f"terminated by {name}")
+        except Exception:  # noqa: BLE001 - already idle or aborting: nothing left to close
+            pass
+
+    def _handler(self, signum: int, frame: Any) -> None:  # must stay tiny (signal context)
+        if self._signum is None:
+            self._signum = signum
+            self._wake.set()
+
+    def __enter__(self) -> "TerminationHandler":
+        if not _in_main_thread():  # signal handlers can only be set in the main thread
+            return self
+        for s in TERMINATION_SIGNALS:
+            self._previous[s] = signal.signal(s, self._handler)
+        self._thread = threading.Thread(target=self._watch, name="srash-termination",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous.clear()
+        if self._signum is None:
+            return
+        signum, self._signum = self._signum, None
+        if self.exit_after_run:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        raise Terminated(signum)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """Within the block, SIGTERM / SIGHUP raise :class:`Terminated` in the main thread
+    (outside RunEngine runs, where :class:`TerminationHandler` takes over). No-op outside
+    the main thread."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_terminated) for s in TERMINATION_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
