@@ -36,7 +36,8 @@ from .preprocess import check_composite, normalize, to_chw
 from .vote import DEFAULT_THRESHOLD, Vote, dx_vote
 
 __all__ = ["Task", "TASKS", "TaskError", "FieldDx", "SampleVote", "LBNetDx",
-           "default_weights_path", "WEIGHTS_DIR", "field_patches"]
+           "default_weights_path", "WEIGHTS_DIR", "field_patches", "check_dx_meta",
+           "dx_meta_ranges"]
 
 #: Where the shipped default weights live.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -101,6 +102,55 @@ def field_patches(composite: ArrayLike, *, background_level: float = 0.06,
     for i, (r, c) in enumerate(ps.origins):
         patches[i] = a[:, r:r + size, c:c + size]
     return dataclasses.replace(ps, patches=patches)
+
+
+def dx_meta_ranges() -> dict[str, Any]:
+    """Allowed entries of a weights file's ``dx`` block (:class:`ml.train.ParamRange`)."""
+    from .train import ParamRange
+
+    return {"task": ParamRange(str, choices=tuple(TASKS), required=True),
+            "class_names": ParamRange(str, length=(2, 16)),
+            "patch_threshold": ParamRange(float, 0.0, 1.0),
+            "vote_threshold": ParamRange(float, 0.0, 1.0, hi_open=True),
+            "background_level": ParamRange(float, 0.0, 1.0),
+            "smooth_px": ParamRange(int, 1, PATCH_SIZE)}
+
+
+def check_dx_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Check the ``model`` block (:data:`ml.lbnet.PARAM_RANGES`) and the ``dx`` block
+    (:func:`dx_meta_ranges`) of LBNet-Dx weights ``path``: types, ranges, the task's class
+    count, 3 input channels.
+
+    Raises
+    ------
+    ml.train.WeightsMetaError
+        Naming the file, the key, its value and what is allowed.
+    """
+    from .lbnet import PARAM_RANGES
+    from .train import WeightsMetaError, check_params
+
+    if "dx" not in meta:
+        raise WeightsMetaError(f"weights file {str(path)!r} has no LBNet-Dx task in its "
+                               "metadata (no 'dx' block): is it a file written by `srash train`?")
+    if "model" not in meta:
+        raise WeightsMetaError(f"weights file {str(path)!r}: metadata has no 'model' block "
+                               "(the LiteBlendNet arguments)")
+    check_params(meta["model"], PARAM_RANGES, where="model", path=path)
+    check_params(meta["dx"], dx_meta_ranges(), where="dx", path=path)
+    t = TASKS[meta["dx"]["task"]]
+    names = meta["dx"].get("class_names", list(t.class_names))
+    k = meta["model"].get("num_classes", 2)
+    head = f"weights file {str(path)!r}: metadata"
+    if tuple(names) != t.class_names:
+        raise WeightsMetaError(f"{head} dx.class_names = {names!r} is not allowed: expected "
+                               f"{list(t.class_names)!r}, the classes of task {t.name!r}")
+    if k != len(t.class_names):
+        raise WeightsMetaError(f"{head} model.num_classes = {k!r} is not allowed: expected "
+                               f"{len(t.class_names)}, the classes of task {t.name!r}")
+    if meta["model"].get("in_channels", 3) != 3:
+        raise WeightsMetaError(f"{head} model.in_channels = {meta['model']['in_channels']!r} "
+                               "is not allowed: expected 3 (LBNet-Dx feeds 3-channel "
+                               "composites)")
 
 
 @dataclasses.dataclass
@@ -172,16 +222,20 @@ class LBNetDx:
              **overrides: Any) -> "LBNetDx":
         """Load weights written by ``srash train`` (default: the shipped ones of ``task``).
 
-        Raises :class:`ml.train.WeightsError` when the file is missing or malformed.
+        The metadata is checked (:func:`check_dx_meta`) and the tensor shapes compared with
+        the described model before any model is built (:func:`ml.train.load_weights`).
+
+        Raises :class:`ml.train.WeightsError` when the file is missing or malformed
+        (:class:`ml.train.WeightsMetaError` / :class:`ml.train.WeightsShapeError` for
+        metadata out of range / tensors that do not match it).
         """
         from .lbnet import LiteBlendNet
-        from .train import WeightsError, load_weights
+        from .train import load_weights
 
         p = Path(path) if path is not None else default_weights_path(task)
-        model, meta = load_weights(p, model_factory=lambda m: LiteBlendNet(**m["model"]))
-        dx = meta.get("dx", {})
-        if "task" not in dx:
-            raise WeightsError(f"weights file {str(p)!r} has no LBNet-Dx task in its metadata")
+        model, meta = load_weights(p, model_factory=lambda m: LiteBlendNet(**m["model"]),
+                                   check_meta=check_dx_meta)
+        dx = meta["dx"]
         kw = {"patch_threshold": dx.get("patch_threshold", 0.5),
               "vote_threshold": dx.get("vote_threshold", DEFAULT_THRESHOLD),
               "background_level": dx.get("background_level", 0.06),

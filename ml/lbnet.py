@@ -45,8 +45,26 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ml.train import ParamRange
+
 __all__ = ["ConvBNAct", "ConvSiLUBN", "BlendBranch", "BlendModule", "LiteBlendNet",
-           "count_parameters", "count_macs"]
+           "count_parameters", "count_macs", "PARAM_RANGES"]
+
+
+#: Allowed :class:`LiteBlendNet` arguments in a weights file's ``model`` block, checked by
+#: :meth:`ml.dx.LBNetDx.load` before any model is built: ``num_classes`` 2..16,
+#: ``in_channels`` 1..3 (protein, lipid, SHG), ``width`` 4..128 (45 M parameters at 128;
+#: the default 32 has 2.8 M), ``dilations`` 1..6 values in 1..16 (the deepest blend map is
+#: 38 px for a 300 px patch), ``n_blend`` 1..4, ``dropout`` in [0, 1). All upper ends
+#: together give 52 M parameters, below :data:`ml.train.MAX_PARAMETERS`.
+PARAM_RANGES: dict[str, ParamRange] = {
+    "num_classes": ParamRange(int, 2, 16),
+    "in_channels": ParamRange(int, 1, 3),
+    "width": ParamRange(int, 4, 128),
+    "dilations": ParamRange(int, 1, 16, length=(1, 6)),
+    "n_blend": ParamRange(int, 1, 4),
+    "dropout": ParamRange(float, 0.0, 1.0, hi_open=True),
+}
 
 
 class ConvBNAct(nn.Sequential):

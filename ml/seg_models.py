@@ -26,11 +26,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
-from ml.hybrid_unet import HybridUNet, UNet2D, UNet3D
-from ml.train import WeightsError, load_weights, save_weights
+from ml.hybrid_unet import MIN_BANDS, HybridUNet, UNet2D, UNet3D
+from ml.train import (ParamRange, WeightsError, WeightsMetaError, check_params, load_weights,
+                      save_weights)
 
 __all__ = ["DEFAULT_WEIGHTS", "SEGMENTERS", "SegModelError", "build_segmenter", "save_segmenter",
-           "load_segmenter", "segmenter_input", "labels_from_masks"]
+           "load_segmenter", "segmenter_input", "labels_from_masks", "check_segmenter_meta",
+           "MAX_BANDS", "PARAM_RANGES"]
 
 #: name -> (description, HybridUNet module flags or the baseline class name)
 SEGMENTERS: dict[str, str] = {
@@ -50,6 +52,26 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "seg_hybrid-unet
 
 #: Largest difference (cm^-1) between a stack's and the training Raman axis treated as equal.
 AXIS_TOL_CM1 = 0.5
+
+
+#: Most bands (Raman axis length) a segmenter's weights file may record.
+MAX_BANDS = 1024
+
+#: Allowed constructor arguments in a segmenter weights file's ``model`` block, per class,
+#: checked by :func:`load_segmenter` before any model is built. ``num_classes`` is 2
+#: (nucleus, lipid droplet: :func:`labels_from_masks`); widths are capped so that the
+#: largest allowed model stays below :data:`ml.train.MAX_PARAMETERS` (Hybrid-UNet width 64,
+#: width3d 64: 54 M; UNet3D width 32: 24 M; UNet2D 1024 bands, width 64: 32 M).
+PARAM_RANGES: dict[str, dict[str, ParamRange]] = {
+    "HybridUNet": {"num_classes": ParamRange(int, choices=(2,)),
+                   "width": ParamRange(int, 2, 64), "width3d": ParamRange(int, 2, 64),
+                   "spectral_stride": ParamRange(int, 1, MIN_BANDS),
+                   "msr": ParamRange(bool), "spectral_compression": ParamRange(bool),
+                   "attention_skips": ParamRange(bool)},
+    "UNet3D": {"num_classes": ParamRange(int, choices=(2,)), "width": ParamRange(int, 2, 32)},
+    "UNet2D": {"in_bands": ParamRange(int, MIN_BANDS, MAX_BANDS, required=True),
+               "num_classes": ParamRange(int, choices=(2,)), "width": ParamRange(int, 2, 64)},
+}
 
 
 class SegModelError(ValueError):
@@ -89,20 +111,61 @@ def save_segmenter(model: nn.Module, path: str | os.PathLike, *, name: str,
     return save_weights(model, path, meta=full)
 
 
+def _class_name(name: str) -> str:
+    return {"unet2d": "UNet2D", "unet3d": "UNet3D"}.get(name, "HybridUNet")
+
+
+def check_segmenter_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Check a segmenter weights file's metadata before any model is built: ``segmenter``
+    one of :data:`SEGMENTERS`; ``raman_cm1`` a strictly increasing list of ``MIN_BANDS..``
+    :data:`MAX_BANDS` finite shifts; ``model`` within :data:`PARAM_RANGES`, consistent with
+    the name (ablation flag off, UNet2D ``in_bands`` = axis length).
+
+    Raises
+    ------
+    ml.train.WeightsError
+        No segmenter in the file (e.g. LBNet-Dx weights); :class:`ml.train.WeightsMetaError`
+        naming the key, its value and what is allowed.
+    """
+    name = meta.get("segmenter")
+    if not isinstance(name, str) or name not in SEGMENTERS or "raman_cm1" not in meta:
+        raise WeightsError(f"weights file {str(path)!r} holds no segmenter (segmenter="
+                           f"{repr(name)[:60]}); expected one of {', '.join(SEGMENTERS)} saved "
+                           "by `srash train-seg`")
+    check_params({"raman_cm1": meta["raman_cm1"]},
+                 {"raman_cm1": ParamRange(float, length=(MIN_BANDS, MAX_BANDS),
+                                          increasing=True)}, where="", path=path)
+    model = meta.get("model", {})
+    check_params(model, PARAM_RANGES[_class_name(name)], where="model", path=path)
+    head = f"weights file {str(path)!r}: metadata"
+    n = len(meta["raman_cm1"])
+    if name == "unet2d" and model["in_bands"] != n:
+        raise WeightsMetaError(f"{head} model.in_bands = {model['in_bands']!r} is not allowed: "
+                               f"expected the Raman axis length {n}")
+    flag = _ABLATION_FLAG.get(name)
+    if flag is not None and model.get(flag, True) is not False:
+        raise WeightsMetaError(f"{head} model.{flag} = {model.get(flag, True)!r} is not allowed "
+                               f"for segmenter {name!r}: expected false")
+    others = [f for f in _ABLATION_FLAG.values() if f != flag]
+    for f in others if _class_name(name) == "HybridUNet" else ():
+        if model.get(f, True) is not True:
+            raise WeightsMetaError(f"{head} model.{f} = {model[f]!r} is not allowed for "
+                                   f"segmenter {name!r}: expected true")
+
+
 def load_segmenter(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, metadata) of a file written by :func:`save_segmenter`.
+    """(model in eval mode, metadata) of a file written by :func:`save_segmenter`; the
+    metadata is checked (:func:`check_segmenter_meta`) and the tensor shapes compared
+    before any model is built (:func:`ml.train.load_weights`).
 
     Raises :class:`ml.train.WeightsError` for a missing / corrupted file or one that is not a
-    segmenter's (e.g. LBNet-Dx weights)."""
+    segmenter's (e.g. LBNet-Dx weights), :class:`ml.train.WeightsMetaError` /
+    :class:`ml.train.WeightsShapeError` for metadata out of range / tensors that do not
+    match it."""
     def factory(meta: dict[str, Any]) -> nn.Module:
-        name = meta.get("segmenter")
-        if name not in SEGMENTERS or "raman_cm1" not in meta:
-            raise WeightsError(f"weights file {str(path)!r} holds no segmenter (segmenter="
-                               f"{name!r}); expected one of {', '.join(SEGMENTERS)} saved by "
-                               "`srash train-seg`")
-        return _construct(name, meta.get("model", {}))
+        return _construct(meta["segmenter"], meta.get("model", {}))
 
-    return load_weights(path, model_factory=factory)
+    return load_weights(path, model_factory=factory, check_meta=check_segmenter_meta)
 
 
 def segmenter_input(stack: ArrayLike, raman_cm1: ArrayLike,

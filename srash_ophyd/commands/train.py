@@ -130,6 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from ml.cv import group_kfold
     from ml.dx import LBNetDx, default_weights_path, get_task
+    from ml.lbnet import PARAM_RANGES  # the widths LBNetDx.load accepts back
     from ml.metrics import patch_metrics, youden_threshold
     from ml.train import save_weights
 
@@ -142,6 +143,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--val-fraction {args.val_fraction:g}: expected a value in (0, 1)")
     if args.cv == 1 or args.cv < 0:
         raise ValueError(f"--cv {args.cv}: use 0 (off) or K >= 2 folds")
+    if not PARAM_RANGES["width"].check(args.width):
+        raise ValueError(f"--width {args.width}: expected {PARAM_RANGES['width'].describe()}")
     task = get_task(args.task)
     out = args.out or default_weights_path(task.name)
     report_dir = args.report_dir or Path("reports") / f"train-{task.name}"
