@@ -29,6 +29,7 @@ What is wired (each piece returned on :class:`Session`, each subscription token 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -41,9 +42,9 @@ import numpy as np
 from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
 from .factory import make_microscope
 from .journal import JournaledWriter, journal_dir
-from .signals import TerminationHandler
+from .signals import TerminationHandler, keep_abort_reason
 
-__all__ = ["Session", "TqdmProgress", "diagnosis_for", "make_session"]
+__all__ = ["PlanOutcome", "Session", "TqdmProgress", "diagnosis_for", "make_session"]
 
 
 def diagnosis_for(phenotype: str | None) -> str | None:
@@ -116,6 +117,21 @@ def instrument_calibration(sim: Any, *, seed: int = 0) -> dict[str, Any]:
             "source": "instrument model at the run's settings (dark frame + lipid standard)"}
 
 
+@dataclasses.dataclass(frozen=True)
+class PlanOutcome:
+    """How :meth:`Session.run` ended: the run uids (on success), the command's exit
+    ``code`` (0 done, 1 device failure, 130 Ctrl-C, 128 + N signal N) and a ``message``."""
+
+    uids: tuple[str, ...]
+    code: int
+    message: str | None
+
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C or a termination signal: the caller should stop, not go on."""
+        return self.code >= 128
+
+
 @dataclasses.dataclass
 class Session:
     """What :func:`make_session` built. ``close()`` unsubscribes and shuts the catalog."""
@@ -138,6 +154,40 @@ class Session:
         md = {**self.specimen_md, "sim_settings": self.mic.sim.settings(),
               "calibration": instrument_calibration(self.mic.sim), **extra}
         return {k: v for k, v in md.items() if v is not None}
+
+    def run(self, plan: Any) -> "PlanOutcome":
+        """Run ``plan`` for a command line: every way it can end becomes a
+        :class:`PlanOutcome`, and the run is always closed (finished tiles kept):
+
+        - Ctrl-C (the RunEngine pauses) -> aborted, reason "interrupted by the user (Ctrl-C)",
+          code 130;
+        - SIGTERM / SIGHUP -> aborted by :class:`~srash_ophyd.signals.TerminationHandler`,
+          reason "terminated by SIGTERM", code 128 + signal number;
+        - a device failure -> the RunEngine closed the run with "fail" and the device's
+          reason, code 1.
+
+        bluesky's own prints go to stderr: stdout is the command's result (``--json``).
+        """
+        from bluesky.utils import RunEngineInterrupted
+
+        from plans import DeviceFailure
+
+        from .signals import Terminated, exit_status_for
+
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                return PlanOutcome(tuple(self.RE(plan) or ()), 0, None)
+            except RunEngineInterrupted:
+                self.RE.abort(reason="interrupted by the user (Ctrl-C)")
+                return PlanOutcome((), 130, "interrupted")
+            except KeyboardInterrupt:
+                return PlanOutcome((), 130, "interrupted")
+            except Terminated as exc:
+                return PlanOutcome((), exit_status_for(exc), str(exc))
+            except DeviceFailure as exc:
+                return PlanOutcome((), 1, str(exc))
+            except Exception as exc:  # noqa: BLE001 - the run is closed with "fail"
+                return PlanOutcome((), 1, f"{type(exc).__name__}: {exc}")
 
     def namespace(self) -> dict[str, Any]:
         """Names a shell profile loads: RE, mic, catalog, plans, bps, bp, session."""
@@ -205,6 +255,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         RE = RE if RE is not None else RunEngine({})
         if TerminationHandler not in RE.context_managers:  # SIGTERM / SIGHUP like Ctrl-C
             RE.context_managers.append(TerminationHandler)
+        keep_abort_reason(RE)
         writer = make_writer(client)
         journal = JournaledWriter(writer, journal_dir(root), sync=durable)
         tokens = {"writer": RE.subscribe(journal)}

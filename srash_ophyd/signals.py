@@ -30,7 +30,7 @@ import threading
 from typing import Any, Iterator
 
 __all__ = ["TERMINATION_SIGNALS", "Terminated", "TerminationHandler", "exit_status_for",
-           "terminate_gracefully"]
+           "keep_abort_reason", "terminate_gracefully"]
 
 #: The signals handled like Ctrl-C (SIGHUP where the platform has it).
 TERMINATION_SIGNALS: tuple[signal.Signals, ...] = tuple(
@@ -113,6 +113,29 @@ class TerminationHandler:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         raise Terminated(signum)
+
+
+def keep_abort_reason(RE: Any) -> None:
+    """Make the reason given to ``RE.abort(reason=...)`` reach the stop document.
+
+    bluesky's ``run_wrapper`` closes an aborted run with ``close_run(exit_status="abort")``,
+    whose message carries ``reason=None`` explicitly, so the RunEngine's stored abort reason
+    is never used and the stop document says nothing. This wraps the ``close_run`` command:
+    a close without reason of a run being aborted gets the abort's reason. Idempotent.
+    """
+    registry = getattr(RE, "_command_registry", None)
+    original = registry.get("close_run") if isinstance(registry, dict) else None
+    if original is None or getattr(original, "_srash_keeps_reason", False):
+        return
+
+    async def close_run(msg: Any) -> Any:
+        reason = getattr(RE, "_reason", "")
+        if msg.kwargs.get("reason") is None and reason and RE.state == "aborting":
+            msg.kwargs["reason"] = reason
+        return await original(msg)
+
+    close_run._srash_keeps_reason = True  # type: ignore[attr-defined]
+    RE.register_command("close_run", close_run)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -175,6 +175,7 @@ def run_cohort(args: argparse.Namespace) -> int:
         close_catalog(client)
     t0 = time.perf_counter()
     runs, skipped, failed = [], [], []
+    interrupted = None
     bar = tqdm(patients, desc=f"cohort {args.name}", unit="patient", disable=args.quiet,
                file=sys.stderr)
     for pt in bar:
@@ -188,32 +189,39 @@ def run_cohort(args: argparse.Namespace) -> int:
             specimen=args.specimen, phenotype=pt["phenotype"], seed=pt["seed"],
             noise_seed=pt["noise_seed"], progress=False, pixels=args.pixels,
             fov_um=args.fov_um, averages=args.averages, x_um=cx, y_um=cy)
+        outcome = None
         try:
             md = session.run_md(sample_id=pt["sample_id"], patient_id=pt["patient_id"],
                                 cohort=args.name, split=args.split)
             mic = session.mic
             if cells:
-                uids = session.RE(session.plans.hyperspectral_stack(
+                outcome = session.run(session.plans.hyperspectral_stack(
                     [mic], mic.raman, start_cm1=stack[0], stop_cm1=stack[1],
                     step_cm1=stack[2], md=md))
-                truth_uid = _store_truth(session, uids[0]) if uids else None
-                runs.append({**pt, "uid": uids[0] if uids else None, "truth_uid": truth_uid})
             else:
-                uids = session.RE(session.plans.mosaic(
+                outcome = session.run(session.plans.mosaic(
                     [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
                     fov_um=args.fov_um, overlap=overlap, center_um=(cx, cy),
                     shifts_cm1=(2850.0, 2930.0), md=md))
-                runs.append({**pt, "uid": uids[0] if uids else None})
-        except Exception as exc:  # a device fault ends that patient's run, not the cohort
-            failed.append({**pt, "error": f"{type(exc).__name__}: {exc}"})
+            uid = outcome.uids[0] if outcome.uids else None
+            if outcome.code:  # the run is closed; a device fault ends that patient only
+                failed.append({**pt, "error": outcome.message})
+            elif cells:
+                runs.append({**pt, "uid": uid,
+                             "truth_uid": _store_truth(session, uid) if uid else None})
+            else:
+                runs.append({**pt, "uid": uid})
         finally:
             session.close()
+        if outcome is not None and outcome.interrupted:  # Ctrl-C / SIGTERM: stop the cohort; rerun resumes it
+            interrupted = outcome
+            break
     elapsed = time.perf_counter() - t0
     summary = {"cohort": args.name, "split": args.split, "specimen": args.specimen,
                "patients": len(patients),
                "acquired": len(runs), "skipped_existing": len(skipped), "failed": failed,
                "fields_per_patient": rows * cols, "elapsed_s": round(elapsed, 2),
-               "runs": runs}
+               "interrupted": interrupted.message if interrupted else None, "runs": runs}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -222,4 +230,9 @@ def run_cohort(args: argparse.Namespace) -> int:
               f"{rows * cols} fields each, {elapsed:.1f} s")
         for f in failed:
             print(f"  failed: {f['sample_id']}: {f['error']}", file=sys.stderr)
+    if interrupted:
+        print(f"srash: cohort {args.name} {interrupted.message}; the patients acquired so far "
+              "are kept (the interrupted one with its finished tiles); run the same command "
+              "again to go on", file=sys.stderr)
+        return interrupted.code
     return 1 if failed else 0

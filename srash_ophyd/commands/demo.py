@@ -126,13 +126,11 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         mic = session.mic
         md = session.run_md(sample_id=sample, patient_id=f"P-{seed}", demo=True)
-        try:
-            session.RE(session.plans.mosaic(
-                [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
-                fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=(2850.0, 2930.0),
-                md=md))
-        except Exception as exc:
-            status, message = 1, f"{type(exc).__name__}: {exc}"
+        outcome = session.run(session.plans.mosaic(
+            [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
+            fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=(2850.0, 2930.0),
+            md=md))
+        status, message = outcome.code, outcome.message
         t_scan = time.perf_counter() - t0
         live.close()
         live_sub.close()
@@ -142,7 +140,8 @@ def run_demo(args: argparse.Namespace) -> int:
     res = _summary(live, live_sub, dx, sub, images, phenotype, seed, sample)
     res["elapsed_s"] = {"scan": round(t_scan, 2), "total": round(time.perf_counter() - t0, 2)}
     if status:
-        print(f"srash: scan failed: {message}; finished fields stay in the catalog as run "
+        what = f"scan {message}" if outcome.interrupted else f"scan failed: {message}"
+        print(f"srash: {what}; finished fields stay in the catalog as run "
               f"{res['scan_uid']}", file=sys.stderr)
     if args.json:
         print(json.dumps(res))

@@ -163,8 +163,50 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
                 f"{min(vals) - half:.0f}..{max(vals) + half:.0f} um, outside the stage "
                 f"limits {lo:g}..{hi:g} um; use a smaller grid or field")
     est = _estimate_time(sim, tiles, args.shifts)
+    disk = estimate_disk(len(tiles) * len(args.shifts), args.pixels, args.data_dir)
     return {"rows": rows, "cols": cols, "overlap": overlap, "center_um": (cx, cy),
-            "tiles": tiles, "estimate": est, "pixel_um": args.fov_um / args.pixels}
+            "tiles": tiles, "estimate": est, "pixel_um": args.fov_um / args.pixels,
+            "disk": disk}
+
+
+#: bytes a frame file has beyond its pixels (OME-XML with the settings JSON, TIFF tags)
+FRAME_OVERHEAD_BYTES = 64 * 1024
+#: free space left over after a scan's estimated needs (catalog, journal, the system)
+DISK_MARGIN_BYTES = 256 * 1024 ** 2
+
+
+def estimate_disk(frames: int, pixels: int, data_dir: Any) -> dict[str, Any]:
+    """Bytes the frames of a scan need (2 float32 channels per frame plus the OME header)
+    and the free bytes on the file system of the data directory (its nearest existing
+    parent when it does not exist yet)."""
+    import shutil
+
+    from ..catalog import resolve_data_dir
+
+    need = int(frames) * (2 * 4 * int(pixels) ** 2 + FRAME_OVERHEAD_BYTES)
+    where = resolve_data_dir(data_dir).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return {"bytes": need, "free_bytes": int(shutil.disk_usage(where).free),
+            "filesystem_of": str(where)}
+
+
+def check_disk(disk: dict[str, Any]) -> None:
+    """:class:`SettingsError` when the scan would not fit on the disk (with a margin)."""
+    if disk["bytes"] + DISK_MARGIN_BYTES > disk["free_bytes"]:
+        raise SettingsError(
+            f"the scan needs about {_size(disk['bytes'])} for its frames but only "
+            f"{_size(disk['free_bytes'])} are free on the file system of "
+            f"{disk['filesystem_of']} ({_size(DISK_MARGIN_BYTES)} kept free); free some "
+            "space, use another --data-dir, or scan fewer tiles or pixels")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
 
 
 def _estimate_time(sim, tiles: list[dict], shifts: list[float]) -> dict[str, float]:
@@ -231,6 +273,10 @@ def _dry_run(args: argparse.Namespace, req: dict) -> int:
                "positions_um": [[round(t["x_um"], 3), round(t["y_um"], 3)] for t in req["tiles"]],
                "estimated_instrument_time_s": round(est["total_s"], 3),
                "estimated_breakdown_s": {k: round(v, 3) for k, v in est.items() if k != "total_s"},
+               "estimated_disk_bytes": req["disk"]["bytes"],
+               "free_disk_bytes": req["disk"]["free_bytes"],
+               "fits_on_disk": req["disk"]["bytes"] + DISK_MARGIN_BYTES
+               <= req["disk"]["free_bytes"],
                "png": None}
     if args.png is not None:
         summary["png"] = str(_layout_png(args.png, req, args.fov_um))
@@ -246,6 +292,10 @@ def _dry_run(args: argparse.Namespace, req: dict) -> int:
     b = summary["estimated_breakdown_s"]
     print(f"estimated real-instrument time: {_hms(est['total_s'])} (moves {b['move_s']:.1f} s, "
           f"tuning {b['tune_s']:.1f} s, rasters {b['scan_s']:.1f} s)")
+    disk = req["disk"]
+    print(f"disk: about {_size(disk['bytes'])} of frames; {_size(disk['free_bytes'])} free "
+          f"on the file system of {disk['filesystem_of']}"
+          + ("" if summary["fits_on_disk"] else "  -- NOT ENOUGH: the scan would be refused"))
     if summary["png"]:
         print(f"wrote {summary['png']}")
     print("dry run: nothing acquired")
@@ -269,12 +319,8 @@ def run_scan(args: argparse.Namespace) -> int:
     if args.png is not None:
         raise SettingsError("--png draws the tile layout of --dry-run; use `srash catalog "
                             "export` for images of an acquired mosaic")
-    from bluesky.utils import RunEngineInterrupted
-
-    from plans import DeviceFailure
-
+    check_disk(req["disk"])
     from ..session import make_session
-    from ..signals import Terminated, exit_status_for
 
     cx, cy = req["center_um"]
     t0 = time.perf_counter()
@@ -303,20 +349,8 @@ def run_scan(args: argparse.Namespace) -> int:
             [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=req["rows"], cols=req["cols"],
             fov_um=args.fov_um, overlap=req["overlap"], center_um=(cx, cy),
             snake=not args.no_snake, shifts_cm1=tuple(args.shifts), md=md)
-        try:
-            session.RE(plan)
-        except RunEngineInterrupted:
-            # Ctrl-C: the RunEngine paused; end the run cleanly (stop doc "abort")
-            session.RE.abort(reason="interrupted by the user (Ctrl-C)")
-            status, message = 130, "interrupted"
-        except KeyboardInterrupt:
-            status, message = 130, "interrupted"
-        except Terminated as exc:  # SIGTERM / SIGHUP: the run was aborted and closed
-            status, message = exit_status_for(exc), str(exc)
-        except DeviceFailure as exc:  # a device's status failed: its own reason
-            status, message = 1, str(exc)
-        except Exception as exc:  # device fault: the RunEngine closed the run with "fail"
-            status, message = 1, f"{type(exc).__name__}: {exc}"
+        outcome = session.run(plan)
+        status, message = outcome.code, outcome.message
     finally:
         session.RE.unsubscribe(token)
         session.close()
@@ -334,7 +368,8 @@ def run_scan(args: argparse.Namespace) -> int:
     if status:
         done = (f"{summary['tiles_done']} of {summary['tiles']} tiles finished and kept in "
                 f"the catalog as run {summary['uid']} (exit status "
-                f"{summary['exit_status']})")
+                f"{summary['exit_status']})" if summary["uid"] else
+                "no run was started, nothing acquired")
         what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
                 else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)

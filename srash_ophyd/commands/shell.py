@@ -49,6 +49,15 @@ def run_shell(args: argparse.Namespace) -> int:
                            phenotype=args.phenotype, seed=args.seed,
                            noise_seed=args.noise_seed, best_effort=True,
                            pixels=args.pixels, fov_um=args.fov_um)
+    # SIGTERM / SIGHUP: a running plan is aborted and its run closed (finished tiles kept),
+    # then the shell dies by the signal; at the prompt (no run open) they act as usual
+    import signal
+
+    from ..signals import TERMINATION_SIGNALS, TerminationHandler
+
+    TerminationHandler.exit_after_run = True
+    for s in TERMINATION_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
     try:
         print(BANNER)
         IPython.start_ipython(argv=["--no-banner"], user_ns=session.namespace())
