@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import tifffile
 from numpy.typing import NDArray
+
+from ml._io import create_temp_beside
 
 SETTINGS_NAMESPACE = "srash/settings"
 
@@ -72,12 +73,10 @@ def write_ome_tiff(path: str | os.PathLike, data: NDArray, *, channel_names: Seq
         meta["Plane"] = {"PositionX": [float(position_um[0])] * c, "PositionXUnit": ["µm"] * c,
                          "PositionY": [float(position_um[1])] * c, "PositionYUnit": ["µm"] * c}
     res = 1e4 / float(pixel_size_um)  # pixels per cm
-    fd, tmp = tempfile.mkstemp(suffix=".tmp.tif", dir=path.parent)
-    os.close(fd)
+    tmp = create_temp_beside(path)  # the umask's permissions, unlike mkstemp's 0600
     try:
         tifffile.imwrite(tmp, arr, photometric="minisblack", metadata=meta, ome=True,
                          resolution=(res, res), resolutionunit="CENTIMETER")
-        os.chmod(tmp, default_file_mode())
         if sync:
             _fsync(tmp)
         os.replace(tmp, path)
@@ -118,16 +117,6 @@ def read_ome_tiff(path: str | os.PathLike) -> OMEImage:
         data = data[None]
     return OMEImage(data=data, channel_names=names, pixel_size_um=float(pix.get("PhysicalSizeX")),
                     settings=settings)
-
-
-def default_file_mode() -> int:
-    """``0o666 & ~umask``: the mode ``open()`` gives a new file (``mkstemp`` gives 0600).
-
-    The umask can only be read by setting it; this sets it back at once (process-wide,
-    not thread-safe against a concurrent ``os.umask`` change, which nothing here does)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _fsync(path: str | os.PathLike) -> None:
