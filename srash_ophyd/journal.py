@@ -121,12 +121,12 @@ class JournaledWriter:
 
     def __call__(self, name: str, doc: dict) -> Any:
         journal = self._journal_for(name, doc)
+        failed: OSError | None = None
         if journal is not None:
             try:
                 journal.append(name, doc)
-            except OSError as exc:
-                raise JournalError(f"cannot write the run journal {journal.path}: "
-                                   f"{exc}") from exc
+            except OSError as exc:  # e.g. disk full: the catalog still gets the document
+                failed = exc
         try:
             result = self.writer(name, doc)
         except BaseException:
@@ -142,6 +142,9 @@ class JournaledWriter:
             self._run_of = {k: v for k, v in self._run_of.items() if v != run}
             if self._current == run:
                 self._current = None
+        elif failed is not None:  # fail the run: a kill now would lose its tiles
+            raise JournalError(f"cannot write the run journal {journal.path}: {failed}; the "
+                               "run is stopped so that no tile goes unrecorded") from failed
         return result
 
     def close(self) -> None:
