@@ -60,6 +60,22 @@ MIMETYPE = "multipart/related;type=image/tiff"
 FILE_TEMPLATE = "{:06d}.ome.tif"
 
 
+def _disk_hint(folder: Path, nbytes: int, exc: OSError) -> str:
+    """The write error, and "the disk is full" when that is why (tifffile reports a short
+    write as "N requested and M written", without errno)."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if exc.errno == errno.ENOSPC or (free is not None and free < nbytes):
+        return (f"the disk is full ({free if free is not None else 0} bytes free, a frame "
+                f"needs {nbytes}); free space on it or scan to another --data-dir")
+    return f"{type(exc).__name__}: {exc}"
+
+
 class SRASHDetector(SimDevice):
     """Image-producing device over a :class:`~simulators.forward.SRASHSimulator`.
 
@@ -223,9 +239,13 @@ class SRASHDetector(SimDevice):
                 "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
                 "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
                 "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES)}
-            write_ome_tiff(path, data, channel_names=CHANNEL_NAMES, pixel_size_um=win.pixel_um,
-                           position_um=(win.x_um, win.y_um), settings=settings,
-                           sync=self.sync_frames)
+            try:
+                write_ome_tiff(path, data, channel_names=CHANNEL_NAMES,
+                               pixel_size_um=win.pixel_um, position_um=(win.x_um, win.y_um),
+                               settings=settings, sync=self.sync_frames)
+            except OSError as exc:
+                raise DeviceFault(f"{self.name}: frame not recorded: cannot write {path}: "
+                                  f"{_disk_hint(path.parent, data.nbytes, exc)}") from exc
             self.last_path = path
             if not self._resource_sent:
                 self._asset_docs.append(("stream_resource", self._resource_doc))

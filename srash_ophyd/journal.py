@@ -147,6 +147,11 @@ class JournaledWriter:
                                "run is stopped so that no tile goes unrecorded") from failed
         return result
 
+    def pending(self, run_uid: str) -> bool:
+        """True when ``run_uid``'s journal is still on disk: the run is not whole in the
+        catalog (killed, or the catalog failed at its stop); ``srash catalog repair``."""
+        return (self.directory / f"{run_uid}.jsonl").exists()
+
     def close(self) -> None:
         """Close (and keep) the journals of runs that never stopped."""
         for journal in self._runs.values():

@@ -195,16 +195,20 @@ def _repair_one(client: Any, path: Path, *, dry_run: bool) -> RepairResult:
         if not dry_run:
             path.unlink(missing_ok=True)
         return result
-    if any(name == "stop" for name, _ in docs):
+    ended = next((doc for name, doc in docs if name == "stop"), None)
+    if ended is not None:
         result.notes.append("the journal has a stop document that the catalog lacks: the "
-                            "writer failed at the end of the run")
+                            "catalog writer failed at the end of the run")
     kept, dropped = _keep_prefix(docs, result.notes)
     counts, frames, fields, last = _summarise(kept)
     result.frames, result.fields, result.dropped_frames = frames, fields, dropped
     planned = start.get("num_points")
     of = f" of {planned}" if isinstance(planned, int) else ""
-    reason = (f"{REPAIRED_PREFIX}: the acquiring process died; {frames}{of} frames "
-              f"({fields} fields) recovered from its journal"
+    how = ("the acquiring process died" if ended is None else
+           "the catalog could not take the run at its end (the scan had ended with "
+           f"{ended.get('exit_status')!r}{': ' + ended['reason'] if ended.get('reason') else ''})")
+    reason = (f"{REPAIRED_PREFIX}: {how}; {frames}{of} frames ({fields} fields) recovered "
+              "from its journal"
               + (f", {dropped} later frames lost (damaged or missing files)" if dropped else ""))
     if dry_run:
         result.action = "would-repair"

@@ -117,6 +117,15 @@ def instrument_calibration(sim: Any, *, seed: int = 0) -> dict[str, Any]:
             "source": "instrument model at the run's settings (dark frame + lipid standard)"}
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line (a database error's own first line, not its SQL)."""
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    text = str(orig if orig is not None else exc).strip()
+    first = text.splitlines()[0] if text else ""
+    first = first if len(first) <= limit else first[:limit] + "..."
+    return f"{type(orig if orig is not None else exc).__name__}: {first}"
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanOutcome:
     """How :meth:`Session.run` ended: the run uids (on success), the command's exit
@@ -187,7 +196,7 @@ class Session:
             except DeviceFailure as exc:
                 return PlanOutcome((), 1, str(exc))
             except Exception as exc:  # noqa: BLE001 - the run is closed with "fail"
-                return PlanOutcome((), 1, f"{type(exc).__name__}: {exc}")
+                return PlanOutcome((), 1, _one_line(exc))
 
     def namespace(self) -> dict[str, Any]:
         """Names a shell profile loads: RE, mic, catalog, plans, bps, bp, session."""

@@ -370,6 +370,10 @@ def run_scan(args: argparse.Namespace) -> int:
                 f"the catalog as run {summary['uid']} (exit status "
                 f"{summary['exit_status']})" if summary["uid"] else
                 "no run was started, nothing acquired")
+        if summary["uid"] and session.journal.pending(summary["uid"]):
+            done = (f"the catalog did not take run {summary['uid']}; its "
+                    f"{summary['tiles_done']} finished tiles are safe in its journal: mend "
+                    "the cause, then run `srash catalog repair`")
         what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
                 else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)
