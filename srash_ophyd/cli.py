@@ -56,6 +56,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("srash: interrupted", file=sys.stderr)
         return 130
+    except _third_party_errors() as exc:  # last resort: the sources raise CatalogError
+        print(f"srash: error: {_describe_third_party(exc)}", file=sys.stderr)
+        return 2
+
+
+def _third_party_errors() -> tuple[type[BaseException], ...]:
+    """The error bases of the catalog's database and network layers (SQLAlchemy's
+    ``DatabaseError``, httpx's ``HTTPError``/``InvalidURL``, tiled's ``ClientError``), among
+    the modules already imported: evaluated only when an exception reaches :func:`main`.
+    Anything else (a bug) keeps its traceback."""
+    out: list[type[BaseException]] = []
+    if (exc := sys.modules.get("sqlalchemy.exc")) is not None:
+        out.append(exc.DatabaseError)
+    if (httpx := sys.modules.get("httpx")) is not None:
+        out += [httpx.HTTPError, httpx.InvalidURL]
+    if (tiled_utils := sys.modules.get("tiled.client.utils")) is not None:
+        out.append(tiled_utils.ClientError)
+    return tuple(out)
+
+
+def _describe_third_party(exc: BaseException) -> str:
+    """``exc`` in one line, with a hint on what to check."""
+    mod = type(exc).__module__.split(".")[0]
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if mod == "sqlalchemy":
+        from .catalog import last_database
+
+        db = last_database()
+        where = f" {db}" if db else ""
+        return (f"catalog database{where}: {first} (it may be damaged or locked by another "
+                "process; restore it from a backup, or try again)")
+    return (f"catalog server error: {type(exc).__name__}: {first} (check --catalog, "
+            "--api-key and that the server is running)")
 
 
 if __name__ == "__main__":  # pragma: no cover

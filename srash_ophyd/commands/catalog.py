@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..display import escape_control
 from .options import add_catalog_options
 
 __all__ = ["add_parser", "run_summary"]
@@ -42,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_search)
     sh = ss.add_parser("show", help="metadata, streams and files of one run",
                        description="Summarise one run: metadata, streams, events, files.")
-    sh.add_argument("uid", help="run uid (a unique prefix is enough), or -1 for the latest")
+    sh.add_argument("uid", help="run uid (a unique prefix of >= 5 characters is enough), or "
+                                "-1 for the latest")
     _common(sh)
     sh.set_defaults(func=run_show)
     ex = ss.add_parser(
@@ -65,16 +67,30 @@ def _open(args):
 
 
 def _get_run(client, uid: str):
-    from ..catalog import CatalogError
+    """The run ``uid`` (a full uid or a unique prefix of >= 5 hexadecimal digits/dashes,
+    matched exactly) or ``-N`` (the N-th latest); :class:`CatalogError` otherwise."""
+    from ..catalog import CatalogError, check_uid_prefix
 
+    if uid.startswith("-") and uid[1:].isdigit():
+        if int(uid[1:]) == 0:
+            raise CatalogError(f"{uid} is not a run: use -1 for the latest (-2 the one "
+                               "before...)")
+        key: Any = int(uid)
+    else:
+        key = check_uid_prefix(uid)
     try:
-        key: Any = int(uid) if uid.lstrip("-").isdigit() and uid.startswith("-") else uid
-        return client[key]
+        run = client[key]
     except (KeyError, IndexError):
         raise CatalogError(f"no run {uid!r} in the catalog; `srash catalog search` lists "
                            "them") from None
     except ValueError as exc:  # ambiguous partial uid
         raise CatalogError(f"run {uid!r}: {exc}") from None
+    if isinstance(key, str) and not str((run.metadata.get("start") or {}).get("uid", "")
+                                        ).startswith(key):
+        # the catalog's partial-uid lookup is SQL LIKE, which ignores case in SQLite
+        raise CatalogError(f"no run {uid!r} in the catalog (uid prefixes are case-sensitive); "
+                           "`srash catalog search` lists them")
+    return run
 
 
 def _when(t: float | None) -> str:
@@ -96,17 +112,16 @@ def run_summary(run) -> dict[str, Any]:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..catalog import close_catalog, parse_since, search_runs
+    from ..catalog import check_criteria, close_catalog, search_runs
 
-    if args.since is not None:
-        parse_since(args.since)  # validate before opening anything
+    criteria = dict(sample=args.sample, patient=args.patient, diagnosis=args.diagnosis,
+                    phenotype=args.phenotype, plan=args.plan, since=args.since)
+    check_criteria(**criteria)  # validate before opening anything
     if args.limit < 1:
         raise ValueError(f"--limit {args.limit} not allowed: must be >= 1")
     client = _open(args)
     try:
-        results = search_runs(client, sample=args.sample, patient=args.patient,
-                              diagnosis=args.diagnosis, phenotype=args.phenotype,
-                              plan=args.plan, since=args.since)
+        results = search_runs(client, **criteria)
         n = len(results)
         runs = list(results.values()[max(n - args.limit, 0):]) if n else []
         rows = [run_summary(r) for r in runs]
@@ -127,6 +142,7 @@ def run_search(args: argparse.Namespace) -> int:
         for c, w in cols:
             v = r.get(c)
             v = "x".join(map(str, v)) if c == "shape" and v else ("" if v is None else str(v))
+            v = escape_control(v)
             cells.append(f"{v[:w] if c == 'uid' else v:<{w}}")
         print("  ".join(cells).rstrip())
     if n > len(rows):
@@ -175,18 +191,19 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, default=str))
         return 0
-    print(f"run {info['uid']}  ({info['time_iso']})")
+    e = escape_control
+    print(f"run {e(info['uid'])}  ({info['time_iso']})")
     for k in ("plan", "sample", "patient", "phenotype", "diagnosis", "shape", "exit_status"):
-        print(f"  {k:<12} {'' if info[k] is None else info[k]}")
+        print(f"  {k:<12} {'' if info[k] is None else e(info[k])}")
     if info["stop_reason"]:
-        print(f"  {'reason':<12} {info['stop_reason']}")
+        print(f"  {'reason':<12} {e(info['stop_reason'])}")
     for k, v in info["metadata"].items():
-        print(f"  {k:<12} {v}")
+        print(f"  {k:<12} {e(v)}")
     for name, s in streams.items():
-        print(f"stream {name}: {s['events']} events, {len(s['data_keys'])} data keys, "
+        print(f"stream {e(name)}: {s['events']} events, {len(s['data_keys'])} data keys, "
               f"{len(s['files'])} file locations")
         for f in s["files"][:5]:
-            print(f"    {f}")
+            print(f"    {e(f)}")
         if len(s["files"]) > 5:
             print(f"    ... {len(s['files']) - 5} more")
     return 0
