@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bluesky_tiled_plugins import TiledWriter
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
-           "check_criteria", "check_uid_prefix", "close_catalog", "frames_dir", "make_writer",
-           "open_catalog", "parse_since", "resolve_data_dir", "search_runs"]
+           "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
+           "make_writer", "open_catalog", "parse_since", "resolve_data_dir", "search_runs", "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
 ENV_DATA_DIR = "SRASH_DATA_DIR"
@@ -77,6 +77,25 @@ def last_database() -> Path | None:
     """The ``catalog.db`` of the embedded catalog this process opened last (None if none):
     named in messages about database errors that surface later, e.g. while reading."""
     return _last_db
+
+
+def file_uri(path: str | os.PathLike) -> str:
+    """The ``file://localhost/...`` URI of an absolute ``path``, written the way tiled reads
+    it back: tiled takes the URI's path verbatim (no percent-decoding), so the path is not
+    percent-encoded either (``Path.as_uri()`` would turn a space into ``%20``, which tiled then
+    refuses as outside its readable storage)."""
+    return "file://localhost" + str(Path(path).absolute())
+
+
+def uri_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI written by :func:`file_uri` (as tiled reads it:
+    verbatim). ``CatalogError`` for other schemes."""
+    from urllib.parse import urlparse
+
+    u = urlparse(uri)
+    if u.scheme not in ("file", ""):
+        raise CatalogError(f"URI {uri!r} is not a local file")
+    return Path(u.path)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

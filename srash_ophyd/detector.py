@@ -50,6 +50,7 @@ from ophyd.status import DeviceStatus
 
 from simulators.forward import FrameResult
 
+from .catalog import file_uri
 from .ometiff import write_ome_tiff
 from .simbackend import DeviceFault, SimDevice, complete_after, translate_limits
 
@@ -178,7 +179,7 @@ class SRASHDetector(SimDevice):
             self._folder = (self.data_dir / uid).absolute()
             self._folder.mkdir(parents=True, exist_ok=False)
             bundle = compose_stream_resource(
-                mimetype=MIMETYPE, uri=self._folder.as_uri() + "/", data_key=self.image_key,
+                mimetype=MIMETYPE, uri=file_uri(self._folder) + "/", data_key=self.image_key,
                 parameters={"template": FILE_TEMPLATE, "join_method": "stack",
                             "chunk_shape": [1]},
                 uid=uid)

@@ -9,6 +9,11 @@ files and calls the same function, so both paths give bit-identical composites.
 Fields whose pixel size differs from the classifier's (``target_pixel_um``) are resampled
 with linear interpolation (:func:`resample`) so that a 300 px patch always spans the same
 tissue area (90 um at the paper's 0.3 um/px).
+
+Faults (:mod:`srash_ophyd.readfaults`): :func:`select_runs` leaves out runs without a stop
+document (one warning each), fields with an unreadable frame file are skipped with a warning
+naming the file; a :class:`~srash_ophyd.readfaults.ReadFaults` with ``strict=True`` stops at
+the first instead.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from numpy.typing import NDArray
 from ml.composite import Calibration, field_composite
 
 from .export import ExportError, Tile, run_tiles
+from .readfaults import ReadFaults
 
 __all__ = ["FieldComposite", "run_fields", "tile_composite", "resample",
            "DatasetError", "PatchDataset", "select_runs", "iter_run_fields", "load_patches",
@@ -68,13 +74,14 @@ def tile_composite(tile: Tile, calibration: Calibration, *,
     return c
 
 
-def run_fields(run, *, target_pixel_um: float | None = None
-               ) -> Iterator[FieldComposite]:
+def run_fields(run, *, target_pixel_um: float | None = None,
+               faults: ReadFaults | None = None) -> Iterator[FieldComposite]:
     """Yield the classifier composite of every complete field of a mosaic run, in
     acquisition order. Raises :class:`ml.composite.CalibrationError` when the run has no
-    calibration record, :class:`ExportError` when it has no image stream."""
+    calibration record, :class:`ExportError` when it has no image stream; fields with an
+    unreadable frame file: :func:`srash_ophyd.export.run_tiles` (``faults``)."""
     cal = Calibration.from_dict(run.metadata["start"].get("calibration"))
-    tiles, _ = run_tiles(run)
+    tiles, _ = run_tiles(run, faults=faults)
     for t in tiles:
         yield FieldComposite(tile=t, composite=tile_composite(t, cal,
                                                               target_pixel_um=target_pixel_um),
@@ -87,11 +94,14 @@ class DatasetError(ValueError):
 
 
 def select_runs(client, task, *, cohort: str | None = None, split: str | None = None,
-                sample: str | None = None, patient: str | None = None) -> list:
+                sample: str | None = None, patient: str | None = None,
+                faults: ReadFaults | None = None) -> list:
     """Mosaic runs of ``task``'s phenotypes matching the criteria (oldest first).
 
     Only runs whose start document has a ``phenotype`` the task labels are returned; runs
-    that failed part-way are kept (their complete fields are usable).
+    that stopped part-way are kept (their complete fields are usable; ``faults`` lists
+    them as incomplete), runs without a stop document are left out with a warning
+    (``faults.strict``: :class:`~srash_ophyd.runstate.IncompleteRunError`).
     """
     from tiled.queries import In, Key
 
@@ -101,12 +111,17 @@ def select_runs(client, task, *, cohort: str | None = None, split: str | None = 
                        ("patient_id", patient)):
         if value is not None:
             res = res.search(Key(key) == value)
-    runs = list(res.values())
+    faults = faults if faults is not None else ReadFaults()
+    found = list(res.values())
+    runs = faults.runs(found)
     if not runs:
         crit = {k: v for k, v in (("cohort", cohort), ("split", split), ("sample", sample),
                                   ("patient", patient)) if v is not None}
-        raise DatasetError(f"no mosaic runs of phenotypes {list(task.all_phenotypes)} match "
-                           f"{crit or 'the catalog'}: acquire some with `srash cohort`")
+        killed = (f" ({len(found)} found, none with a stop document: run `srash catalog "
+                  "repair`)") if found else ""
+        raise DatasetError(f"no {'readable ' if found else ''}mosaic runs of phenotypes "
+                           f"{list(task.all_phenotypes)} match {crit or 'the catalog'}{killed}"
+                           ": acquire some with `srash cohort`")
     return runs
 
 
@@ -131,19 +146,21 @@ class PatchDataset:
 
 
 def iter_run_fields(runs, task, *, target_pixel_um: float, progress: bool = True,
-                    desc: str = "fields"):
+                    desc: str = "fields", faults: ReadFaults | None = None):
     """Yield ``(field_info, FieldComposite)`` over the runs; ``field_info`` has run uid,
-    sample, patient, phenotype, label, seed and field index."""
+    sample, patient, phenotype, label, seed and field index. Runs without a stop document
+    and fields with an unreadable frame file are skipped with a warning (``faults``)."""
     from tqdm import tqdm
 
+    faults = faults if faults is not None else ReadFaults()
     bar = tqdm(total=None, desc=desc, unit="field", disable=not progress, file=sys.stderr)
     try:
         for run in runs:
             start = run.metadata["start"]
             label = task.label(start.get("phenotype"))
-            if label is None:
+            if label is None or not faults.usable(run):
                 continue
-            for fc in run_fields(run, target_pixel_um=target_pixel_um):
+            for fc in run_fields(run, target_pixel_um=target_pixel_um, faults=faults):
                 info = {"run_uid": start["uid"], "sample_id": start.get("sample_id"),
                         "patient_id": start.get("patient_id") or start.get("sample_id")
                         or start["uid"], "phenotype": start.get("phenotype"),
@@ -157,19 +174,21 @@ def iter_run_fields(runs, task, *, target_pixel_um: float, progress: bool = True
 
 
 def load_patches(runs, task, *, patches_per_field: int | None = None, seed: int = 0,
-                 patch=None, target_pixel_um: float = 0.3, progress: bool = True
-                 ) -> PatchDataset:
+                 patch=None, target_pixel_um: float = 0.3, progress: bool = True,
+                 faults: ReadFaults | None = None) -> PatchDataset:
     """Valid patches of every field of ``runs`` labelled by ``task`` (:class:`ml.dx.Task`),
     cut with ``patch(composite) -> PatchSet`` (default :func:`ml.dx.field_patches` with the
     classifier's default rule; pass a trained model's :meth:`ml.dx.LBNetDx.patches` to use
     its stored rule), at most ``patches_per_field`` per field (a seeded uniform subsample
-    without replacement; None = all)."""
+    without replacement; None = all). Faults: :func:`iter_run_fields`."""
     return load_patch_sets(runs, task, [(patches_per_field, seed)], patch=patch,
-                           target_pixel_um=target_pixel_um, progress=progress)[0]
+                           target_pixel_um=target_pixel_um, progress=progress,
+                           faults=faults)[0]
 
 
 def load_patch_sets(runs, task, specs, *, patch=None, target_pixel_um: float = 0.3,
-                    progress: bool = True) -> list[PatchDataset]:
+                    progress: bool = True, faults: ReadFaults | None = None
+                    ) -> list[PatchDataset]:
     """Several :func:`load_patches` datasets, one per ``(patches_per_field, seed)`` in
     ``specs``, from a single pass over the runs (each field's files are read and patched
     once). Each dataset equals what :func:`load_patches` gives for its spec."""
@@ -179,7 +198,7 @@ def load_patch_sets(runs, task, specs, *, patch=None, target_pixel_um: float = 0
     parts: list[dict[str, list]] = [{k: [] for k in "xywgf"} for _ in specs]
     fields: list[dict[str, Any]] = []
     for info, fc in iter_run_fields(runs, task, target_pixel_um=target_pixel_um,
-                                    progress=progress, desc="patches"):
+                                    progress=progress, desc="patches", faults=faults):
         ps = patch(fc.composite)
         info["n_valid"] = len(ps)
         fields.append(info)

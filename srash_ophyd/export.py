@@ -8,6 +8,11 @@ or ``tile_index``), else by consecutive events at the same field centre
 ``SHG`` (channel 1), the one nearest 2930 gives ``SRS_2930``; a field missing either
 (an interrupted tile) is skipped and reported.
 
+**Faults** (:mod:`srash_ophyd.readfaults`): a run without a stop document (a killed scan) is
+an :class:`~srash_ophyd.runstate.IncompleteRunError`; a field whose frame file cannot be read
+is skipped with a warning naming the file (or, ``strict``, stops with a
+:class:`~srash_ophyd.readfaults.FrameError`).
+
 **Placement.** Each tile's top-left corner is ``(frame_x - nx p / 2, frame_y - ny p / 2)``
 with ``frame_x/_y`` the recorded field centre (stage um, the actual position including the
 stage's repeatability error) and ``p`` the pixel size from the descriptor configuration
@@ -31,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .readfaults import FrameError, FrameReader, ReadFaults
 
 __all__ = ["CHANNELS", "ExportError", "Tile", "composite_png", "export_run", "find_image_key",
            "pick_frames", "pixel_um_of", "run_tiles", "stitch", "tile_data"]
@@ -111,7 +118,9 @@ def pixel_um_of(stream, base: str) -> float | None:
     return None
 
 
-def _groups(stream, base: str, n: int, pixel_um: float) -> list[list[int]]:
+def _groups(stream, base: str, n: int, pixel_um: float) -> list[tuple[Any, list[int]]]:
+    """``(field, event indices)`` per field: ``field`` is the plan's field index when the
+    stream has one, else the field's position in acquisition order."""
     keys = stream.metadata.get("data_keys", {})
     marker = next((k for k in keys if k.endswith(("field_index", "tile_index"))), None)
     if marker is not None:
@@ -119,7 +128,7 @@ def _groups(stream, base: str, n: int, pixel_um: float) -> list[list[int]]:
         order: dict[Any, list[int]] = {}
         for i, v in enumerate(idx[:n].tolist()):
             order.setdefault(v, []).append(i)
-        return list(order.values())
+        return list(order.items())
     xs = _column(stream, f"{base}_frame_x")
     ys = _column(stream, f"{base}_frame_y")
     groups: list[list[int]] = []
@@ -129,13 +138,22 @@ def _groups(stream, base: str, n: int, pixel_um: float) -> list[list[int]]:
             groups[-1].append(i)
         else:
             groups.append([i])
-    return groups
+    return list(enumerate(groups))
 
 
-def run_tiles(run, *, stream_name: str = "primary", load: bool = True
-              ) -> tuple[list[Tile], list[dict[str, Any]]]:
+def run_tiles(run, *, stream_name: str = "primary", load: bool = True,
+              faults: ReadFaults | None = None) -> tuple[list[Tile], list[dict[str, Any]]]:
     """(complete tiles, skipped fields) of a run. ``load=False`` leaves ``data`` empty
-    (geometry only). Each tile reads two files through the tiled client."""
+    (geometry only). Each tile reads two files through the tiled client, one request each.
+
+    Raises :class:`~srash_ophyd.runstate.IncompleteRunError` for a run without a stop
+    document. A field with an unreadable frame file is reported through ``faults`` (default:
+    a warning on stderr) and skipped (its entry in the skipped list has the ``path``), or,
+    when ``faults.strict``, raises :class:`~srash_ophyd.readfaults.FrameError`."""
+    from .runstate import require_readable
+
+    require_readable(run)
+    faults = faults if faults is not None else ReadFaults()
     if stream_name not in run:
         raise ExportError(f"run {run.metadata['start']['uid']} has no {stream_name!r} stream "
                           "(nothing acquired?)")
@@ -153,22 +171,35 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True
 
         src = stream[key].data_sources()[0].assets[0].data_uri
         pixel = read_ome_tiff(src.removeprefix("file://").split("?")[0]).pixel_size_um
-    arr = stream[key]
     keys = stream.metadata.get("data_keys", {})
+    read = FrameReader(stream[key], run.metadata["start"].get("uid"), shape,
+                       keys[key].get("dtype_numpy"))
     pump = _column(stream, f"{base}_frame_pump_mw") if f"{base}_frame_pump_mw" in keys \
         else np.full(n, np.nan)
     stokes = _column(stream, f"{base}_frame_stokes_mw") if f"{base}_frame_stokes_mw" in keys \
         else np.full(n, np.nan)
     tiles, skipped = [], []
-    for g in _groups(stream, base, n, pixel):
+    for field, g in _groups(stream, base, n, pixel):
         pair = pick_frames(shift[g])
         if pair is None:
-            skipped.append({"events": g, "x_um": float(xs[g[0]]), "y_um": float(ys[g[0]]),
-                            "why": NO_PAIR})
+            skipped.append({"field": field, "events": g, "x_um": float(xs[g[0]]),
+                            "y_um": float(ys[g[0]]), "why": NO_PAIR})
             continue
         il, ip = g[pair[0]], g[pair[1]]
         if load:
-            data = tile_data(arr[il], arr[ip])
+            frames, errors = [], []
+            for i in (il, ip):  # both: every bad file is reported
+                try:
+                    frames.append(read(i, field))
+                except FrameError as err:
+                    faults.frame(err)
+                    errors.append(err)
+            if errors:
+                skipped.append({"field": field, "events": g, "x_um": float(xs[g[0]]),
+                                "y_um": float(ys[g[0]]), "why": errors[0].why,
+                                "paths": [e.path for e in errors]})
+                continue
+            data = tile_data(*frames)
         else:
             data = np.empty((3, shape[1], shape[2]), np.float32)
         tiles.append(Tile(index=len(tiles), x_um=float(xs[il]), y_um=float(ys[il]),
@@ -227,16 +258,21 @@ def composite_png(path: str | Path, mosaic: NDArray[np.float32]) -> Path:
     return save_png(path, np.stack(chans, axis=-1).astype(np.float32))
 
 
-def export_run(run, out_dir: str | Path, *, mosaic: bool = True) -> dict[str, Any]:
+def export_run(run, out_dir: str | Path, *, mosaic: bool = True,
+               faults: ReadFaults | None = None) -> dict[str, Any]:
     """Write ``tile_NNN.ome.tif`` per complete tile, ``mosaic.ome.tif`` and ``mosaic.png``
-    into ``out_dir``; returns a summary (paths, tiles, skipped fields, mosaic shape)."""
+    into ``out_dir``; returns a summary (paths, tiles, skipped fields, mosaic shape, the
+    run's ``state``). Faults: :func:`run_tiles`."""
     from .ometiff import write_ome_tiff
+    from .runstate import run_state
 
     start = run.metadata["start"]
-    tiles, skipped = run_tiles(run)
+    tiles, skipped = run_tiles(run, faults=faults)
     if not tiles:
         raise ExportError(f"run {start['uid']} has no complete SRASH tile to export"
-                          + (f" ({len(skipped)} incomplete fields)" if skipped else ""))
+                          + (f" ({len(skipped)} fields skipped: "
+                             + "; ".join(sorted({s['why'] for s in skipped})) + ")"
+                             if skipped else ""))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -249,8 +285,10 @@ def export_run(run, out_dir: str | Path, *, mosaic: bool = True) -> dict[str, An
             settings={**prov, "tile": t.index, "center_um": [t.x_um, t.y_um],
                       "events": list(t.events), "raman_shifts_cm1": list(t.shifts_cm1),
                       "units": "detector V (lock-in output / PMT)"})))
+    state = run_state(run)
     summary: dict[str, Any] = {"uid": start["uid"], "out": str(out), "tiles": files,
-                               "skipped": skipped, "mosaic": None, "png": None}
+                               "skipped": skipped, "mosaic": None, "png": None,
+                               "state": state.kind, "stop_reason": state.reason}
     if mosaic:
         m, origin, p = stitch(tiles)
         summary["mosaic"] = str(write_ome_tiff(

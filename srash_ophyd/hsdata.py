@@ -6,6 +6,12 @@ powers. :func:`run_stack` returns the stack processed as the paper does before p
 analysis: dark level subtracted (the run's ``calibration`` record) and each band normalised
 to the reference powers (``S (P_P0 P_S0) / (P_P P_S)``), in volts at reference power, bands
 in increasing Raman shift.
+
+Faults (:mod:`srash_ophyd.readfaults`): a run without a stop document is an
+:class:`~srash_ophyd.runstate.IncompleteRunError` for :func:`run_stack` and skipped with a
+warning by :func:`load_stacks`; a band whose frame file cannot be read makes the stack
+unusable (:class:`~srash_ophyd.readfaults.FrameError` naming the file), which
+:func:`load_stacks` skips with a warning unless ``strict``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from ml.composite import Calibration
 from simulators.processing import normalize_power, subtract_background
 
 from .export import ExportError, find_image_key, pixel_um_of
+from .readfaults import FrameError, FrameReader, ReadFaults
 
 __all__ = ["Stack", "load_stacks", "run_stack"]
 
@@ -38,8 +45,14 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
     """The processed stack of a ``hyperspectral_stack`` run (module doc).
 
     Raises :class:`ExportError` for a run without an image stream or with fewer than 2
-    bands, :class:`ml.composite.CalibrationError` without a calibration record.
+    bands, :class:`ml.composite.CalibrationError` without a calibration record,
+    :class:`~srash_ophyd.runstate.IncompleteRunError` without a stop document and
+    :class:`~srash_ophyd.readfaults.FrameError` (the first bad band's file) when a frame
+    file cannot be read.
     """
+    from .runstate import require_readable
+
+    require_readable(run)
     start = dict(run.metadata["start"])
     if stream_name not in run:
         raise ExportError(f"run {start['uid']} has no {stream_name!r} stream")
@@ -52,7 +65,7 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
     stokes = np.asarray(stream[f"{base}_frame_stokes_mw"].read(), np.float64)
     if shifts.size < 2:
         raise ExportError(f"run {start['uid']} has {shifts.size} band(s): a stack needs >= 2")
-    img = np.asarray(stream[key].read(), np.float32)[:, 0]  # (B, H, W) SRS channel
+    img = _read_bands(stream, key, start["uid"], shifts)[:, 0]  # (B, H, W) SRS channel
     out = np.empty_like(img)
     for k in range(img.shape[0]):
         out[k] = normalize_power(subtract_background(img[k], cal.srs_dark_v),
@@ -63,26 +76,49 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
                  pixel_um=pixel_um_of(stream, base), start=start)
 
 
+def _read_bands(stream, key: str, uid: str, shifts: NDArray[np.float64]
+                ) -> NDArray[np.float32]:
+    """The (B, C, H, W) image column in one request; when that fails, band by band to name
+    the first unreadable file (:class:`~srash_ophyd.readfaults.FrameError`)."""
+    node = stream[key]
+    dk = stream.metadata["data_keys"][key]
+    reader = FrameReader(node, uid, dk.get("shape"), dk.get("dtype_numpy"))
+    try:
+        return np.asarray(node.read(), np.float32)
+    except Exception as exc:  # find which band's file, and say why
+        for k in range(len(shifts)):
+            reader(k, f"{k} ({shifts[k]:.0f} cm^-1)", what="band")
+        raise ExportError(f"run {uid}: the image column cannot be read ({exc})") from exc
+
+
 def load_stacks(client, *, cohort: str | None = None, split: str | None = None,
-                require_truth: bool = True) -> tuple[list[Stack], list[NDArray[np.uint8] | None]]:
+                require_truth: bool = True, faults: ReadFaults | None = None
+                ) -> tuple[list[Stack], list[NDArray[np.uint8] | None]]:
     """Processed stacks of the ``hyperspectral_stack`` runs matching ``cohort``/``split``
     (oldest first) and their simulator-truth label maps (None where a stack has none, or
-    the stack is skipped when ``require_truth``). Raises :class:`ExportError` when nothing
-    matches."""
+    the stack is skipped when ``require_truth``). Runs without a stop document and stacks
+    with an unreadable frame file are skipped with a warning (``faults``; ``strict``
+    raises). Raises :class:`ExportError` when nothing usable matches."""
     from .catalog import search_runs
     from .truth import load_truth
 
+    faults = faults if faults is not None else ReadFaults()
     res = search_runs(client, plan="hyperspectral_stack", cohort=cohort, split=split)
     stacks, labels = [], []
-    for run in res.values():
-        st = run_stack(run)
+    for run in faults.runs(res.values()):
+        try:
+            st = run_stack(run)
+        except FrameError as err:
+            faults.frame(err, action="stack skipped")
+            continue
         truth = load_truth(client, st.start["uid"])
         if truth is None and require_truth:
             continue
         stacks.append(st)
         labels.append(None if truth is None else truth[0])
     if not stacks:
-        raise ExportError(f"no hyperspectral stacks{' with truth' if require_truth else ''} "
-                          f"match cohort={cohort!r}, split={split!r}: acquire some with "
-                          "`srash cohort --specimen cells`")
+        skipped = len(faults.skipped_runs) + len(faults.bad_frames)
+        raise ExportError(f"no {'readable ' if skipped else ''}hyperspectral stacks"
+                          f"{' with truth' if require_truth else ''} match cohort={cohort!r}, "
+                          f"split={split!r}: acquire some with `srash cohort --specimen cells`")
     return stacks, labels

@@ -37,7 +37,9 @@ Field labels are class names, "unidentifiable" (below the vote threshold) or "no
 **Failures** never reach the RunEngine: an exception is logged on ``srash.live``, kept in
 ``.error``/``.exception``, the analysis run (if started) is stopped with ``exit_status
 "fail"``, and the rest of that scan's documents are ignored. :func:`classify_run` redoes the
-vote from the catalog with the same class.
+vote from the catalog with the same class. A frame file that cannot be read (missing,
+truncated, not a TIFF, another shape) is not a failure: its field is skipped with a warning
+naming the file (:mod:`srash_ophyd.readfaults`) and counted in the summary.
 
 **Not blocking the RunEngine**: :func:`attach_live_dx` subscribes the callback behind
 bluesky's :class:`~bluesky.callbacks.buffer.BufferingWrapper` (a queue and a thread).
@@ -75,6 +77,8 @@ from ml.dx import FieldDx, LBNetDx, SampleVote
 from ml.vote import Vote
 
 from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
+from .readfaults import FrameError, FrameReader, ReadFaults
+from .runstate import IncompleteRunError, require_readable
 
 __all__ = ["ANALYSIS", "DEFAULT_PUB_ADDRESS", "DEFAULT_SUB_ADDRESS", "FieldResult",
            "LBNetDxCallback", "LiveDx", "attach_live_dx", "classify_run", "is_srash_scan",
@@ -294,8 +298,10 @@ class LBNetDxCallback(DocumentRouter):
             self.publish(name, doc)
 
     def _fail(self, exc: BaseException) -> None:
+        # a bad input (killed run, unreadable file with --strict) needs no traceback
+        trace = not isinstance(exc, (FrameError, IncompleteRunError))
         self.log.error("LBNet-Dx on scan %s failed: %s: %s", self.scan_uid,
-                       type(exc).__name__, exc, exc_info=exc)
+                       type(exc).__name__, exc, exc_info=exc if trace else None)
         self.exception = exc
         self.error = f"{type(exc).__name__}: {exc}"
         self._ignore = True
@@ -410,7 +416,7 @@ class LBNetDxCallback(DocumentRouter):
             return doc
         data, base = doc["data"], info.base
         value = data.get(info.image_key)
-        if isinstance(value, np.ndarray):
+        if isinstance(value, (np.ndarray, FrameError)):  # filled, or unreadable (offline)
             source: Any = value
         else:
             source = self._sources.pop((doc["descriptor"], doc["seq_num"]), None)
@@ -497,8 +503,22 @@ class LBNetDxCallback(DocumentRouter):
         fl, fp = g[pair[0]], g[pair[1]]
         t0 = time.perf_counter()
         info = next(iter(self._streams.values()))
+        frames, errors = [], []
+        for fr in (fl, fp):  # a bad frame file skips its field, never the scan
+            try:
+                frames.append(self._frame(fr))
+            except FrameError as err:
+                errors.append(err)
+        if errors:
+            for err in errors:
+                if not err.reported:
+                    self.log.warning("%s; field skipped", err)
+            self.skipped.append({"events": [f.pos for f in g], "x_um": g[0].x,
+                                 "y_um": g[0].y, "why": errors[0].why,
+                                 "paths": [e.path for e in errors]})
+            return
         pixel = info.pixel_um if info.pixel_um is not None else self._pixel_from(fl, info)
-        data = tile_data(self._frame(fl), self._frame(fp))
+        data = tile_data(*frames)
         tile = Tile(index=len(self.fields), x_um=fl.x, y_um=fl.y, pixel_um=float(pixel),
                     data=data, events=(fl.pos, fp.pos), shifts_cm1=(fl.shift, fp.shift),
                     pump_mw=(fl.pump, fp.pump), stokes_mw=(fl.stokes, fp.stokes))
@@ -519,13 +539,23 @@ class LBNetDxCallback(DocumentRouter):
         self.fields.append(res)
         self._publish_field(res)
 
-    @staticmethod
-    def _frame(fr: _Frame) -> NDArray[np.float32]:
+    def _frame(self, fr: _Frame) -> NDArray[np.float32]:
+        """The frame's (C, Y, X) data; :class:`~srash_ophyd.readfaults.FrameError` when its
+        file cannot be read."""
         if isinstance(fr.source, np.ndarray):
             return fr.source
-        from .ometiff import read_ome_tiff
+        if isinstance(fr.source, FrameError):
+            raise fr.source
+        from .ometiff import OMETiffError, read_ome_tiff
+        from .readfaults import diagnose_frame
 
-        return read_ome_tiff(fr.source).data
+        try:
+            return read_ome_tiff(fr.source).data
+        except (OMETiffError, OSError) as exc:
+            why = diagnose_frame(str(fr.source)) or str(exc)
+            raise FrameError(self.scan_uid, fr.field if fr.field is not None else
+                             f"at event {fr.seq_num}", str(fr.source), why,
+                             event=fr.pos) from None
 
     # ------------------------------------------------------------------ analysis documents
     def _publish_field(self, r: FieldResult) -> None:
@@ -585,6 +615,8 @@ class LBNetDxCallback(DocumentRouter):
                 "sample_id": (self.scan_start or {}).get("sample_id"),
                 "fields": [f.as_dict() for f in self.fields],
                 "skipped_fields": len(self.skipped),
+                "unreadable_fields": sum("paths" in k for k in self.skipped),
+                "unreadable_files": [p for k in self.skipped for p in k.get("paths", [])],
                 "diagnosis": v.label_name if v is not None else NO_PATCHES,
                 "probabilities": list(v.probabilities) if v is not None else None,
                 "n_patches": self._sv.n_patches, "n_fields": len(self.fields),
@@ -727,12 +759,22 @@ def attach_live_dx(target: Any, dx: LBNetDx, publish: Publish | None = None, *,
 
 
 # ---------------------------------------------------------------------------- offline
-def run_documents(run, *, stream_name: str = "primary") -> Iterator[tuple[str, dict]]:
+def run_documents(run, *, stream_name: str = "primary", faults: ReadFaults | None = None
+                  ) -> Iterator[tuple[str, dict]]:
     """The documents of a stored run rebuilt from the catalog: start, the stream's
-    descriptor, its events filled with the frames read through tiled, stop.
+    descriptor, its events filled with the frames read through tiled (one request per
+    frame), stop.
+
+    A run without a stop document raises :class:`~srash_ophyd.runstate.IncompleteRunError`
+    before anything is yielded. An event whose frame file cannot be read carries the
+    :class:`~srash_ophyd.readfaults.FrameError` in place of the frame (reported through
+    ``faults``, default a warning on stderr; ``faults.strict`` raises it instead), and
+    :class:`LBNetDxCallback` skips that field.
 
     (``BlueskyRun.documents()`` needs the server's ``application/json-seq`` exporter,
     which the embedded catalog does not register.)"""
+    require_readable(run)
+    faults = faults if faults is not None else ReadFaults()
     md = run.metadata
     start = dict(md["start"])
     yield "start", start
@@ -751,11 +793,18 @@ def run_documents(run, *, stream_name: str = "primary") -> Iterator[tuple[str, d
                   if v.get("external") and len(v.get("shape") or ()) == 3), None)
     cols = _stream_columns(stream, [k for k in keys if k != image])
     n = len(cols["seq_num"])
-    arr = stream[image] if image is not None else None
+    read = FrameReader(stream[image], start["uid"], keys[image].get("shape"),
+                       keys[image].get("dtype_numpy")) if image is not None else None
+    marker = next((k for k in keys if k.endswith(("field_index", "tile_index"))), None)
     for i in range(n):
         data = {k: v[i] for k, v in cols.items() if k not in ("seq_num", "time")}
-        if arr is not None:
-            data[image] = np.asarray(arr[i])
+        if read is not None:
+            field = data[marker] if marker in data else f"at event {i}"
+            try:
+                data[image] = read(i, field)
+            except FrameError as err:
+                faults.frame(err)  # strict: raises
+                data[image] = err
         yield "event", {"uid": f"{desc_uid}-{i}", "descriptor": desc_uid,
                         "seq_num": int(cols["seq_num"][i]), "time": float(cols["time"][i]),
                         "data": data, "timestamps": {k: 0.0 for k in data},
@@ -779,16 +828,19 @@ def _stream_columns(stream, keys: list[str]) -> dict[str, NDArray]:
 
 def classify_run(run, dx: LBNetDx, publish: Publish | None = None, *,
                  target_pixel_um: float | None = None, stream_name: str = "primary",
+                 faults: ReadFaults | None = None,
                  **callback_kwargs: Any) -> LBNetDxCallback:
     """Classify a stored scan after the fact through :class:`LBNetDxCallback` (the same
     code as live, on :func:`run_documents`); ``publish`` receives its analysis run. Returns
-    the callback (``.fields``, ``.vote``, ``.analysis_uid``, ``.error``, ``.summary()``)."""
+    the callback (``.fields``, ``.vote``, ``.analysis_uid``, ``.error``, ``.summary()``).
+    Fields with an unreadable frame file are skipped (``faults``: :func:`run_documents`);
+    a run without a stop document fails (``.error``) before anything is published."""
     callback_kwargs.setdefault("select", None)
     callback_kwargs.setdefault("mode", "offline")
     cb = LBNetDxCallback(dx, publish, target_pixel_um=target_pixel_um,
                          stream_name=stream_name, **callback_kwargs)
     try:
-        for name, doc in run_documents(run, stream_name=stream_name):
+        for name, doc in run_documents(run, stream_name=stream_name, faults=faults):
             cb(name, doc)
     except Exception as exc:  # reading the catalog failed part-way
         if cb.status == "running":

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .catalog import CatalogError, make_writer
+from .catalog import CatalogError, file_uri, make_writer, uri_path
 from .journal import iter_journals, journal_dir, read_journal
 from .runstate import REPAIRED_PREFIX, run_state
 
@@ -71,11 +71,8 @@ def _is_locked(path: Path) -> bool:
 
 
 def _file_of(resource: dict, index: int) -> Path:
-    from urllib.parse import unquote, urlparse
-
     template = (resource.get("parameters") or {}).get("template", "{:d}")
-    folder = unquote(urlparse(resource["uri"]).path)
-    return Path(folder) / template.format(index)
+    return uri_path(resource["uri"]) / template.format(index)
 
 
 def _frame_problem(path: Path, shape: list | None) -> str | None:
@@ -173,8 +170,23 @@ def _replay(client: Any, kept: list[tuple[str, dict]], stop: dict) -> None:
     writer("stop", stop)
 
 
-def _repair_one(client: Any, path: Path, *, dry_run: bool) -> RepairResult:
+def _relocate(docs: list[tuple[str, dict]], frames: Path) -> list[tuple[str, dict]]:
+    """Stream resources whose folder is gone but whose namesake lies in ``frames`` (the data
+    directory was moved or copied since the scan) point at ``frames`` instead."""
+    out = []
+    for name, doc in docs:
+        if name == "stream_resource":
+            old = _file_of(doc, 0).parent
+            new = frames / old.name
+            if not old.is_dir() and new.is_dir():
+                doc = {**doc, "uri": file_uri(new) + "/"}
+        out.append((name, doc))
+    return out
+
+
+def _repair_one(client: Any, path: Path, *, dry_run: bool, frames: Path) -> RepairResult:
     docs, cut_note = read_journal(path)
+    docs = _relocate(docs, frames)
     result = RepairResult(uid=None, action="unrecoverable", journal=str(path))
     if cut_note:
         result.notes.append(f"journal {path.name}: {cut_note}")
@@ -243,7 +255,8 @@ def repair(client: Any, data_dir: str | os.PathLike, *, dry_run: bool = False,
                 "a scan is still writing this run; left alone"]))
             continue
         try:
-            emit(_repair_one(client, path, dry_run=dry_run))
+            emit(_repair_one(client, path, dry_run=dry_run,
+                             frames=Path(data_dir) / "frames"))
         except CatalogError:
             raise
         except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the rest

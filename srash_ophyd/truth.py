@@ -57,10 +57,14 @@ def publish_truth(publish: Callable[[str, dict], Any], scan_start: Mapping[str, 
 
 
 def load_truth(client, scan_uid: str) -> tuple[NDArray[np.uint8], dict[str, Any]] | None:
-    """``(labels, start metadata)`` of a scan's truth run, or None when it has none."""
+    """``(labels, start metadata)`` of a scan's truth run, or None when it has none (a truth
+    run without a stop document, from a killed process, counts as none)."""
     from tiled.queries import Key
 
-    found = list(client.search(Key("truth_for") == scan_uid).values())
+    from .runstate import run_state
+
+    found = [r for r in client.search(Key("truth_for") == scan_uid).values()
+             if run_state(r).readable]
     if not found:
         return None
     run = found[-1]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..display import escape_control
+from ..readfaults import add_strict_option
 from .options import add_catalog_options
 
 __all__ = ["add_parser", "run_summary"]
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("uid", help="run uid (a unique prefix is enough), or -1 for the latest")
     ex.add_argument("--out", type=Path, required=True, help="output folder")
     ex.add_argument("--no-mosaic", action="store_true", help="tiles only")
+    add_strict_option(ex)
     _common(ex)
     ex.set_defaults(func=run_export)
 
@@ -212,19 +214,28 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..catalog import close_catalog
     from ..export import export_run
+    from ..readfaults import ReadFaults
+    from ..runstate import require_readable
 
+    faults = ReadFaults(args.strict)
     client = _open(args)
     try:
         run = _get_run(client, args.uid)
-        summary = export_run(run, args.out, mosaic=not args.no_mosaic)
+        require_readable(run)  # a killed scan's run: the repair hint, not a KeyError
+        summary = export_run(run, args.out, mosaic=not args.no_mosaic, faults=faults)
     finally:
         close_catalog(client)
     if args.json:
         print(json.dumps(summary))
         return 0
     print(f"run {summary['uid']}: {len(summary['tiles'])} tiles -> {summary['out']}")
+    if summary["state"] != "complete":
+        print(f"the run is {summary['state']}" + (f" ({summary['stop_reason']})"
+                                                   if summary["stop_reason"] else ""))
+    bad = sum("paths" in s for s in summary["skipped"])
     if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} incomplete fields")
+        print(f"skipped {len(summary['skipped'])} fields ({len(summary['skipped']) - bad} "
+              f"incomplete, {bad} with unreadable frame files)")
     for k in ("mosaic", "png"):
         if summary.get(k):
             print(f"wrote {summary[k]}")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..readfaults import add_strict_option
 from .options import add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["ClassifyError", "add_parser", "load_dx", "resolve_scan", "run_classify",
@@ -45,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-store", action="store_true",
                    help="print only; write no analysis run")
     o.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    add_strict_option(o)
     p.set_defaults(func=run_classify)
 
     q = sub.add_parser(
@@ -134,7 +136,12 @@ def _print_summary(s: dict[str, Any], stored: bool) -> None:
         print(f"{f['field_index']:>5} {f['x_um']:>10.1f} {f['y_um']:>10.1f} "
               f"{f['n_patches']:>7}  {_fmt(f['probabilities']):<24} {f['label']}")
     if s["skipped_fields"]:
-        print(f"({s['skipped_fields']} incomplete fields skipped)")
+        bad = s.get("unreadable_fields", 0)
+        print(f"({s['skipped_fields']} fields skipped: {s['skipped_fields'] - bad} "
+              f"incomplete, {bad} with unreadable frame files)")
+    if s.get("scan_exit_status") not in (None, "success"):
+        print(f"(the scan stopped early: exit status {s['scan_exit_status']}; its finished "
+              "fields are classified)")
     print(f"diagnosis: {s['diagnosis']}  (p = {_fmt(s['probabilities'])}, "
           f"{s['n_patches']} patches in {s['n_fields']} fields)")
     if stored:
@@ -145,13 +152,16 @@ def _print_summary(s: dict[str, Any], stored: bool) -> None:
 def run_classify(args: argparse.Namespace) -> int:
     from ..catalog import close_catalog
     from ..live import classify_run, make_analysis_writer
+    from ..readfaults import ReadFaults
+    from ..runstate import require_readable
 
     dx = load_dx(args.weights, args.task)  # before the catalog: fail fast
     client = _open(args)
     try:
         run = resolve_scan(client, args.uid)
+        require_readable(run)  # a killed scan's run: the repair hint, and nothing written
         publish = None if args.no_store else make_analysis_writer(client)
-        cb = classify_run(run, dx, publish)
+        cb = classify_run(run, dx, publish, faults=ReadFaults(args.strict))
     finally:
         close_catalog(client)
     if cb.error is not None:

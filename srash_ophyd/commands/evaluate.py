@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..readfaults import add_strict_option
 from .options import add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["add_parser", "run_evaluate", "sample_summary"]
@@ -57,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Monte-Carlo samples per patch accuracy (default 1e5; the paper 1e6)")
     p.add_argument("--allow-seed-overlap", action="store_true",
                    help="evaluate even on runs whose specimen seed was used in training")
+    add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,6 +85,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import iter_run_fields, load_patch_sets, select_runs
+    from ..readfaults import ReadFaults
     from .classify import load_dx
 
     task = get_task(args.task)
@@ -95,7 +98,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
-        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None)
+        faults = ReadFaults(args.strict)  # killed runs, unreadable frame files
+        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None,
+                           faults=faults)
         overlap = sorted({r.metadata["start"].get("specimen_seed") for r in runs} & used_seeds)
         if overlap and not args.allow_seed_overlap:
             raise ValueError(
@@ -113,7 +118,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             from ml.baselines import patch_features
         for info, fc in iter_run_fields(runs, task, target_pixel_um=dx.meta.get("pixel_um",
                                                                                0.3),
-                                        progress=not args.quiet, desc="classify"):
+                                        progress=not args.quiet, desc="classify",
+                                        faults=faults):
             ps = dx.patches(fc.composite)
             if len(ps) == 0:
                 fields.append({**info, "n_patches": 0, "field_vote": None})
@@ -141,6 +147,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if cams.get(lab, 0) < args.gradcam and fc.tile.index == 0:
                 images[f"gradcam_{sid}"] = _gradcam(out, dx, fc.composite, ps, sid, fdx)
                 cams[lab] = cams.get(lab, 0) + 1
+        if not y_patch:
+            raise ValueError(f"no valid patch in the {len(fields)} readable field(s) of the "
+                             f"{len(runs)} selected run(s): nothing to evaluate")
         y = np.concatenate(y_patch)
         s = np.concatenate(s_patch)
         samples = []
@@ -169,14 +178,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "vote_threshold": dx.vote_threshold, "n_runs": len(runs),
             "n_fields": len(fields), "patch": pm, "confusion_patches": cm_patch.tolist(),
             "sample": sample_summary(samples), "confusion_samples_identified":
-                cm_sample.tolist(), "samples": samples, "fields": fields}
+                cm_sample.tolist(), "samples": samples, "fields": fields,
+            **faults.summary()}
         curves = {"LBNet-Dx": roc_curve(y, s)[:2] + (pm["roc_auc"],)}
         if want_feats or args.ablations:
             # one pass over the training runs for both (same subsamples as separate loads)
             specs = ([(train_meta.get("patches_per_field") or 48, 0)] if want_feats else []) \
                 + ([(args.ablation_patches, 1)] if args.ablations else [])
             sets = load_patch_sets(_train_runs(client, train_meta), task, specs,
-                                   patch=dx.patches, progress=not args.quiet)
+                                   patch=dx.patches, progress=not args.quiet, faults=faults)
         if want_feats:
             report["baselines"], base_curves = _baselines(sets.pop(0), np.concatenate(feats),
                                                           y, thr)
@@ -184,6 +194,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.ablations:
             report["ablations"] = _ablations(sets.pop(0), dx, args, np.concatenate(abl_x),
                                              np.concatenate(abl_y))
+        report.update(faults.summary())  # the training runs' too
     finally:
         close_catalog(client)
     report["montecarlo"] = _montecarlo(samples, pm["accuracy"], report["sample"],
@@ -320,4 +331,7 @@ def _print(report: dict) -> None:
     for name, r in (report.get("ablations") or {}).items():
         m = r["metrics"]
         print(f"  ablation {name:>3}: accuracy {m['accuracy']:.3f}, AUC {m['roc_auc']:.3f}")
+    if report["skipped_runs"] or report["bad_frames"]:
+        print(f"skipped {len(report['skipped_runs'])} run(s) without a stop document and "
+              f"{len(report['bad_frames'])} unreadable frame file(s) (warnings above)")
     print(f"report: {report['report']}")

@@ -22,6 +22,11 @@ Outputs: ``tubules.csv`` (or ``.parquet``), ``summary.json``, the four-panel
 ``tubules`` stream (one event per tubule) and a ``tests`` stream (one event per test).
 For simulated scans the tubule segmentation is scored against the simulator's truth
 (:func:`srash_ophyd.truth.render_field_truth`): Dice per truth tubule.
+
+Faults (:mod:`srash_ophyd.readfaults`): runs without a stop document (killed scans) are
+left out and fields with an unreadable frame file skipped, each with one warning line; the
+summary lists them (``skipped_runs``, ``bad_frames``) and the runs used that stopped early
+(``incomplete_runs``). ``--strict`` stops at the first instead.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..readfaults import add_strict_option
 from .options import add_catalog_options
 
 __all__ = ["add_parser", "run_quantify", "COMPARISONS", "group_of"]
@@ -87,6 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/quantify"),
                    help="output folder (default reports/quantify)")
     p.add_argument("--no-store", action="store_true", help="do not write the analysis run")
+    add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -101,14 +108,18 @@ def _criteria(args: argparse.Namespace) -> dict[str, Any]:
             if v is not None}
 
 
-def _select(client, args: argparse.Namespace) -> list:
+def _select(client, args: argparse.Namespace, faults) -> list:
     from ..catalog import CatalogError, search_runs
 
     crit = _criteria(args)
-    runs = list(search_runs(client, plan="mosaic", **crit).values())
+    found = list(search_runs(client, plan="mosaic", **crit).values())
+    runs = faults.runs(found)  # runs of killed scans: warned about and left out
     if not runs:
-        raise CatalogError(f"no mosaic runs match {crit or 'the catalog'}: acquire some with "
-                           "`srash cohort` (testis specimen)")
+        killed = (f" ({len(found)} found, none with a stop document: run `srash catalog "
+                  "repair`)") if found else ""
+        raise CatalogError(f"no {'readable ' if found else ''}mosaic runs match "
+                           f"{crit or 'the catalog'}{killed}: acquire some with `srash "
+                           "cohort` (testis specimen)")
     return runs
 
 
@@ -132,6 +143,7 @@ def run_quantify(args: argparse.Namespace) -> int:
 
     from ..catalog import close_catalog, open_catalog
     from ..export import run_tiles
+    from ..readfaults import ReadFaults
     from ..truth import render_field_truth
 
     t0 = time.perf_counter()
@@ -141,9 +153,10 @@ def run_quantify(args: argparse.Namespace) -> int:
     if args.overlays < 0:
         raise ValueError(f"--overlays {args.overlays}: expected a count >= 0")
     opts = {} if args.ld_threshold is None else {"ld_threshold": args.ld_threshold}
+    faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
-        runs = _select(client, args)
+        runs = _select(client, args, faults)
         # geometry first (no pixel data): pixel sizes are checked before any work, and only
         # one run's frames are held in memory at a time
         geometry = [(run, run_tiles(run, load=False)[0]) for run in runs]
@@ -156,7 +169,8 @@ def run_quantify(args: argparse.Namespace) -> int:
         bar = tqdm(total=n_fields, desc="quantify", unit="field", disable=args.quiet,
                    file=sys.stderr)
         for run, _ in geometry:
-            tiles = run_tiles(run)[0]
+            tiles, skipped = run_tiles(run, faults=faults)
+            bar.update(sum("paths" in k for k in skipped))  # fields of unreadable files
             start = run.metadata["start"]
             cal = Calibration.from_dict(start.get("calibration"))
             groups = group_of(start.get("phenotype"))
@@ -190,11 +204,17 @@ def run_quantify(args: argparse.Namespace) -> int:
                 bar.update(1)
         bar.close()
         if not rows:
+            bad = len({(b["uid"], b["field"]) for b in faults.bad_frames})
             raise ValueError(f"no tubules found in the {n_fields} field(s) of the "
-                             f"{len(runs)} selected run(s): nothing to quantify")
+                             f"{len(runs)} selected run(s)"
+                             + (f" ({bad} skipped: unreadable frame files)" if bad else "")
+                             + ": nothing to quantify")
         tests, panels = _statistics(rows)
         summary = _summary(runs, rows, dice_rows, tests, pixel_um)
         summary["fields_without_tubules"] = empty
+        summary.update(faults.summary())
+        summary["fields_unreadable"] = len({(b["uid"], b["field"])
+                                            for b in faults.bad_frames})
         summary["table"] = _write_table(args.out, rows, args.format)
         summary["images"] = {"figure": str(_figure_png(args.out, panels)) if panels else None,
                              "overlays": overlays}
@@ -323,6 +343,12 @@ def _print(s: dict[str, Any]) -> None:
     print(f"{s['runs']} scans, {s['fields']} fields, {s['tubules']} tubules "
           f"({s['pixel_um']} um/px); {len(s['fields_without_tubules'])} field(s) without a "
           "tubule skipped")
+    if s["fields_unreadable"] or s["skipped_runs"]:
+        print(f"skipped: {len(s['skipped_runs'])} run(s) without a stop document, "
+              f"{s['fields_unreadable']} field(s) with unreadable frame files (warnings "
+              "above)")
+    for r in s["incomplete_runs"]:
+        print(f"  run {r['uid'][:8]} is {r['state']}: only its finished fields are used")
     for g, v in s["groups"].items():
         mi = v["median_ld_mean_intensity"]
         print(f"  {g:7s} {v['tubules']:4d} tubules ({v['patients']} patients): median LD "

@@ -14,6 +14,9 @@ The label map is written back to the catalog as an analysis run linked to the st
 put on the weights' Raman axis (:func:`ml.seg_models.segmenter_input`); its nucleus and
 droplet masks become the same label codes (:func:`ml.seg_models.labels_from_masks`).
 
+A stack run without a stop document (a killed scan) or with an unreadable band (a frame
+file missing, truncated, not a TIFF, of another shape) is an error naming the run or file.
+
 When the stack has a simulator-truth run (``srash cohort --specimen cells``), Dice of the
 nucleus and lipid-droplet masks against truth is reported. PNGs: the label overlay, and for
 phasor the phasor histogram with the chosen clusters.
@@ -65,10 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_stack(client, uid: str):
-    """A hyperspectral-stack run by uid (prefix) or ``-N`` (N-th latest stack)."""
+    """A hyperspectral-stack run by uid (prefix) or ``-N`` (N-th latest stack);
+    :class:`~srash_ophyd.runstate.IncompleteRunError` when it has no stop document."""
     from tiled.queries import Key
 
     from ..catalog import CatalogError
+    from ..runstate import require_readable
     from .catalog import _get_run
 
     if uid.startswith("-") and uid[1:].isdigit():
@@ -77,11 +82,13 @@ def resolve_stack(client, uid: str):
         if n < 1 or n > len(stacks):
             raise CatalogError(f"run {uid!r}: the catalog holds {len(stacks)} hyperspectral "
                                "stack(s); `srash cohort --specimen cells` acquires some")
-        return stacks[-n]
-    run = _get_run(client, uid)
-    plan = run.metadata["start"].get("plan_name")
-    if plan != STACK_PLAN:
-        raise CatalogError(f"run {uid!r} is a {plan!r} run, not a hyperspectral stack")
+        run = stacks[-n]
+    else:
+        run = _get_run(client, uid)
+        plan = run.metadata["start"].get("plan_name")
+        if plan != STACK_PLAN:
+            raise CatalogError(f"run {uid!r} is a {plan!r} run, not a hyperspectral stack")
+    require_readable(run)
     return run
 
 

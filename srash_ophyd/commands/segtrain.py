@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..readfaults import add_strict_option
 from .options import add_catalog_options, command_line
 
 __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg", "split_stacks"]
@@ -60,6 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of stacks held back to pick the best epoch (0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split, crops (0)")
+    add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -79,6 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="report folder (default reports/evaluate-seg)")
     e.add_argument("--allow-seed-overlap", action="store_true",
                    help="evaluate even on stacks whose specimen seed was used in training")
+    add_strict_option(e)
     add_catalog_options(e)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -112,14 +115,21 @@ def _common_axis(stacks) -> np.ndarray:
 
 
 def _load(args: argparse.Namespace):
+    """(stacks, truth labels, :class:`~srash_ophyd.readfaults.ReadFaults`): stacks of
+    killed scans or with an unreadable band are skipped with a warning (``--strict``:
+    an error)."""
     from ..catalog import close_catalog, open_catalog
     from ..hsdata import load_stacks
+    from ..readfaults import ReadFaults
 
+    faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
-        return load_stacks(client, cohort=args.cohort, split=args.split or None)
+        stacks, labels = load_stacks(client, cohort=args.cohort, split=args.split or None,
+                                     faults=faults)
     finally:
         close_catalog(client)
+    return stacks, labels, faults
 
 
 def _progress(quiet: bool, total: int, desc: str):
@@ -144,7 +154,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cfg = SegConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                     crop_size=args.crop, crops_per_stack=args.crops_per_stack, seed=args.seed)
-    stacks, labels = _load(args)
+    stacks, labels, faults = _load(args)
     axis = _common_axis(stacks)
     tr, va = split_stacks(len(stacks), args.val_fraction, seed=args.seed)
     torch.manual_seed(args.seed)
@@ -176,7 +186,8 @@ def run_train_seg(args: argparse.Namespace) -> int:
                "bands": int(axis.size), "best_epoch": res.best_epoch,
                "val_dice": res.best_val_dice, "train_seconds": round(res.seconds, 1),
                "elapsed_s": round(time.perf_counter() - t0, 1),
-               "report": str(write_json(report_dir / "report.json", meta)),
+               "report": str(write_json(report_dir / "report.json",
+                                         {**meta, **faults.summary()})),
                "images": {"learning_curves": str(curves)}}
     if args.json:
         print(json.dumps(summary))
@@ -233,7 +244,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
         model, meta = load_segmenter(p)
         name = meta["segmenter"] if meta["segmenter"] not in models else str(p)
         models[name] = (model, meta)
-    stacks, labels = _load(args)
+    stacks, labels, faults = _load(args)
     used = {s for _, m in models.values() for s in m.get("specimen_seeds", [])}
     overlap = sorted({st.start.get("specimen_seed") for st in stacks} & used)
     if overlap and not args.allow_seed_overlap:
@@ -276,7 +287,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
               "dice": summary, "per_stack": per,
               "seconds_per_stack": {k: v / len(stacks) for k, v in timing.items()},
               "images": {"dice_bars": str(bars), "example_masks": str(grid)},
-              "elapsed_s": round(time.perf_counter() - t0, 1)}
+              "elapsed_s": round(time.perf_counter() - t0, 1), **faults.summary()}
     report["report"] = str(write_json(out / "report.json", report))
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "per_stack"}))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..readfaults import add_strict_option
 from .options import add_catalog_options, add_task_option, command_line
 
 __all__ = ["add_parser", "run_train", "split_patients", "zscore_inplace"]
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=32, help="LiteBlendNet base width (32)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split, batches (0)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -136,6 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import load_patches, select_runs
+    from ..readfaults import ReadFaults
 
     if args.epochs < 1 or args.patience < 1:
         raise ValueError("--epochs and --patience must be >= 1")
@@ -151,10 +154,12 @@ def run_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
-        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None)
+        faults = ReadFaults(args.strict)  # killed runs, unreadable frame files
+        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None,
+                           faults=faults)
         # the classifier's default patching rule (LBNetDx stores the same in dx_meta)
         ds = load_patches(runs, task, patches_per_field=args.patches_per_field or None,
-                          seed=args.seed, progress=not args.quiet)
+                          seed=args.seed, progress=not args.quiet, faults=faults)
     finally:
         close_catalog(client)
     t_load = time.perf_counter() - t0
@@ -209,7 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
               "history": res.history, **{k2: meta["train"][k2] for k2 in (
                   "cohort", "n_fields", "n_patches_train", "n_patches_val", "best_epoch",
                   "epochs_run", "seconds", "patients_train", "patients_val", "cv")},
-              "load_seconds": round(t_load, 1)}
+              "load_seconds": round(t_load, 1), **faults.summary()}
     images = _train_pngs(report_dir, res.history, ds.y[va], pv[:, 1], thr, task)
     report["images"] = images
     from ml.report import write_json
@@ -224,6 +229,9 @@ def run_train(args: argparse.Namespace) -> int:
               f"({res.seconds:.0f} s on {res.device})")
         print(f"validation: accuracy {val['accuracy']:.3f}, AUC {val['roc_auc']:.3f}, "
               f"Youden threshold {thr:.3f}")
+        if faults.skipped_runs or faults.bad_frames:
+            print(f"skipped {len(faults.skipped_runs)} run(s) without a stop document and "
+                  f"{len(faults.bad_frames)} unreadable frame file(s) (warnings above)")
         print(f"weights: {path}\nreport: {report['report']}")
     return 0
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plans import DeviceFailure
+from srash_ophyd.catalog import uri_path
 from srash_ophyd.journal import JournaledWriter, journal_dir, read_journal
 from srash_ophyd.repair import repair
 from srash_ophyd.runstate import REPAIRED_PREFIX, IncompleteRunError, require_readable, run_state
@@ -100,7 +101,7 @@ def test_repair_keeps_the_prefix_before_a_damaged_frame_and_a_cut_last_line(sess
     docs, note = read_journal(path)
     assert note is None
     res = next(d for n, d in docs if n == "stream_resource")
-    folder = res["uri"].removeprefix("file://")
+    folder = uri_path(res["uri"])
     with open(os.path.join(folder, "000004.ome.tif"), "wb") as fh:
         fh.write(b"garbage")
     with open(path, "a") as fh:
@@ -126,6 +127,27 @@ def test_repair_leaves_a_running_scan_alone_and_reports_runs_without_journal(ses
     shutil.move(str(path), str(root / "elsewhere.jsonl"))
     (r,) = repair(session.catalog, root, dry_run=True)
     assert r.action == "unrecoverable" and r.uid == killed and "no journal" in r.notes[0]
+
+
+def test_a_killed_scan_in_a_moved_data_directory_is_repaired_there(tmp_path):
+    from srash_ophyd.catalog import close_catalog, open_catalog
+
+    s = make_session(data_dir=tmp_path / "d", specimen="testis", phenotype="normal", seed=3,
+                     noise_seed=3, progress=False, suspenders=False, pixels=32, fov_um=30.0)
+    try:
+        killed = killed_scan(s, after_events=3)
+    finally:
+        s.close()
+    moved = tmp_path / "moved with space"
+    shutil.move(str(tmp_path / "d"), str(moved))
+    client = open_catalog(moved)
+    try:
+        (r,) = repair(client, moved)
+        assert r.action == "repaired" and r.frames == 3
+        run = client[killed]
+        assert run["primary"]["srash_image"].read().shape[0] == 3
+    finally:
+        close_catalog(client)
 
 
 def test_a_journal_of_a_run_the_catalog_has_whole_is_removed(session, tmp_path):
