@@ -66,7 +66,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 from event_model import DocumentRouter, compose_run
@@ -126,7 +126,7 @@ def _file_path(uri: str) -> Path:
     if u.scheme not in ("file", ""):
         raise ExportError(f"frame URI {uri!r} is not a local file; classify from the catalog "
                           "(`srash classify`) instead")
-    return Path(unquote(u.path))
+    return Path(u.path)  # verbatim, as tiled reads it (srash_ophyd.catalog.uri_path)
 
 
 @dataclasses.dataclass

@@ -27,7 +27,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,8 +157,10 @@ def frame_paths(node: Any) -> list[str] | None:
 
 
 def _uri_path(uri: str) -> str:
+    """The path of a ``file://`` URI, verbatim as tiled reads it
+    (:func:`srash_ophyd.catalog.uri_path`); other URIs as they are."""
     u = urlparse(uri)
-    return unquote(u.path) if u.scheme in ("file", "") else uri
+    return u.path if u.scheme in ("file", "") else uri
 
 
 def diagnose_frame(path: str | None, shape: Sequence[int] | None = None,

@@ -13,6 +13,7 @@ import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def cat(tmp_path_factory):
         node = stream["srash_image"]
         assets = sorted((a for src in node.data_sources() for a in src.assets),
                         key=lambda a: a.num)
-        paths = [Path(a.data_uri.removeprefix("file://")) for a in assets]
+        paths = [Path(urlparse(a.data_uri).path) for a in assets]  # file://localhost/...
         fields = np.asarray(stream["field_index"].read()).tolist()
         by_field: dict[int, list[Path]] = {}
         for f, p in zip(fields, paths):
