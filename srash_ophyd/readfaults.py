@@ -27,11 +27,11 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .catalog import CatalogError, uri_path
 from .runstate import require_readable, run_state
 
 __all__ = ["FrameError", "FrameReader", "ReadFaults", "add_strict_option", "diagnose_frame",
@@ -157,10 +157,12 @@ def frame_paths(node: Any) -> list[str] | None:
 
 
 def _uri_path(uri: str) -> str:
-    """The path of a ``file://`` URI, verbatim as tiled reads it
-    (:func:`srash_ophyd.catalog.uri_path`); other URIs as they are."""
-    u = urlparse(uri)
-    return u.path if u.scheme in ("file", "") else uri
+    """The path of a ``file://`` URI (:func:`srash_ophyd.catalog.uri_path`); other URIs as
+    they are."""
+    try:
+        return str(uri_path(uri))
+    except CatalogError:
+        return uri
 
 
 def diagnose_frame(path: str | None, shape: Sequence[int] | None = None,

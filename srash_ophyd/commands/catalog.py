@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..display import escape_control
+from ..runstate import run_state
+from . import repair
 from ..readfaults import add_strict_option
 from .options import add_catalog_options
 
@@ -60,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_strict_option(ex)
     _common(ex)
     ex.set_defaults(func=run_export)
+    repair.add_parser(ss)
 
 
 def _open(args):
@@ -110,6 +113,7 @@ def run_summary(run) -> dict[str, Any]:
             "patient": start.get("patient_id"), "diagnosis": start.get("diagnosis"),
             "phenotype": start.get("phenotype"), "shape": start.get("shape"),
             "exit_status": stop.get("exit_status") if stop else None,
+            "state": run_state(md).kind,
             "num_events": (stop or {}).get("num_events", {})}
 
 
@@ -136,7 +140,7 @@ def run_search(args: argparse.Namespace) -> int:
         print("no matching runs", file=sys.stderr)
         return 0
     cols = [("uid", 8), ("time_iso", 19), ("plan", 10), ("sample", 10), ("patient", 10),
-            ("diagnosis", 9), ("shape", 7), ("exit_status", 7)]
+            ("diagnosis", 9), ("shape", 7), ("state", 9)]
     heads = {"time_iso": "time", "exit_status": "exit"}
     print("  ".join(f"{heads.get(c, c):<{w}}" for c, w in cols))
     for r in rows:
@@ -195,14 +199,19 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     e = escape_control
     print(f"run {e(info['uid'])}  ({info['time_iso']})")
-    for k in ("plan", "sample", "patient", "phenotype", "diagnosis", "shape", "exit_status"):
+    for k in ("plan", "sample", "patient", "phenotype", "diagnosis", "shape", "exit_status",
+              "state"):
         print(f"  {k:<12} {'' if info[k] is None else e(info[k])}")
+    if info["state"] == "open":
+        print("  (no stop document: the scan is still running, or its process was killed and "
+              "its tiles are not in the catalog yet; `srash catalog repair` recovers them)")
     if info["stop_reason"]:
         print(f"  {'reason':<12} {e(info['stop_reason'])}")
     for k, v in info["metadata"].items():
         print(f"  {k:<12} {e(v)}")
     for name, s in streams.items():
-        print(f"stream {e(name)}: {s['events']} events, {len(s['data_keys'])} data keys, "
+        events = "no" if s["events"] is None else s["events"]
+        print(f"stream {e(name)}: {events} events, {len(s['data_keys'])} data keys, "
               f"{len(s['files'])} file locations")
         for f in s["files"][:5]:
             print(f"    {e(f)}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from srash_ophyd.catalog import uri_path
 from srash_ophyd.cli import main
 from srash_ophyd.ometiff import read_ome_tiff
 
@@ -83,7 +84,7 @@ def test_tiles_through_tiled_equal_the_files_and_the_run_validates(mosaic_run):
         arr = node.read()
         assert arr.shape == (18, 2, PIXELS, PIXELS) and arr.dtype == np.float32
         for i, uri in enumerate(uris):
-            path = uri.removeprefix("file://").split("?")[0]
+            path = uri_path(uri.split("?")[0])
             np.testing.assert_array_equal(arr[i], read_ome_tiff(path).data)
     finally:
         close_catalog(client)
