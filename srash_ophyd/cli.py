@@ -7,6 +7,7 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Sequence
 
@@ -48,8 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srash`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .signals import Terminated, exit_status_for, terminate_gracefully
+
+    # bluesky logs an aborted or failed run with its traceback ("Run aborted"); the commands
+    # say what happened in one line, so keep it off the terminal (a user's own logging
+    # configuration still receives it)
+    logging.getLogger("bluesky").addHandler(logging.NullHandler())
+
     try:
-        return int(args.func(args) or 0)
+        with terminate_gracefully():  # SIGTERM / SIGHUP end a command like Ctrl-C
+            return int(args.func(args) or 0)
+    except Terminated as exc:
+        print(f"srash: {exc}", file=sys.stderr)
+        return exit_status_for(exc)
     except (SimulatorError, CLIError, CatalogError, OSError, ValueError) as exc:
         print(f"srash: error: {exc}", file=sys.stderr)
         return 2
