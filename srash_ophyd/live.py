@@ -44,9 +44,10 @@ naming the file (:mod:`srash_ophyd.readfaults`) and counted in the summary.
 **Not blocking the RunEngine**: :func:`attach_live_dx` subscribes the callback behind
 bluesky's :class:`~bluesky.callbacks.buffer.BufferingWrapper` (a queue and a thread).
 
-**0MQ**: a session publishes with :func:`zmq_publisher` (msgpack + msgpack-numpy, no
-pickle) to a bluesky 0MQ proxy, and ``srash classify-live`` (:func:`serve_live`) subscribes
-to it. bluesky's Publisher and RemoteDispatcher both *connect*, so a proxy must run::
+**0MQ** (:mod:`srash_ophyd.transport`, re-exported here): a session publishes with
+:func:`zmq_publisher` (msgpack, numeric arrays only, never pickle) to a bluesky 0MQ proxy,
+and ``srash classify-live`` (:func:`serve_live`) subscribes to it, dropping bad messages.
+bluesky's Publisher and the consumer both *connect*, so a proxy must run::
 
     bluesky-0MQ-proxy --in-address tcp://127.0.0.1:5577 --out-address tcp://127.0.0.1:5578
     srash classify-live --address localhost:5578 --data-dir srash-data   # consumer
@@ -79,6 +80,8 @@ from ml.vote import Vote
 from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
 from .readfaults import FrameError, FrameReader, ReadFaults
 from .runstate import IncompleteRunError, require_readable
+from .transport import (DEFAULT_PUB_ADDRESS, DEFAULT_SUB_ADDRESS,  # noqa: F401 (re-exports)
+                        msgpack_dumps, msgpack_loads, serve_live, zmq_publisher)
 
 __all__ = ["ANALYSIS", "DEFAULT_PUB_ADDRESS", "DEFAULT_SUB_ADDRESS", "FieldResult",
            "LBNetDxCallback", "LiveDx", "attach_live_dx", "classify_run", "is_srash_scan",
@@ -89,9 +92,6 @@ log = logging.getLogger("srash.live")
 
 #: ``start["analysis"]`` of the runs written here.
 ANALYSIS = "lbnet-dx"
-#: Where a session publishes (the proxy's input) and where consumers subscribe (its output).
-DEFAULT_PUB_ADDRESS = "localhost:5577"
-DEFAULT_SUB_ADDRESS = "localhost:5578"
 NO_PATCHES = "no-patches"
 
 Publish = Callable[[str, dict], Any]
@@ -851,68 +851,5 @@ def classify_run(run, dx: LBNetDx, publish: Publish | None = None, *,
 
 
 # ---------------------------------------------------------------------------- 0MQ
-def msgpack_dumps(doc: Any) -> bytes:
-    """Serializer for bluesky's 0MQ Publisher: msgpack with numpy arrays (no pickle)."""
-    import msgpack
-    import msgpack_numpy
-
-    return msgpack.packb(doc, default=msgpack_numpy.encode, use_bin_type=True)
-
-
-def msgpack_loads(data: bytes) -> Any:
-    """Deserializer matching :func:`msgpack_dumps` (for RemoteDispatcher)."""
-    import msgpack
-    import msgpack_numpy
-
-    return msgpack.unpackb(data, object_hook=msgpack_numpy.decode, raw=False,
-                           strict_map_key=False)
-
-
-def zmq_publisher(address: str | tuple = DEFAULT_PUB_ADDRESS, *, prefix: bytes = b""):
-    """A bluesky 0MQ :class:`~bluesky.callbacks.zmq.Publisher` with the msgpack serializer,
-    to ``session.RE.subscribe(...)``; it connects to a proxy's input (module doc)."""
-    from bluesky.callbacks.zmq import Publisher
-
-    return Publisher(address, prefix=prefix, serializer=msgpack_dumps)
-
-
-def serve_live(address: str | tuple, dx: LBNetDx, publish: Publish | None, *,
-               once: bool = False, target_pixel_um: float | None = None,
-               on_result: Callable[[dict[str, Any]], Any] | None = None,
-               callback: LBNetDxCallback | None = None) -> list[dict[str, Any]]:
-    """Run LBNet-Dx on every SRASH scan arriving from a 0MQ proxy's output ``address``
-    (msgpack), writing the analysis runs through ``publish``. Documents are buffered in a
-    thread so that the socket is drained while a field is classified. With ``once`` it
-    returns after the first followed scan ends; else it runs until interrupted. Returns
-    the summaries (:meth:`LBNetDxCallback.summary`), each also passed to ``on_result``.
-    ``callback``: use this :class:`LBNetDxCallback` (and its ``publish``) instead of a new
-    one; its ``on_done`` is replaced."""
-    import asyncio
-
-    from bluesky.callbacks.buffer import BufferingWrapper
-    from bluesky.callbacks.zmq import RemoteDispatcher
-
-    dispatcher = RemoteDispatcher(address, deserializer=msgpack_loads)
-    results: list[dict[str, Any]] = []
-
-    def done(cb: LBNetDxCallback) -> None:
-        s = cb.summary()
-        results.append(s)
-        if on_result is not None:
-            on_result(s)
-        if once:
-            task = getattr(dispatcher, "_task", None)
-            if task is not None:
-                dispatcher.loop.call_soon_threadsafe(task.cancel)
-
-    cb = callback or LBNetDxCallback(dx, publish, target_pixel_um=target_pixel_um)
-    cb.on_done = done
-    buffered = BufferingWrapper(cb)
-    dispatcher.subscribe(buffered)
-    try:
-        dispatcher.start()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        buffered.shutdown(wait=True)
-    return results
+# msgpack_dumps, msgpack_loads, zmq_publisher, serve_live: srash_ophyd.transport (imported
+# at the top of this module).

@@ -56,9 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "tcp://127.0.0.1:5578` and publish from the session with "
                     "srash_ophyd.live.zmq_publisher) and classify each SRASH scan field by "
                     "field, writing an analysis run per scan into the catalog. Frame files "
-                    "are read from the paths in the documents.")
+                    "are read from the paths in the documents. Messages are decoded without "
+                    "pickle (numeric arrays only); bad, unknown or over-size messages are "
+                    "dropped with a warning and the consumer goes on.")
     q.add_argument("--address", default=None,
-                   help="the proxy's output (default localhost:5578)")
+                   help="the proxy's output, HOST:PORT or tcp://HOST:PORT "
+                        "(default localhost:5578)")
+    q.add_argument("--max-message-mb", type=float, default=None, metavar="MIB",
+                   help="largest message accepted, MiB (default 256); 0MQ refuses larger "
+                        "ones by dropping the connection, which is re-made at once")
     q.add_argument("--once", action="store_true",
                    help="exit after the first scan's analysis ends")
     _dx_options(q)
@@ -175,9 +181,24 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def run_classify_live(args: argparse.Namespace) -> int:
-    from ..catalog import close_catalog, open_catalog
-    from ..live import DEFAULT_SUB_ADDRESS, make_analysis_writer, serve_live
+    import logging
+    import math
 
+    from ..catalog import close_catalog, open_catalog
+    from ..live import make_analysis_writer
+    from ..transport import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUB_ADDRESS, ConsumerStats,
+                             parse_address, serve_live)
+
+    # settings first: nothing is loaded, opened or connected for a bad one
+    address_arg = args.address or DEFAULT_SUB_ADDRESS
+    address = parse_address(address_arg, what="--address")
+    max_bytes = DEFAULT_MAX_MESSAGE_BYTES
+    if args.max_message_mb is not None:
+        mb = args.max_message_mb
+        if not (math.isfinite(mb) and 0 < mb <= 65536):
+            raise ClassifyError(f"--max-message-mb {mb:g} not allowed: must be > 0 and "
+                                "<= 65536 (MiB)")
+        max_bytes = max(1, math.ceil(mb * 2**20))
     dx = load_dx(args.weights, args.task)
     client = None if args.no_store else open_catalog(
         args.data_dir, uri=args.catalog, api_key=args.api_key, create=True)
@@ -192,13 +213,24 @@ def run_classify_live(args: argparse.Namespace) -> int:
             _print_summary(s, stored=client is not None)
             sys.stdout.flush()
 
+    # one "srash classify-live: warning: ..." line per dropped message, on stderr
+    tlog = logging.getLogger("srash.transport")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("srash classify-live: warning: %(message)s"))
+    tlog.addHandler(handler)
+    propagate, tlog.propagate = tlog.propagate, False
+    stats = ConsumerStats()
     try:
         publish = make_analysis_writer(client) if client is not None else None
-        address = args.address or DEFAULT_SUB_ADDRESS
         if not args.json:
             print(f"listening on {address} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        results = serve_live(address, dx, publish, once=args.once, on_result=show)
+        results = serve_live(address_arg, dx, publish, once=args.once, on_result=show,
+                             max_message_bytes=max_bytes, stats=stats, what="--address")
     finally:
+        tlog.removeHandler(handler)
+        tlog.propagate = propagate
+        if stats.n_dropped or stats.disconnects:
+            print(f"srash classify-live: {stats.describe()}", file=sys.stderr, flush=True)
         if client is not None:
             close_catalog(client)
     return 1 if any(r["error"] for r in results) else 0
