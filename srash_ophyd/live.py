@@ -67,7 +67,6 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import urlparse
 
 import numpy as np
 from event_model import DocumentRouter, compose_run
@@ -77,6 +76,7 @@ from ml.composite import Calibration
 from ml.dx import FieldDx, LBNetDx, SampleVote
 from ml.vote import Vote
 
+from .catalog import CatalogError, uri_path
 from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
 from .readfaults import FrameError, FrameReader, ReadFaults
 from .runstate import IncompleteRunError, require_readable
@@ -122,11 +122,11 @@ def _sha256(path: str | Path | None) -> str | None:
 
 
 def _file_path(uri: str) -> Path:
-    u = urlparse(uri)
-    if u.scheme not in ("file", ""):
+    try:
+        return uri_path(uri)
+    except CatalogError:
         raise ExportError(f"frame URI {uri!r} is not a local file; classify from the catalog "
-                          "(`srash classify`) instead")
-    return Path(u.path)  # verbatim, as tiled reads it (srash_ophyd.catalog.uri_path)
+                          "(`srash classify`) instead") from None
 
 
 @dataclasses.dataclass
