@@ -87,7 +87,8 @@ def explain_failures(plan: MsgGenerator) -> MsgGenerator:
     except DeviceFailure:
         raise
     except FailedStatus as exc:
-        raise DeviceFailure(describe_failure(exc)) from exc
+        # chained to the device's own exception (the status's), not bluesky's wrapper
+        raise DeviceFailure(describe_failure(exc)) from (exc.__cause__ or exc)
 
 
 #: ``@failures_explained()`` under ``run_decorator``: :func:`explain_failures` as a decorator

@@ -19,8 +19,8 @@ from srash_ophyd.catalog import uri_path
 from srash_ophyd.journal import JournaledWriter, journal_dir, read_journal
 from srash_ophyd.repair import repair
 from srash_ophyd.runstate import REPAIRED_PREFIX, IncompleteRunError, require_readable, run_state
-from srash_ophyd.session import make_session
 from srash_ophyd.commands.options import redact_argv
+from tests.sessions import here_mosaic, small_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
     "ignore:Using `httpx` with `starlette.testclient` is deprecated")]
@@ -28,19 +28,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
 
 @pytest.fixture
 def session(tmp_path):
-    s = make_session(data_dir=tmp_path / "d", specimen="testis", phenotype="normal", seed=2,
-                     noise_seed=2, progress=False, suspenders=False, pixels=32, fov_um=30.0,
-                     averages=1)
+    s = small_session(tmp_path / "d", seed=2, pixels=32)
     yield s
     s.close()
 
 
 def mosaic(s, rows=2, cols=2, **md):
-    m = s.mic
-    return s.plans.mosaic([m], m.raman, m.xyz.x, m.xyz.y, rows=rows, cols=cols, fov_um=30.0,
-                          overlap=0.1, center_um=(m.sim.stage.position["x"],
-                                                  m.sim.stage.position["y"]),
-                          md=s.run_md(**md))
+    return here_mosaic(s, rows, cols, overlap=0.1, **md)
 
 
 class Killed(BaseException):
@@ -132,8 +126,7 @@ def test_repair_leaves_a_running_scan_alone_and_reports_runs_without_journal(ses
 def test_a_killed_scan_in_a_moved_data_directory_is_repaired_there(tmp_path):
     from srash_ophyd.catalog import close_catalog, open_catalog
 
-    s = make_session(data_dir=tmp_path / "d", specimen="testis", phenotype="normal", seed=3,
-                     noise_seed=3, progress=False, suspenders=False, pixels=32, fov_um=30.0)
+    s = small_session(tmp_path / "d", seed=3, pixels=32)
     try:
         killed = killed_scan(s, after_events=3)
     finally:

@@ -10,7 +10,7 @@ from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
 
 from srash_ophyd.export import run_tiles
-from srash_ophyd.session import make_session
+from tests.sessions import here_mosaic, small_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
     "ignore:Using `httpx` with `starlette.testclient` is deprecated")]
@@ -23,19 +23,12 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def session(data_dir):
-    s = make_session(data_dir=data_dir, specimen="testis", phenotype="normal", seed=1,
-                     noise_seed=1, progress=False, suspenders=False, pixels=48, fov_um=30.0,
-                     averages=1)
+    s = small_session(data_dir)
     yield s
     s.close()
 
 
-def mosaic(s, rows=2, cols=2, **md):
-    m = s.mic
-    return s.plans.mosaic([m], m.raman, m.xyz.x, m.xyz.y, rows=rows, cols=cols, fov_um=30.0,
-                          overlap=0.25, center_um=(m.sim.stage.position["x"],
-                                                   m.sim.stage.position["y"]),
-                          md=s.run_md(**md))
+mosaic = here_mosaic
 
 
 def test_every_document_validates_and_lands_in_the_catalog(session):
