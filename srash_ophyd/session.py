@@ -17,7 +17,7 @@ What is wired (each piece returned on :class:`Session`, each subscription token 
   (:class:`~srash_ophyd.journal.JournaledWriter`: every document on disk as it happens, so a
   killed scan is recovered by ``srash catalog repair``); SIGTERM / SIGHUP during a run abort it
   like Ctrl-C (:class:`~srash_ophyd.signals.TerminationHandler`);
-- ``mic``: the simulated :class:`~srash_ophyd.microscope.SRASHMicroscope` writing OME-TIFF
+- ``mic``: the simulated :class:`~srash_ophyd.devices.microscope.SRASHMicroscope` writing OME-TIFF
   frames under ``<data_dir>/frames/``;
 - progress: a tqdm bar on stderr counting primary events against the start document's
   ``num_points`` (``progress=False`` for none);
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
-from .factory import make_microscope
+from .devices.factory import make_microscope
 from .journal import JournaledWriter, journal_dir
 from .signals import TerminationHandler, keep_abort_reason
 
@@ -233,7 +233,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         A tiled server instead of the embedded catalog. The server must be able to read
         ``<data_dir>/frames`` (its ``readable_storage``).
     specimen, phenotype, seed, noise_seed
-        The simulated specimen (:func:`~srash_ophyd.factory.make_microscope`).
+        The simulated specimen (:func:`~srash_ophyd.devices.factory.make_microscope`).
     progress : bool
         tqdm bar on stderr per run.
     best_effort : bool
@@ -248,7 +248,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         Use this RunEngine instead of a new ``RunEngine({})``.
     **microscope_kwargs
         ``pixels``, ``fov_um``, ``averages``, ``dwell_s``, ``x_um``, ``y_um``, ``time_scale``,
-        ``name``... for :func:`~srash_ophyd.factory.make_microscope`.
+        ``name``... for :func:`~srash_ophyd.devices.factory.make_microscope`.
     """
     from bluesky import RunEngine
 

@@ -10,7 +10,7 @@ import pytest
 from bluesky import RunEngine
 from event_model import DocumentNames, schema_validators
 
-from srash_ophyd.factory import make_microscope
+from srash_ophyd.devices.factory import make_microscope
 from srash_ophyd.ometiff import read_ome_tiff
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plans import GridError, mosaic, tile_grid
-from srash_ophyd.factory import make_microscope
+from srash_ophyd.devices.factory import make_microscope
 
 grids = st.fixed_dictionaries({
     "rows": st.integers(1, 6), "cols": st.integers(1, 6),

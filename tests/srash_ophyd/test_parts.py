@@ -14,14 +14,14 @@ from simulators.errors import SafetyLimitError
 from simulators.parts.lasers import PumpLaserSim
 from simulators.parts.stage import XYZStageSim
 from simulators.spectra import pump_nm_for_shift
-from srash_ophyd.eom import EOM
-from srash_ophyd.lasers import EpicsPumpLaser, PumpLaser, StokesLaser
-from srash_ophyd.lockin import LockInAmplifier
-from srash_ophyd.pmt import PMT
-from srash_ophyd.raman import RamanShiftAxis
-from srash_ophyd.scanner import GalvoScanner
-from srash_ophyd.simbackend import DeviceFault, LaserSafetyError
-from srash_ophyd.stage import EpicsXYZStage, XYZStage
+from srash_ophyd.devices.eom import EOM
+from srash_ophyd.devices.lasers import EpicsPumpLaser, PumpLaser, StokesLaser
+from srash_ophyd.devices.lockin import LockInAmplifier
+from srash_ophyd.devices.pmt import PMT
+from srash_ophyd.devices.raman import RamanShiftAxis
+from srash_ophyd.devices.scanner import GalvoScanner
+from srash_ophyd.devices._sim import DeviceFault, LaserSafetyError
+from srash_ophyd.devices.stage import EpicsXYZStage, XYZStage
 
 
 def test_protocols(mic):

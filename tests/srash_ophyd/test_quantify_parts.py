@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srash_ophyd.commands.quantify import COMPARISONS, group_of
+from srash_ophyd.cli.quantify import COMPARISONS, group_of
 from srash_ophyd.docruns import publish_run
 from srash_ophyd.truth import render_field_truth
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bluesky.plans as bp
-from srash_ophyd.factory import make_microscope
+from srash_ophyd.devices.factory import make_microscope
 from srash_ophyd.ometiff import read_ome_tiff
 
 

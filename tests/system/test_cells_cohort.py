@@ -81,7 +81,7 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
                                  "0:100000:1"])
 def test_bad_stack_ranges_are_refused(bad):
     from simulators.errors import SettingsError
-    from srash_ophyd.commands.cohort import parse_stack
+    from srash_ophyd.cli.cohort import parse_stack
 
     with pytest.raises(SettingsError, match="--stack"):
         parse_stack(bad)

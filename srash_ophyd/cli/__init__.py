@@ -13,9 +13,9 @@ from typing import Sequence
 
 from simulators.errors import SimulatorError
 
-from . import __version__
-from .catalog import CatalogError
-from .commands import (catalog, classify, cohort, demo, evaluate, quantify, scan, segment,
+from .. import __version__
+from ..catalog import CatalogError
+from . import (catalog, classify, cohort, demo, evaluate, quantify, scan, segment,
                        segtrain, shell, simulate, train)
 
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srash`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .signals import Terminated, exit_status_for, terminate_gracefully
+    from ..signals import Terminated, exit_status_for, terminate_gracefully
 
     # bluesky logs an aborted or failed run with its traceback ("Run aborted"); the commands
     # say what happened in one line, so keep it off the terminal (a user's own logging
@@ -94,7 +94,7 @@ def _describe_third_party(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     if mod == "sqlalchemy":
-        from .catalog import last_database
+        from ..catalog import last_database
 
         db = last_database()
         where = f" {db}" if db else ""

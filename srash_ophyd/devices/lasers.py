@@ -20,7 +20,7 @@ Tuning takes ``tune_settle_s + |d lambda| / rate`` of instrument time (scaled by
 ``time_scale``). A wavelength outside 700-990 nm raises :class:`~ophyd.utils.LimitError`
 before anything moves; a power above what the OPO delivers there, too. A total power (pump +
 Stokes) above the safety limit is refused with
-:class:`~srash_ophyd.simbackend.LaserSafetyError` when the laser is part of a microscope
+:class:`~srash_ophyd.devices._sim.LaserSafetyError` when the laser is part of a microscope
 (its ``check_power_safety`` is the interlock).
 
 :class:`StokesLaser`: ``wavelength`` (read-only, config), ``power``, ``shutter``.
@@ -37,7 +37,7 @@ from ophyd.utils import LimitError
 
 from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 
-from .simbackend import SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsPumpLaser", "EpicsPumpWavelength", "PumpLaser", "PumpWavelengthAxis",
            "StokesLaser"]

@@ -19,7 +19,7 @@ from ophyd import Component as Cpt
 from simulators.errors import check_range
 from simulators.parts.photodiode import PhotodiodeSim
 
-from .simbackend import SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["Photodiode"]
 

@@ -27,7 +27,7 @@ from ophyd import Component as Cpt
 
 from simulators.parts.scanner import GalvoScannerSim
 
-from .simbackend import SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["GalvoScanner"]
 

@@ -23,7 +23,7 @@ from ophyd import Component as Cpt
 from simulators.errors import check_range
 from simulators.parts.lockin import SENSITIVITIES_V, LockInSim
 
-from .simbackend import SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["LockInAmplifier"]
 

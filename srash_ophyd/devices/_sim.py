@@ -15,7 +15,7 @@ The EPICS variants (``EpicsPumpLaser``, ``EpicsXYZStage``) keep the component na
 these classes for ``EpicsSignal`` / ``EpicsMotor``; nothing here is needed by them.
 
 **Backend resolution.** A device built with ``backend=`` uses it. A component device inside
-:class:`~srash_ophyd.microscope.SRASHMicroscope` finds its part on the microscope's
+:class:`~srash_ophyd.devices.microscope.SRASHMicroscope` finds its part on the microscope's
 ``sim`` (:class:`simulators.forward.SRASHSimulator`) by the class attribute ``_sim_part``
 (``"pump"``, ``"stage"``...); a component of a device that has a backend (an axis of the
 stage) shares its parent's. A standalone device with neither gets a fresh default part.

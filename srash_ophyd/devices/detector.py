@@ -27,10 +27,10 @@ nearest 2930; their ``<base>_image[0]`` are SRS 2850 and SRS 2930 and ``<base>_i
 the first is SHG (the StreamDatum of each event gives the file index; the file is
 ``uri + template.format(index)``).
 
-**Faults** fail the trigger status with :class:`~srash_ophyd.simbackend.DeviceFault` and write
+**Faults** fail the trigger status with :class:`~srash_ophyd.devices._sim.DeviceFault` and write
 nothing (the file index does not advance): pump mode-lock lost, PMT overlight trip,
 more than ``max_overload_px`` overloaded lock-in pixels (default 0). A total power above the
-safety limit fails it with :class:`~srash_ophyd.simbackend.LaserSafetyError`. The frame
+safety limit fails it with :class:`~srash_ophyd.devices._sim.LaserSafetyError`. The frame
 is kept as :attr:`SRASHDetector.last_frame` either way.
 """
 
@@ -50,9 +50,9 @@ from ophyd.status import DeviceStatus
 
 from simulators.forward import FrameResult
 
-from .catalog import file_uri
-from .ometiff import write_ome_tiff
-from .simbackend import DeviceFault, SimDevice, complete_after, translate_limits
+from ..catalog import file_uri
+from ..ometiff import write_ome_tiff
+from ._sim import DeviceFault, SimDevice, complete_after, translate_limits
 
 __all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector"]
 

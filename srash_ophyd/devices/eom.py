@@ -18,7 +18,7 @@ from ophyd import Component as Cpt
 
 from simulators.parts.eom import EOMSim
 
-from .simbackend import SimBackedSignal, SimDevice
+from ._sim import SimBackedSignal, SimDevice
 
 __all__ = ["EOM"]
 

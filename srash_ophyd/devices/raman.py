@@ -6,7 +6,7 @@ pump's actual wavelength. The Stokes wavelength comes from the Stokes laser's pa
 
 Components: ``shift`` (:class:`~ophyd.PseudoSingle`, readback named like the axis,
 ``<name>`` hinted, cm^-1; limits from the pump range) and ``pump_nm`` (the real axis, a
-:class:`~srash_ophyd.lasers.PumpWavelengthAxis` on the same pump part as the microscope's
+:class:`~srash_ophyd.devices.lasers.PumpWavelengthAxis` on the same pump part as the microscope's
 ``pump.wavelength``; omitted from readings, the pump device records it).
 """
 
@@ -23,7 +23,7 @@ from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 from simulators.spectra import pump_nm_for_shift, raman_shift_cm1
 
 from .lasers import PumpWavelengthAxis
-from .simbackend import SimDevice
+from ._sim import SimDevice
 
 __all__ = ["RamanShiftAxis"]
 

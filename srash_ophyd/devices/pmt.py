@@ -20,7 +20,7 @@ from ophyd import Component as Cpt
 
 from simulators.parts.pmt import PMTSim
 
-from .simbackend import SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["PMT"]
 

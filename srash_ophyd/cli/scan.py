@@ -130,7 +130,7 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     from simulators.forward import build_simulator
     from simulators.specimens import make_specimen
 
-    from ..simbackend import MAX_TIME_SCALE
+    from ..devices._sim import MAX_TIME_SCALE
     from .simulate import default_center
 
     if args.phenotype is not None and args.specimen != "testis":

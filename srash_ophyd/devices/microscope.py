@@ -2,7 +2,7 @@
 
 :class:`SRASHMicroscope` is itself the image-producing detector (``trigger``, ``stage``,
 ``collect_asset_docs``, ``get_index`` delegate to its ``detector`` component, see
-:mod:`srash_ophyd.detector`), so ``count([mic])``, ``scan([mic], mic.raman, ...)`` and
+:mod:`srash_ophyd.devices.detector`), so ``count([mic])``, ``scan([mic], mic.raman, ...)`` and
 ``grid_scan([mic], mic.xyz.y, ..., mic.xyz.x, ...)`` work as they are; ``mic.detector``
 alone is a detector too.
 
@@ -40,7 +40,7 @@ from .photodiode import Photodiode
 from .pmt import PMT
 from .raman import RamanShiftAxis
 from .scanner import GalvoScanner
-from .simbackend import LaserSafetyError, check_time_scale
+from ._sim import LaserSafetyError, check_time_scale
 from .stage import XYZStage
 
 __all__ = ["SRASHMicroscope"]

@@ -15,7 +15,7 @@ Out-of-limit targets raise :class:`~ophyd.utils.LimitError` before anything move
 takes ``|d| / speed + settle`` of instrument time (x ``time_scale``); the actual position
 differs from the target by the stage's repeatability (drawn from the device's ``rng``;
 exact when there is none). A following error leaves the axis halfway and fails the move
-status with :class:`~srash_ophyd.simbackend.DeviceFault`.
+status with :class:`~srash_ophyd.devices._sim.DeviceFault`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ophyd import Device, EpicsMotor, EpicsSignalRO
 
 from simulators.parts.stage import XYZStageSim
 
-from .simbackend import SimAxis, SimBackedSignalRO, SimDevice
+from ._sim import SimAxis, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsXYZStage", "StageAxis", "XYZStage"]
 
