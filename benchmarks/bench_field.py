@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from simulators.forward import build_simulator
+from simulators.instrument import build_simulator
 from simulators.specimens import make_specimen
 
 

@@ -40,7 +40,7 @@ def main() -> None:
 
     from ml.hybrid_unet import HybridUNet, UNet2D, UNet3D
     from ml.phasor import segment_phasor
-    from simulators.forward import build_simulator, process_field
+    from simulators.instrument import build_simulator, process_field
     from simulators.specimens import make_specimen
 
     spec = make_specimen("cells", 3)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.forward import FieldResult, ProcessedField
+from simulators.instrument import FieldResult, ProcessedField
 from simulators.processing import to_uint8
 
 

@@ -127,7 +127,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------- planning
 def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     """Validate every input and compute the geometry before anything is created."""
-    from simulators.forward import build_simulator
+    from simulators.instrument import build_simulator
     from simulators.specimens import make_specimen
 
     from ..devices._sim import MAX_TIME_SCALE

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from simulators.errors import SettingsError
-from simulators.forward import FieldResult, ProcessedField, build_simulator, process_field
+from simulators.instrument import FieldResult, ProcessedField, build_simulator, process_field
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
 
 PHENOTYPES = ("normal", "NOA-SPT", "NOA-SPG", "NOA-SCO")

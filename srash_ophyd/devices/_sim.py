@@ -16,7 +16,7 @@ these classes for ``EpicsSignal`` / ``EpicsMotor``; nothing here is needed by th
 
 **Backend resolution.** A device built with ``backend=`` uses it. A component device inside
 :class:`~srash_ophyd.devices.microscope.SRASHMicroscope` finds its part on the microscope's
-``sim`` (:class:`simulators.forward.SRASHSimulator`) by the class attribute ``_sim_part``
+``sim`` (:class:`simulators.instrument.SRASHSimulator`) by the class attribute ``_sim_part``
 (``"pump"``, ``"stage"``...); a component of a device that has a backend (an axis of the
 stage) shares its parent's. A standalone device with neither gets a fresh default part.
 
@@ -128,7 +128,7 @@ class SimDevice(Device):
         Simulated-time factor; default: the parent's, else 0 (instant).
     """
 
-    #: Attribute of :class:`simulators.forward.SRASHSimulator` holding this device's part.
+    #: Attribute of :class:`simulators.instrument.SRASHSimulator` holding this device's part.
     _sim_part: str | None = None
 
     def __init__(self, prefix: str = "", *, name: str, backend: Any = None,

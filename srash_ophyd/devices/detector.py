@@ -1,7 +1,7 @@
 """The SRASH image detector: one raster of the current field -> one 2-channel OME-TIFF.
 
 On ``trigger()`` the scanner rasters the current field at the current settings through the
-simulator chain (:meth:`simulators.forward.SRASHSimulator.frame`): the lock-in frame (SRS, V)
+simulator chain (:meth:`simulators.instrument.SRASHSimulator.frame`): the lock-in frame (SRS, V)
 and the PMT frame (SHG, V) are stacked as channels ``("SRS", "SHG")`` of one float32 array
 ``(channel, y, x)`` and written as one OME-TIFF per frame (channel names, pixel size, stage
 position of the field's top-left corner and the simulator's settings JSON), announced with
@@ -48,7 +48,7 @@ from ophyd import Component as Cpt
 from ophyd import Signal
 from ophyd.status import DeviceStatus
 
-from simulators.forward import FrameResult
+from simulators.instrument import FrameResult
 
 from ..catalog import file_uri
 from ..ometiff import write_ome_tiff
@@ -78,7 +78,7 @@ def _disk_hint(folder: Path, nbytes: int, exc: OSError) -> str:
 
 
 class SRASHDetector(SimDevice):
-    """Image-producing device over a :class:`~simulators.forward.SRASHSimulator`.
+    """Image-producing device over a :class:`~simulators.instrument.SRASHSimulator`.
 
     Parameters
     ----------

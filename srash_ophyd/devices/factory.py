@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulators.forward import ResponseConfig, build_simulator
+from simulators.instrument import ResponseConfig, build_simulator
 from simulators.specimens import make_specimen
 from simulators.specimens.base import Specimen
 
@@ -41,7 +41,7 @@ def make_microscope(specimen: str | Specimen = "testis", phenotype: str | None =
     name : str
         Device name, prefix of every data key (``srash_image``, ``srash_raman``...).
     **scan_settings
-        Passed to :func:`simulators.forward.build_simulator`: ``pixels``, ``fov_um``,
+        Passed to :func:`simulators.instrument.build_simulator`: ``pixels``, ``fov_um``,
         ``dwell_s``, ``averages``, ``bidirectional``, ``pump_mw``, ``stokes_mw``,
         ``stokes_nm``, ``x_um``, ``y_um``.
     """

@@ -15,7 +15,7 @@ external ``<name>_image`` key. Every config-kind signal (powers, wavelengths, pu
 photodiode, lock-in, PMT, scanner settings) is in ``read_configuration()`` and thus in
 every descriptor's ``configuration``.
 
-The parts' simulators are those of ``sim`` (:class:`simulators.forward.SRASHSimulator`);
+The parts' simulators are those of ``sim`` (:class:`simulators.instrument.SRASHSimulator`);
 nothing is shared between two microscopes (each has its own simulator, generators,
 data folder).
 """
@@ -29,7 +29,7 @@ import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device
 
-from simulators.forward import SRASHSimulator
+from simulators.instrument import SRASHSimulator
 from simulators.parts.lasers import check_power_safety as _sim_check_power_safety
 
 from .detector import SRASHDetector

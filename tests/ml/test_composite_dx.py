@@ -58,7 +58,7 @@ def test_channel_order_is_protein_lipid_shg():
 
 
 def test_matches_the_simulators_processing():
-    from simulators.forward import build_simulator, process_field
+    from simulators.instrument import build_simulator, process_field
     from simulators.specimens import make_specimen
 
     sim = build_simulator(make_specimen("testis", 3, phenotype="normal"), pixels=128,

@@ -338,7 +338,7 @@ def test_defaults_and_result_type():
     (3, 150.0, 100.0, 0.95),    # measured 0.994, LD Dice 0.95
 ])
 def test_simulated_normal_field_matches_truth(seed, dx, dy, min_dice):
-    from simulators.forward import build_simulator, process_field
+    from simulators.instrument import build_simulator, process_field
     from simulators.specimens import make_specimen
     from simulators.specimens.base import Label
 

@@ -167,7 +167,7 @@ SHIFTS = np.arange(2800.0, 3050.1, 7.5)  # 34 bands
 
 
 def _cells_stack(seed: int, pixels: int = 128, fov_um: float = 60.0):
-    from simulators.forward import build_simulator, process_field
+    from simulators.instrument import build_simulator, process_field
     from simulators.specimens import make_specimen
 
     spec = make_specimen("cells", seed)

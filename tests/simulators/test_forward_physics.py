@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulators.errors import SafetyLimitError
-from simulators.forward import ResponseConfig, SRASHSimulator, build_simulator, process_field
+from simulators.instrument import ResponseConfig, SRASHSimulator, build_simulator, process_field
 from simulators.parts.lasers import PumpLaserConfig, PumpLaserSim, StokesLaserConfig, StokesLaserSim
 from simulators.parts.scanner import GalvoScannerSim
 from simulators.spectra import species_spectrum

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.forward import ResponseConfig, build_simulator
+from simulators.instrument import ResponseConfig, build_simulator
 from simulators.specimens import make_specimen
 
 SPEC = make_specimen("testis", 11, phenotype="normal")

@@ -26,7 +26,7 @@ def test_comparisons_are_the_four_panels():
 
 
 def test_rerendered_truth_equals_the_simulated_fields_truth():
-    from simulators.forward import build_simulator
+    from simulators.instrument import build_simulator
     from simulators.specimens import make_specimen
 
     spec = make_specimen("testis", 21, phenotype="NOA-SPT")

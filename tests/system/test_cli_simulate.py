@@ -53,7 +53,7 @@ def test_processed_output_is_power_normalised_and_background_free(capsys, tmp_pa
     img = read_ome_tiff(out)
     # off resonance (2700 cm^-1) only the Lorentzian tails of the lipid bands remain, once
     # the lock-in offset is subtracted: compare with the spectrum, not with zero
-    from simulators.forward import build_simulator
+    from simulators.instrument import build_simulator
     from simulators.specimens import make_specimen
     from simulators.spectra import species_spectrum
 

@@ -27,20 +27,20 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from .config import ConfigMixin
-from .errors import SettingsError, check_positive, check_range
-from .optics import Objective, blur
-from .parts.eom import EOMSim
-from .processing import (CompositeConfig, composite_rgb, normalize_power, subtract_background,
-                         unmix_lipid_protein)
-from .parts.lasers import PumpLaserSim, StokesLaserSim, check_power_safety
-from .parts.lockin import LockInSim
-from .parts.photodiode import PhotodiodeSim
-from .parts.pmt import PMTSim
-from .parts.scanner import GalvoScannerSim
-from .parts.stage import XYZStageSim
-from .specimens.base import Composition, Specimen, Window
-from .spectra import SPECIES, pump_nm_for_shift, raman_shift_cm1, species_spectrum
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
+from simulators.optics import Objective, blur
+from simulators.parts.eom import EOMSim
+from simulators.processing import (CompositeConfig, composite_rgb, normalize_power,
+                                   subtract_background, unmix_lipid_protein)
+from simulators.parts.lasers import PumpLaserSim, StokesLaserSim, check_power_safety
+from simulators.parts.lockin import LockInSim
+from simulators.parts.photodiode import PhotodiodeSim
+from simulators.parts.pmt import PMTSim
+from simulators.parts.scanner import GalvoScannerSim
+from simulators.parts.stage import XYZStageSim
+from simulators.specimens.base import Composition, Specimen, Window
+from simulators.spectra import SPECIES, pump_nm_for_shift, raman_shift_cm1, species_spectrum
 
 #: Refractive-index increment per unit concentration (for the XPM edge term).
 _DN = {"lipid": 0.14, "protein": 0.18, "collagen": 0.18, "dna": 0.20, "water": 0.0}
@@ -506,7 +506,7 @@ class SRASHSimulator:
     def shg_volts_per_unit(self) -> float:
         """Mean PMT output (V above offset) for dense collagen (chi2 = 1) at reference power."""
         c = self.pmt.config
-        from .parts.photodiode import ELEMENTARY_CHARGE_C
+        from simulators.parts.photodiode import ELEMENTARY_CHARGE_C
 
         pe = self.response.shg_photons_dense * (self.scanner.dwell_s / 10e-6) * c.qe
         return pe * self.pmt.gain * ELEMENTARY_CHARGE_C / self.scanner.dwell_s * \
@@ -607,7 +607,7 @@ def build_simulator(specimen: Specimen, *, pixels: int = 1200, fov_um: float = 3
                     response: ResponseConfig | None = None) -> SRASHSimulator:
     """A simulated instrument around ``specimen`` with the paper's defaults, the stage at
     (``x_um``, ``y_um``) and the given scan and power settings (all range-checked)."""
-    from .parts.lasers import StokesLaserConfig
+    from simulators.parts.lasers import StokesLaserConfig
 
     resp = response or ResponseConfig()
     check_power_safety(pump_mw, stokes_mw, resp.safety_limit_mw)
