@@ -1,16 +1,18 @@
-"""Galvo-galvo raster scanner: pixels, field of view (zoom), dwell, averaging, flyback."""
+"""Galvo-galvo raster scanner: pixels, field of view (zoom), dwell, averaging, flyback, and
+the registration error of each raster (frame jitter)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
+from typing import Hashable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +21,9 @@ class ScannerConfig(ConfigMixin):
     diameter, 442 um for 60x / FN 26.5); ``flyback_fraction``: extra samples per line for
     the retrace (unidirectional); ``turnaround_fraction``: per line in bidirectional mode;
     ``frame_overhead_s``: per frame (sync, settle); ``vignetting_r0_um``: cos^4-like gain
-    ``g = (1 + (r/r0)^2)^-2`` of the signal versus distance r from the optical axis."""
+    ``g = (1 + (r/r0)^2)^-2`` of the signal versus distance r from the optical axis;
+    ``registration_jitter_px``: 1-sigma registration error (pixels, per axis) of a raster
+    relative to the first raster of the same field (galvo drive and frame-sync timing)."""
 
     max_fov_um: float = 441.7
     min_dwell_s: float = 0.5e-6
@@ -30,17 +34,20 @@ class ScannerConfig(ConfigMixin):
     turnaround_fraction: float = 0.02
     frame_overhead_s: float = 0.01
     vignetting_r0_um: float = 760.0
+    registration_jitter_px: float = 0.2
 
     def __post_init__(self) -> None:
         check_positive("max field of view", self.max_fov_um, "um")
         check_range("flyback fraction", self.flyback_fraction, 0.0, 1.0)
         check_range("turnaround fraction", self.turnaround_fraction, 0.0, 1.0)
         check_positive("vignetting radius", self.vignetting_r0_um, "um")
+        check_range("frame jitter", self.registration_jitter_px, 0.0, 5.0, "px")
 
 
 class GalvoScannerSim:
     """State: ``pixels`` (square frame, pixels per side), ``fov_um``, ``dwell_s``,
-    ``averages`` (frame averages), ``bidirectional``. Readbacks: ``pixel_um``, ``zoom``,
+    ``averages`` (frame averages), ``bidirectional``, ``registration_px`` (registration
+    error (dy, dx) of the latest raster, pixels). Readbacks: ``pixel_um``, ``zoom``,
     ``frame_time_s`` (one pass), ``acquisition_time_s`` (all averages)."""
 
     def __init__(self, config: ScannerConfig | None = None, *, pixels: int = 1200,
@@ -52,6 +59,30 @@ class GalvoScannerSim:
         self.set_dwell(dwell_s)
         self.set_averages(averages)
         self.bidirectional = bool(bidirectional)
+        #: registration error (dy, dx) of the latest raster, pixels
+        self.registration_px: tuple[float, float] = (0.0, 0.0)
+        self._field: Hashable | None = None
+
+    def next_registration(self, field: Hashable, rng: np.random.Generator
+                          ) -> tuple[float, float]:
+        """Registration error (dy, dx) in pixels of the raster about to start over ``field``.
+
+        The first raster of a field (any hashable key of what is under the scanner: stage
+        position, field of view, pixels) defines it: error (0, 0), nothing drawn. Every later
+        raster of the same field is displaced by a fresh normal error of
+        ``registration_jitter_px`` per axis, drawn from ``rng``. The result is also kept as
+        :attr:`registration_px`.
+        """
+        j = self.config.registration_jitter_px
+        if field != self._field:
+            self._field = field
+            self.registration_px = (0.0, 0.0)
+        elif j > 0:
+            d = rng.normal(0.0, j, size=2)
+            self.registration_px = (float(d[0]), float(d[1]))
+        else:
+            self.registration_px = (0.0, 0.0)
+        return self.registration_px
 
     def set_pixels(self, pixels: int) -> None:
         if int(pixels) != pixels or not 8 <= pixels <= self.config.max_pixels:

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive
-from ..spectra import SPECIES
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive
+from simulators.spectra import SPECIES
 
 
 class Label(enum.IntEnum):
@@ -183,6 +183,12 @@ class Specimen(abc.ABC):
     @abc.abstractmethod
     def extent_um(self) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max) of the specimen's tissue in world um."""
+
+    def default_center_um(self) -> tuple[float, float]:
+        """A field centre (x, y) um with something to see, when the user names none: the
+        middle of :attr:`extent_um` (specimens with sparse objects override this)."""
+        x0, x1, y0, y1 = self.extent_um
+        return (x0 + x1) / 2, (y0 + y1) / 2
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe provenance (kind, seed, config) for run metadata."""

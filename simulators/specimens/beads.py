@@ -34,11 +34,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.integrate import quad
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
-from ..optics import FWHM_TO_SIGMA, axial_fraction
-from .base import Composition, Label, Specimen, Window
-from .cells import (PHASE_QUANTUM, SRS_AXIAL_FWHM_UM, LRUCache, lattice_of,
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
+from simulators.optics import FWHM_TO_SIGMA, axial_fraction
+from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens.cells import (PHASE_QUANTUM, SRS_AXIAL_FWHM_UM, LRUCache, lattice_of,
                     matern_ii_intensity, matern_ii_keep)
 
 BeadKind = Literal["lipid", "shg"]
@@ -237,6 +237,16 @@ class Beads(Specimen):
             raise SettingsError(f"this specimen has no {kind} beads; raise density_per_100um2 "
                                 "or change fraction_shg")
         return best[1]
+
+    def default_center_um(self) -> tuple[float, float]:
+        """Centre (x, y) um of the lipid bead nearest the slide centre (of any bead when
+        there is no lipid bead; the slide centre when there is no bead)."""
+        for kind in ("lipid", "any"):
+            try:
+                return self.nearest_bead(0.0, 0.0, kind).center_um
+            except SettingsError:
+                continue
+        return super().default_center_um()
 
     def integrated_signal_um2(self) -> float:
         """Exact ``integral f dA`` (um^2) of one bead's partial-volume map (see module doc)."""

@@ -40,11 +40,11 @@ from typing import Any, Callable, Hashable, Iterator, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
-from ..optics import Objective
-from .base import Composition, Label, Specimen, Window
-from .raster import ellipse_coverage, sphere_map, value_noise
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
+from simulators.optics import Objective
+from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens.raster import ellipse_coverage, sphere_map, value_noise
 
 #: Axial FWHM (um) of the SRS PSF at the paper's lipid channel (795.9 / 1031.0 nm, NA 1.2).
 SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])
@@ -631,6 +631,10 @@ class ExfoliatedCells(Specimen):
         at least one whole cell (CLI demos)."""
         r = self.nearest_cell(0.0, 0.0)
         return (r.x_um, r.y_um)
+
+    def default_center_um(self) -> tuple[float, float]:
+        """:meth:`first_cell_center`: a field centred here shows at least one whole cell."""
+        return self.first_cell_center()
 
     # -- rendering --------------------------------------------------------------------
     _FIELDS = ("lipid", "protein", "dna", "water", "pigment")

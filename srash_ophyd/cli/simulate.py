@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from simulators.errors import SettingsError
-from simulators.instrument import FieldResult, ProcessedField, build_simulator, process_field
+from simulators.instrument import (FieldResult, ProcessedField, build_simulator,
+                                   noise_generators, process_field)
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
 
 PHENOTYPES = ("normal", "NOA-SPT", "NOA-SPG", "NOA-SCO")
@@ -114,18 +115,9 @@ def _build(args: argparse.Namespace):
 
 
 def default_center(specimen) -> tuple[float, float]:
-    """A field centre with something to see: the specimen's own choice, else its middle."""
-    for name in ("default_center_um", "first_cell_center", "nearest_bead"):
-        fn = getattr(specimen, name, None)
-        if callable(fn):
-            try:
-                c = fn() if name != "nearest_bead" else fn(0.0, 0.0)
-            except TypeError:
-                continue
-            if c is not None:
-                return float(c[0]), float(c[1])
-    x0, x1, y0, y1 = specimen.extent_um
-    return (x0 + x1) / 2, (y0 + y1) / 2
+    """A field centre with something to see (:meth:`Specimen.default_center_um`)."""
+    x, y = specimen.default_center_um()
+    return float(x), float(y)
 
 
 def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bool,
@@ -221,7 +213,7 @@ def _short(values: list) -> str:
 
 def run_fov(args: argparse.Namespace) -> int:
     sim = _build(args)
-    rng = np.random.default_rng(args.noise_seed)
+    rng, _ = noise_generators(args.noise_seed)  # the frame generator a scan's detector uses
     t0 = time.perf_counter()
     field = sim.field(rng, shifts_cm1=args.shifts, pump_nm=args.pump_nm)
     elapsed = time.perf_counter() - t0
@@ -239,7 +231,7 @@ def run_stack(args: argparse.Namespace) -> int:
     if len(shifts) > 1000:
         raise SettingsError(f"{len(shifts)} bands requested: at most 1000 allowed")
     sim = _build(args)
-    rng = np.random.default_rng(args.noise_seed)
+    rng, _ = noise_generators(args.noise_seed)
     t0 = time.perf_counter()
     with tqdm(total=len(shifts), desc="stack", unit="band", disable=args.json or None,
               file=sys.stderr) as bar:

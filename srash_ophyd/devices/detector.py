@@ -239,7 +239,8 @@ class SRASHDetector(SimDevice):
                 "index": i, "raman_shift_cm1": frame.raman_shift_cm1, "pump_nm": frame.pump_nm,
                 "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
                 "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
-                "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES)}
+                "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES),
+                "registration_px": list(frame.registration_px)}
             try:
                 write_ome_tiff(path, data, channel_names=CHANNEL_NAMES,
                                pixel_size_um=win.pixel_um, position_um=(win.x_um, win.y_um),

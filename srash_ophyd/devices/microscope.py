@@ -25,11 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device
 
-from simulators.instrument import SRASHSimulator
+from simulators.instrument import SRASHSimulator, noise_generators
 from simulators.parts.lasers import check_power_safety as _sim_check_power_safety
 
 from .detector import SRASHDetector
@@ -79,9 +78,7 @@ class SRASHMicroscope(Device):
         self.data_dir = Path(data_dir)
         self._time_scale = check_time_scale(time_scale)
         self.noise_seed = int(noise_seed)
-        frame_ss, motion_ss = np.random.SeedSequence(self.noise_seed).spawn(2)
-        self.frame_rng = np.random.default_rng(frame_ss)
-        self.motion_rng = np.random.default_rng(motion_ss)
+        self.frame_rng, self.motion_rng = noise_generators(self.noise_seed)
         super().__init__(prefix, name=name, **kwargs)
 
     # ------------------------------------------------------------------ knobs

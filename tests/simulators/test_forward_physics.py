@@ -1,4 +1,5 @@
-"""Physical laws of the composed forward model, each against its formula (physics.md)."""
+"""Physical laws of the composed forward model, each against its formula
+(docs/physics-notes.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulators.errors import SafetyLimitError
-from simulators.instrument import ResponseConfig, SRASHSimulator, build_simulator, process_field
+from simulators.instrument import SRASHSimulator, build_simulator, process_field
 from simulators.parts.lasers import PumpLaserConfig, PumpLaserSim, StokesLaserConfig, StokesLaserSim
-from simulators.parts.scanner import GalvoScannerSim
+from simulators.parts.scanner import GalvoScannerSim, ScannerConfig
 from simulators.spectra import species_spectrum
 from tests.conftest import PointSpecimen, UniformSpecimen
 
-NO_JITTER = ResponseConfig(frame_jitter_px=0.0)
+NO_JITTER = ScannerConfig(registration_jitter_px=0.0)
 
 
 def quiet_sim(specimen, *, pixels=96, fov_um=20.0, averages=1, **kw) -> SRASHSimulator:
@@ -25,8 +26,8 @@ def quiet_sim(specimen, *, pixels=96, fov_um=20.0, averages=1, **kw) -> SRASHSim
         specimen,
         pump=PumpLaserSim(PumpLaserConfig(drift=0.0, power_ripple=0.0)),
         stokes=StokesLaserSim(StokesLaserConfig(drift=0.0)),
-        scanner=GalvoScannerSim(pixels=pixels, fov_um=fov_um, averages=averages),
-        response=kw.pop("response", NO_JITTER), **kw)
+        scanner=GalvoScannerSim(NO_JITTER, pixels=pixels, fov_um=fov_um, averages=averages),
+        **kw)
 
 
 def srs_signal(sim, rng, shift=2850.0) -> float:

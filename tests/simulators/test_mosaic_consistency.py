@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.instrument import ResponseConfig, build_simulator
+from simulators.instrument import build_simulator
+from simulators.parts.scanner import ScannerConfig
 from simulators.specimens import make_specimen
 
 SPEC = make_specimen("testis", 11, phenotype="normal")
@@ -18,7 +19,7 @@ CX, CY = (X0 + X1) / 2, (Y0 + Y1) / 2
 
 def sim_at(x, y, pixels=160, fov=48.0):
     return build_simulator(SPEC, pixels=pixels, fov_um=fov, averages=3, x_um=x, y_um=y,
-                           response=ResponseConfig(frame_jitter_px=0.0))
+                           scanner=ScannerConfig(registration_jitter_px=0.0))
 
 
 @settings(max_examples=8)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from simulators.specimens import SPECIMEN_KINDS, Label, make_specimen
 from srash_ophyd.cli import main
 from srash_ophyd.ometiff import read_ome_tiff
 
@@ -75,6 +76,21 @@ def test_stack_writes_one_channel_per_band(capsys, tmp_path):
     # lipid spectrum peaks near 2850 among these bands
     means = img.data.reshape(6, -1).mean(axis=1)
     assert int(np.argmax(means)) in (2, 3)
+
+
+@pytest.mark.parametrize("kind", SPECIMEN_KINDS)
+def test_default_field_centre_of_every_specimen(kind, capsys, tmp_path):
+    """Without --x-um/--y-um the field is centred where the specimen says there is
+    something to see (beads: the lipid bead nearest the slide centre)."""
+    truth = tmp_path / "t.ome.tif"
+    s = run_json(capsys, "simulate", "fov", "--specimen", kind, "--pixels", "32",
+                 "--fov-um", "20", "--truth", str(truth))
+    assert s["center_um"] == pytest.approx(list(make_specimen(kind, 0).default_center_um()))
+    if kind == "beads":  # 0.1 um beads: too small for a truth label at 0.6 um pixels
+        bead = make_specimen("beads", 0).nearest_bead(0.0, 0.0, "lipid")
+        assert s["center_um"] == pytest.approx([bead.x_um, bead.y_um])
+    else:
+        assert np.any(read_ome_tiff(truth).data[0] != Label.BACKGROUND)
 
 
 @pytest.mark.parametrize("argv,needle", [
