@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from simulators.specimens.base import Composition, Label, Specimen, Window
-from simulators.specimens.raster import sphere_map
+from simulators.specimens._raster import sphere_map
 
 settings.register_profile(
     "default", deadline=None, max_examples=25,

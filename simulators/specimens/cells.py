@@ -44,7 +44,7 @@ from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 from simulators.optics import Objective
 from simulators.specimens.base import Composition, Label, Specimen, Window
-from simulators.specimens.raster import ellipse_coverage, sphere_map, value_noise
+from simulators.specimens._raster import ellipse_coverage, sphere_map, value_noise
 
 #: Axial FWHM (um) of the SRS PSF at the paper's lipid channel (795.9 / 1031.0 nm, NA 1.2).
 SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])

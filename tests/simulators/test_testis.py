@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from simulators.errors import SettingsError
 from simulators.specimens.base import Label, Window
-from simulators.specimens.raster import ellipse_coverage, value_noise
+from simulators.specimens._raster import ellipse_coverage, value_noise
 from simulators.specimens.testis import (
     PHENOTYPES,
     TestisConfig,

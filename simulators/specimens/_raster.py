@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from ..optics import axial_fraction
-from .base import Window
+from simulators.optics import axial_fraction
+from simulators.specimens.base import Window
 
 
 def ellipse_coverage(window: Window, cx: float, cy: float, a: float, b: float,

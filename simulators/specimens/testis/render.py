@@ -49,12 +49,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_range
-from ..optics import Objective
-from ..spectra import SPECIES
-from .base import Composition, Label, Specimen, Window
-from .raster import _hash2, sphere_map
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_range
+from simulators.optics import Objective
+from simulators.spectra import SPECIES
+from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens._raster import _hash2, sphere_map
 
 #: Allowed phenotypes, in the order used for seeding.
 PHENOTYPES: tuple[str, ...] = ("normal", "NOA-SPT", "NOA-SPG", "NOA-SCO")
