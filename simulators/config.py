@@ -44,7 +44,7 @@ class ConfigMixin:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - names
         if unknown:
-            from .errors import SettingsError
+            from simulators.errors import SettingsError
 
             raise SettingsError(
                 f"unknown {cls.__name__} fields {sorted(unknown)}; allowed: {sorted(names)}"

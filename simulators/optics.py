@@ -1,7 +1,7 @@
 """Excitation PSFs of the objective for SRS and SHG, and their application to images.
 
-Gaussian approximation of the squared illumination PSF (Zipfel-Williams-Webb), physics.md
-section 5.1. Lengths in micrometres, wavelengths in nanometres:
+Gaussian approximation of the squared illumination PSF (Zipfel-Williams-Webb;
+docs/physics-notes.md, Optics). Lengths in micrometres, wavelengths in nanometres:
 
 .. math::
     \\mathrm{FWHM}_{xy}(\\mathrm{IPSF}^2) = 0.383\\,\\lambda / \\mathrm{NA}^{0.91}, \\qquad
@@ -21,8 +21,8 @@ from numpy.typing import NDArray
 from scipy.ndimage import correlate1d
 from scipy.special import erf
 
-from .config import ConfigMixin
-from .errors import SettingsError, check_positive, check_range
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
@@ -114,8 +114,13 @@ def axial_fraction(thickness_um: NDArray | float, fwhm_z_um: float) -> NDArray:
     For a sphere of diameter d centred on the focal plane, evaluating this at the chord
     length ``h = 2 sqrt(r^2 - rho^2)`` and blurring laterally gives exactly the 3-D
     convolution at focus (Gaussian PSF is separable): the partial-volume table of
-    physics.md section 5.3 (d = 0.5 um -> ~0.4 of bulk, d >= 2 um -> 1).
+    docs/physics-notes.md, Optics.
     """
     sigma = fwhm_z_um * FWHM_TO_SIGMA
     h = np.asarray(thickness_um, dtype=float)
     return erf(np.maximum(h, 0.0) / (2.0 * math.sqrt(2.0) * sigma))
+
+
+#: Axial FWHM (um) of the SRS PSF of the default objective at the paper's lipid channel
+#: (pump 795.9 nm, Stokes 1031.0 nm): the partial volume of droplets, beads and granules.
+SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])

@@ -3,7 +3,8 @@
 Species spectra are sums of Lorentzian bands (peak-normalised, ``Gamma`` = FWHM in cm^-1),
 scaled per unit mass relative to the lipid 2853 cm^-1 band (= 1), and convolved with the
 Gaussian instrument function of the ps pump/Stokes cross-correlation (default 8 cm^-1 FWHM).
-Band table: ``physics.md`` section 3.2 (positions sourced, widths/amplitudes estimates).
+Band table: docs/physics-notes.md, Raman shift and channels (positions sourced,
+widths/amplitudes estimates).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import voigt_profile
 
-from .errors import OutOfRangeError, SettingsError, check_positive
+from simulators.errors import OutOfRangeError, SettingsError, check_positive
 
 #: Species with a Raman spectrum in this module.
 SPECIES: tuple[str, ...] = ("lipid", "protein", "collagen", "dna", "water")
@@ -60,7 +61,8 @@ def raman_shift_cm1(pump_nm: ArrayLike, stokes_nm: ArrayLike = STOKES_NM_DEFAULT
     .. math:: \\Omega = 10^7/\\lambda_P - 10^7/\\lambda_S  \\quad [\\mathrm{cm^{-1}}, \\lambda\\ \\mathrm{in\\ nm}]
 
     With the paper's Stokes at 1031.0 nm, 795.9 / 790.9 nm give 2865.1 / 2944.5 cm^-1: the
-    paper's labels 2850 / 2930 are ~15 cm^-1 below the physical shift (physics.md section 1).
+    paper's labels 2850 / 2930 are ~15 cm^-1 below the physical shift
+    (docs/physics-notes.md, Raman shift and channels).
     """
     p = np.asarray(pump_nm, dtype=float)
     s = np.asarray(stokes_nm, dtype=float)
@@ -139,7 +141,7 @@ def response_matrix(
 ) -> NDArray:
     """Matrix ``M[k, j] = sigma_j(Omega_k)``: channel k's response to unit mass of species j.
 
-    With the physical shifts 2865.1 / 2944.5 cm^-1 this is physics.md's
+    With the physical shifts 2865.1 / 2944.5 cm^-1 this is
     ``[[0.693, 0.121], [0.411, 0.301]]``; at the nominal 2850 / 2930,
     ``[[0.957, 0.081], [0.584, 0.338]]``.
     """

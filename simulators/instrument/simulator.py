@@ -124,6 +124,14 @@ class SRASHSimulator:
 
         Scales as P^2 / (f_rep tau) and with dwell; see :func:`.contrast.shg_photons`.
         """
+        chi2, sources, photons_per_pass = self._shg_inputs(window, pump_mw, stokes_mw)
+        return contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
+                                    objective=self.objective, pixel_um=window.pixel_um)
+
+    def _shg_inputs(self, window: Window, pump_mw: float, stokes_mw: float
+                    ) -> tuple[NDArray[np.float32], list[tuple[float, float]], float]:
+        """chi2 map (padded window), SHG sources and dense-collagen photons per pass, read
+        from the instrument's current state."""
         comp, _ = self.composition(window)
         c = self.pump.config
         pulse = (2.0 / c.pulse_ps) * (80.0 / c.rep_rate_mhz) * self.pump.peak_power_factor
@@ -132,9 +140,7 @@ class SRASHSimulator:
             self.response, pump_nm=self.pump.wavelength_nm, stokes_nm=self.stokes.wavelength_nm,
             pump_mw=pump_mw, stokes_mw=stokes_mw,
             stokes_mean_square=self.eom.modulated_mean_square())
-        return contrast.shg_photons(
-            comp.chi2, sources, photons_per_pass=self.response.shg_photons_dense * pulse * dwell,
-            objective=self.objective, pixel_um=window.pixel_um)
+        return comp.chi2, sources, self.response.shg_photons_dense * pulse * dwell
 
     # ------------------------------------------------------------------ stage 3
     def srs_detect(self, modulation: NDArray, pump_mw: float, stokes_mw: float,
@@ -162,12 +168,23 @@ class SRASHSimulator:
         faults["modelock_lost"] = not self.pump.mode_locked
         return srs, faults, shift
 
-    def _shg_frame(self, rng: np.random.Generator, win: Window, pump_mw: float,
-                   stokes_mw: float, shift_px: tuple[float, float]
-                   ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+    def _shg_job(self, rng: np.random.Generator, win: Window, pump_mw: float,
+                 stokes_mw: float, shift_px: tuple[float, float]
+                 ) -> Callable[[], tuple[NDArray[np.float32], dict[str, Any]]]:
+        """The SHG (PMT) raster as a job for the worker thread. Everything it needs of the
+        instrument is read now, so the result does not depend on when the job runs (the
+        pump may be retuned for the next channel meanwhile)."""
+        chi2, sources, photons_per_pass = self._shg_inputs(win, pump_mw, stokes_mw)
         m = self.margin_px(win.pixel_um)
-        photons = detection.register(self.shg_photons(win, pump_mw, stokes_mw), m, shift_px)
-        return self.pmt.detect(photons, self.scanner.dwell_s, self.scanner.averages, rng)
+        objective, dwell_s, averages, pmt = (self.objective, self.scanner.dwell_s,
+                                             self.scanner.averages, self.pmt)
+
+        def job() -> tuple[NDArray[np.float32], dict[str, Any]]:
+            photons = contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
+                                           objective=objective, pixel_um=win.pixel_um)
+            return pmt.detect(detection.register(photons, m, shift_px), dwell_s, averages, rng)
+
+        return job
 
     # ------------------------------------------------------------------ acquisition
     def frame(self, rng: np.random.Generator, *, with_shg: bool = True) -> FrameResult:
@@ -179,6 +196,15 @@ class SRASHSimulator:
         generator for the PMT, the lock-in noise. The SHG frame (PMT) is recorded during the
         same raster, on a worker thread, when ``with_shg``; the draws do not depend on it.
         """
+        result, shg = self._raster(rng, with_shg=with_shg)
+        if shg is not None:
+            _collect_shg(result, shg)
+        return result
+
+    def _raster(self, rng: np.random.Generator, *, with_shg: bool
+                ) -> tuple[FrameResult, Future | None]:
+        """:meth:`frame` with the SHG still running: the frame (``shg`` None) and the
+        worker's future, for :func:`_collect_shg`."""
         check_power_safety(self.pump.power_mw, self.stokes.power_mw,
                            self.response.safety_limit_mw)
         win = self.window()
@@ -188,21 +214,17 @@ class SRASHSimulator:
         pmt_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
         fut: Future | None = None
         if with_shg:
-            self.composition(win)  # render on this thread (cache hit for the worker)
-            fut = self._executor().submit(self._shg_frame, pmt_rng, win, pump_mw, stokes_mw,
-                                          shift_px)
+            fut = self._executor().submit(
+                self._shg_job(pmt_rng, win, pump_mw, stokes_mw, shift_px))
         srs, faults, shift = self._srs_frame(rng, win, pump_mw, stokes_mw, shift_px)
-        shg = None
-        if fut is not None:
-            shg, pflags = fut.result()
-            faults.update(pflags)
         comp, _ = self.composition(win)
-        return FrameResult(
-            srs=srs, shg=shg, pump_nm=self.pump.wavelength_nm,
+        result = FrameResult(
+            srs=srs, shg=None, pump_nm=self.pump.wavelength_nm,
             stokes_nm=self.stokes.wavelength_nm, raman_shift_cm1=shift, pump_mw=pump_mw,
             stokes_mw=stokes_mw, faults=faults,
             time_s={"scan": self.scanner.acquisition_time_s}, window=win,
             truth=comp.crop(self.margin_px(win.pixel_um)), registration_px=shift_px)
+        return result, fut
 
     def tune_to(self, *, shift_cm1: float | None = None, pump_nm: float | None = None) -> float:
         """Tune the pump to a Raman shift or wavelength; returns the tuning time (s)."""
@@ -238,11 +260,17 @@ class SRASHSimulator:
         check_power_safety(self.pump.power_mw, self.stokes.power_mw, self.response.safety_limit_mw)
         frames: list[FrameResult] = []
         t_tune = 0.0
+        shg: Future | None = None
         for i, lam in enumerate(lams):
             t_tune += self.pump.tune(lam)
-            frames.append(self.frame(rng, with_shg=with_shg and i == 0))
+            # the frame's SHG keeps running on the worker while the next channel rasters
+            result, fut = self._raster(rng, with_shg=with_shg and i == 0)
+            frames.append(result)
+            shg = fut if fut is not None else shg
             if progress is not None:
                 progress(i + 1, len(lams))
+        if shg is not None:
+            _collect_shg(frames[0], shg)
         srs = [f.srs for f in frames]
         names = [f"SRS_{_label(s)}" for s in nominal]
         if with_shg:
@@ -362,6 +390,12 @@ def build_simulator(specimen: Specimen, *, pixels: int = 1200, fov_um: float = 3
     sim.pump.set_power(pump_mw)
     sim.stage.move(x=x_um, y=y_um)
     return sim
+
+
+def _collect_shg(frame: FrameResult, shg: Future) -> None:
+    """Wait for a raster's SHG frame and put it, and the PMT's fault flags, into ``frame``."""
+    frame.shg, flags = shg.result()
+    frame.faults.update(flags)
 
 
 def _label(shift: float) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +24,9 @@ class EOMConfig(ConfigMixin):
 class EOMSim:
     """Square-wave modulation of the Stokes beam.
 
-    ``frequency_hz`` (default 20 MHz = f_rep/4; physics.md s2.5: the paper's "80 MHz" is the
-    repetition rate, which cannot be demodulated), ``depth`` (0-1), ``enabled``.
+    ``frequency_hz`` (default 20 MHz = f_rep/4; the paper's "80 MHz" is the repetition
+    rate, which cannot be demodulated: docs/physics-notes.md, SRS signal chain),
+    ``depth`` (0-1), ``enabled``.
     """
 
     def __init__(self, config: EOMConfig | None = None, *, frequency_hz: float = 20e6,

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from ..config import ConfigMixin
-from ..errors import HardwareFault, SettingsError, check_positive, check_range
-from ..spectra import PUMP_RANGE_NM, STOKES_NM_DEFAULT
+from simulators.config import ConfigMixin
+from simulators.errors import HardwareFault, SettingsError, check_positive, check_range
+from simulators.spectra import PUMP_RANGE_NM, STOKES_NM_DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +62,7 @@ class PumpLaserSim:
                  wavelength_nm: float | None = None, power_mw: float = 40.0) -> None:
         self.config = config or PumpLaserConfig()
         if wavelength_nm is None:  # parked at 2850 cm^-1 with the default Stokes
-            from ..spectra import pump_nm_for_shift
+            from simulators.spectra import pump_nm_for_shift
 
             wavelength_nm = float(pump_nm_for_shift(2850.0, STOKES_NM_DEFAULT))
         self.wavelength_nm = self._check_wavelength(wavelength_nm)
@@ -181,8 +181,9 @@ class StokesLaserSim:
 
 
 def check_power_safety(pump_mw: float, stokes_mw: float, limit_mw: float = 150.0) -> None:
-    """Refuse a total power at the sample above ``limit_mw`` (photodamage, physics.md s6)."""
-    from ..errors import SafetyLimitError
+    """Refuse a total power at the sample above ``limit_mw`` (photodamage;
+    docs/physics-notes.md, Safety)."""
+    from simulators.errors import SafetyLimitError
 
     total = float(pump_mw) + float(stokes_mw)
     if total > limit_mw:

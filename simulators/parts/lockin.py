@@ -2,7 +2,7 @@
 
 Outputs are RMS-scaled as on commercial instruments and mapped to a +-10 V analog output
 (``10 V x X_in / sensitivity``) digitised by a 16-bit ADC; the image is the output sampled
-at the end of each pixel dwell. physics.md s2.3.
+at the end of each pixel dwell (docs/physics-notes.md, SRS signal chain).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import lfilter
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
 
 #: Full-scale sensitivities (V rms) in the usual 1-2-5 sequence, 1 uV ... 1 V.
 SENSITIVITIES_V: tuple[float, ...] = tuple(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..config import ConfigMixin
-from ..errors import check_positive, check_range
+from simulators.config import ConfigMixin
+from simulators.errors import check_positive, check_range
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 
@@ -16,7 +16,7 @@ class PhotodiodeConfig(ConfigMixin):
     """Responsivity (A/W at ~800 nm), fraction of the pump reaching the diode through the
     condenser and filter, DC photocurrent at which the diode/bias saturates (mA), laser RIN
     at f_mod (dBc/Hz) and input-referred electronic current noise (pA/sqrt(Hz)).
-    Defaults give 10 mA at 40 mW pump (physics.md s2.2)."""
+    Defaults give 10 mA at 40 mW pump (docs/physics-notes.md, SRS signal chain)."""
 
     responsivity_a_per_w: float = 0.5
     collection_efficiency: float = 0.5

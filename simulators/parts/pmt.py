@@ -1,4 +1,4 @@
-"""Photomultiplier (GaAsP) in analog mode for the SHG channel. physics.md s4.5."""
+"""Photomultiplier (GaAsP) in analog mode for the SHG channel (docs/physics-notes.md, SHG)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import ConfigMixin
-from ..errors import HardwareFault, check_positive, check_range
-from .photodiode import ELEMENTARY_CHARGE_C
+from simulators.config import ConfigMixin
+from simulators.errors import HardwareFault, check_positive, check_range
+from simulators.parts.photodiode import ELEMENTARY_CHARGE_C
 
 #: Photoelectrons per pixel above which the compound Poisson-Gamma charge is drawn from its
 #: Gaussian limit (skewness ~ 1/sqrt(lam) < 0.2).

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ..config import ConfigMixin
-from ..errors import HardwareFault, OutOfRangeError, check_positive
+from simulators.config import ConfigMixin
+from simulators.errors import HardwareFault, OutOfRangeError, check_positive
 
 AXES = ("x", "y", "z")
 
@@ -16,7 +16,7 @@ AXES = ("x", "y", "z")
 @dataclasses.dataclass(frozen=True)
 class StageConfig(ConfigMixin):
     """Travel limits (um, symmetric about 0 unless set), speed (um/s), settle time (s) and
-    repeatability (1-sigma position error of a move, um; physics.md s6: 1-2 um)."""
+    repeatability (1-sigma position error of a move, um; docs/physics-notes.md, Scanner)."""
 
     x_limits_um: tuple[float, float] = (-25000.0, 25000.0)
     y_limits_um: tuple[float, float] = (-25000.0, 25000.0)

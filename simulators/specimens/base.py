@@ -198,4 +198,10 @@ class Specimen(abc.ABC):
 
     def rng_for(self, *keys: int) -> np.random.Generator:
         """Independent deterministic generator for a sub-object (tile, tubule, cell...)."""
-        return np.random.default_rng([self.seed, *[int(k) & 0xFFFFFFFF for k in keys]])
+        return keyed_rng(self.seed, *keys)
+
+
+def keyed_rng(seed: int, *keys: int) -> np.random.Generator:
+    """Deterministic generator of sub-object ``keys`` (ints, taken modulo 2**32) of a
+    specimen with ``seed``: :meth:`Specimen.rng_for`."""
+    return np.random.default_rng([int(seed), *[int(k) & 0xFFFFFFFF for k in keys]])

@@ -36,10 +36,10 @@ from scipy.integrate import quad
 
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
-from simulators.optics import FWHM_TO_SIGMA, axial_fraction
+from simulators.optics import FWHM_TO_SIGMA, SRS_AXIAL_FWHM_UM, axial_fraction
+from simulators.specimens._raster import (PHASE_QUANTUM, LRUCache, lattice_of,
+                                          matern_ii_intensity, matern_ii_keep)
 from simulators.specimens.base import Composition, Label, Specimen, Window
-from simulators.specimens.cells import (PHASE_QUANTUM, SRS_AXIAL_FWHM_UM, LRUCache, lattice_of,
-                    matern_ii_intensity, matern_ii_keep)
 
 BeadKind = Literal["lipid", "shg"]
 
@@ -107,7 +107,7 @@ def sphere_pixel_average(x_um: float, y_um: float, radius_um: float, *, pixel_um
     """Pixel-averaged axial partial volume of one sphere centred on the focal plane.
 
     Lattice pixel ``G`` spans ``[(G + q/2**20) p, (G + 1 + q/2**20) p)`` (``qx, qy`` from
-    :func:`~.cells.lattice_of`). Sub-samples of pitch ``p / n``, ``n = max(2, ceil(8 p / r))``,
+    :func:`~._raster.lattice_of`). Sub-samples of pitch ``p / n``, ``n = max(2, ceil(8 p / r))``,
     sit on that lattice, so the result depends on the lattice only, not on a window. Returns
     ``(gx, gy, pv, footprint)``: the global index of the first column/row of the box the
     sphere touches, the box-mean of ``erf(h / (2 sqrt 2 sigma_z))`` (``h`` the chord) and the

@@ -1,6 +1,6 @@
 """Exfoliated epithelial cells (gastric brushing cytology) in aqueous medium.
 
-The hyperspectral-SRS specimen (physics.md sections 3.4, 8): flat, irregular cells of
+The hyperspectral-SRS specimen (docs/physics-notes.md, exfoliated-cell phantom): flat, irregular cells of
 15-40 um lying apart on a slide in water, each with a nucleus (DNA + protein, a little less
 lipid than the cytoplasm, chromatin texture, often a nucleolus), a protein-rich textured
 cytoplasm and 5-60 lipid droplets (0.4-2.5 um, partly clustered, slightly out of focus),
@@ -32,104 +32,26 @@ id (> 0, stable) wherever the cell coverage is >= 0.5.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
-from typing import Any, Callable, Hashable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
 
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
-from simulators.optics import Objective
+from simulators.optics import SRS_AXIAL_FWHM_UM
+from simulators.specimens._raster import (LRUCache, ellipse_coverage, lattice_of, lattice_window,
+                                          matern_ii_intensity, matern_ii_keep, sphere_map,
+                                          value_noise)
 from simulators.specimens.base import Composition, Label, Specimen, Window
-from simulators.specimens._raster import ellipse_coverage, sphere_map, value_noise
-
-#: Axial FWHM (um) of the SRS PSF at the paper's lipid channel (795.9 / 1031.0 nm, NA 1.2).
-SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])
 
 #: Pixels per side of a canonical render block.
 BLOCK_PX = 128
-#: Lattice phase quantum: phases are multiples of 1/2**20 pixel (~1e-6 pixel).
-PHASE_QUANTUM = 1 << 20
-
-_V = TypeVar("_V")
 
 
 # ----------------------------------------------------------------------------- helpers
-def lattice_of(window: Window) -> tuple[int, int, int, int]:
-    """Global lattice position of a window: ``(gx, gy, qx, qy)``.
-
-    The window's first column is global pixel ``gx`` of the lattice whose pixel ``G`` has its
-    left edge at ``(G + qx / 2**20) * pixel_um`` (same for rows). Windows that differ by whole
-    pixels get the same phase ``(qx, qy)``, so content computed on the lattice is identical
-    for them (float round-off of ``x_um`` is absorbed by the 1e-6-pixel phase quantum).
-    """
-    p = window.pixel_um
-    ax = int(round(window.x_um / p * PHASE_QUANTUM))
-    ay = int(round(window.y_um / p * PHASE_QUANTUM))
-    gx, qx = divmod(ax, PHASE_QUANTUM)
-    gy, qy = divmod(ay, PHASE_QUANTUM)
-    return gx, gy, qx, qy
-
-
-def lattice_window(gx: int, gy: int, qx: int, qy: int, nx: int, ny: int, pixel_um: float
-                   ) -> Window:
-    """The canonical :class:`Window` of ``nx x ny`` lattice pixels starting at ``(gx, gy)``."""
-    return Window((gx + qx / PHASE_QUANTUM) * pixel_um, (gy + qy / PHASE_QUANTUM) * pixel_um,
-                  int(nx), int(ny), pixel_um)
-
-
-class LRUCache:
-    """A small least-recently-used cache (``get_or(key, factory)``)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = int(maxsize)
-        self._d: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
-
-    def get_or(self, key: Hashable, factory: Callable[[], _V]) -> _V:
-        d = self._d
-        if key in d:
-            d.move_to_end(key)
-            return d[key]
-        value = factory()
-        d[key] = value
-        if len(d) > self.maxsize:
-            d.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def clear(self) -> None:
-        self._d.clear()
-
-
-def matern_ii_keep(x: NDArray, y: NDArray, prio: NDArray, hard_core_um: float) -> NDArray:
-    """Matern type-II thinning: keep a point unless a point within ``hard_core_um`` has a
-    higher priority (ties broken by index). Returns a boolean mask."""
-    n = x.size
-    if n == 0:
-        return np.zeros(0, bool)
-    d2 = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
-    close = d2 < hard_core_um**2
-    np.fill_diagonal(close, False)
-    idx = np.arange(n)
-    beats = (prio[None, :] > prio[:, None]) | ((prio[None, :] == prio[:, None])
-                                                & (idx[None, :] > idx[:, None]))
-    return ~np.any(close & beats, axis=1)
-
-
-def matern_ii_intensity(density: float, hard_core_um: float) -> float:
-    """Candidate intensity (per um^2) whose Matern-II thinning retains ``density`` per um^2.
-
-    Inverts ``density = (1 - exp(-lambda V)) / V`` with ``V = pi d^2``; needs ``density V < 1``.
-    """
-    v = math.pi * hard_core_um**2
-    return -math.log1p(-density * v) / v
-
-
 def _pair(name: str, value: Any, low: float, high: float, unit: str = "",
           integer: bool = False) -> tuple[float, float]:
     try:

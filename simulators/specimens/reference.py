@@ -4,7 +4,7 @@ A rectangle (default 10 x 10 mm centred on (0, 0)) filled with a uniform lipid-l
 ``lipid`` and ``water`` concentrations exactly constant inside, no texture, no chi2, label
 ``STANDARD`` and instance 1. Outside it is water medium (1.0), label ``BACKGROUND``. The
 rectangle's edges are anti-aliased (pixel-area coverage, separable), computed on the global
-pixel lattice (:func:`~.cells.lattice_of`) so overlapping windows agree exactly.
+pixel lattice (:func:`~._raster.lattice_of`) so overlapping windows agree exactly.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import dataclasses
 
 import numpy as np
 
-from ..config import ConfigMixin
-from ..errors import SettingsError, check_positive, check_range
-from .base import Composition, Label, Specimen, Window
-from .cells import PHASE_QUANTUM, lattice_of
+from simulators.config import ConfigMixin
+from simulators.errors import SettingsError, check_positive, check_range
+from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens._raster import PHASE_QUANTUM, lattice_of
 
 
 @dataclasses.dataclass(frozen=True)

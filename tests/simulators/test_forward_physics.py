@@ -82,7 +82,8 @@ def test_white_noise_std_matches_formula_and_falls_as_inverse_sqrt_averages(aver
 
 
 def test_relative_shot_noise_floor_matches_physics_numbers():
-    # physics.md s2.2: 10 mA, tau = 3 us, 2nd order -> sigma_rel ~ 1.2e-6 (shot noise only)
+    # docs/physics-notes.md, SRS signal chain: 10 mA, tau = 3 us, 2nd order
+    # -> sigma_rel ~ 1.2e-6 (shot noise only)
     sim = quiet_sim(UniformSpecimen(lipid=1.0))
     i = sim.photodiode.dc_current_a(40.0)
     assert i == pytest.approx(10e-3)
@@ -252,7 +253,7 @@ def test_modelock_loss_kills_nonlinear_signals_and_is_flagged():
 
 def test_lockin_R_output_on_pure_noise_is_rayleigh_biased():
     """R = sqrt(X^2 + Y^2) of noise alone has mean sigma sqrt(pi/2): the positive
-    'background' that background subtraction removes (physics.md s2.3)."""
+    'background' that background subtraction removes (docs/physics-notes.md, SRS signal chain)."""
     sim = quiet_sim(UniformSpecimen(), pixels=160, fov_um=5.0, averages=1)
     sim.lockin.set_output("R")
     sim.tune_to(shift_cm1=2850)
@@ -271,7 +272,8 @@ def test_lockin_R_output_on_pure_noise_is_rayleigh_biased():
 @pytest.mark.parametrize("d,table", [(0.3, 0.14), (0.5, 0.41), (0.75, 0.70), (1.0, 0.86),
                                      (1.5, 0.98), (2.0, 1.0)])
 def test_droplet_partial_volume_matches_physics_table(d, table):
-    """Peak SRS of a lipid droplet relative to bulk lipid, after the 3-D PSF (physics.md 5.3)."""
+    """Peak SRS of a lipid droplet relative to bulk lipid, after the 3-D PSF
+    (docs/physics-notes.md, Optics)."""
     px = 0.02
     pt = quiet_sim(PointSpecimen(d), pixels=200, fov_um=200 * px)
     bulk = quiet_sim(UniformSpecimen(lipid=1.0), pixels=200, fov_um=200 * px)

@@ -98,7 +98,7 @@ def test_photodiode_shot_noise_density():
     i = pd.dc_current_a(40)
     assert pd.noise_density_a_per_rthz(40) == pytest.approx(math.sqrt(2 * ELEMENTARY_CHARGE_C * i),
                                                             rel=1e-6)
-    # -165 dB/Hz relative shot noise at 10 mA (physics.md s2.2)
+    # -165 dB/Hz relative shot noise at 10 mA (docs/physics-notes.md, SRS signal chain)
     assert 10 * math.log10(2 * ELEMENTARY_CHARGE_C / i) == pytest.approx(-165, abs=0.5)
     assert not pd.saturated(40) and pd.saturated(120)
     assert pd.compression(40) > 0.99

@@ -1,4 +1,5 @@
-"""Raman shift, spectra, unmixing matrix and PSFs against the closed forms of physics.md."""
+"""Raman shift, spectra, unmixing matrix and PSFs against the closed forms of
+docs/physics-notes.md."""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def test_blur_conserves_mass(fwhm):
 
 
 def test_axial_partial_volume_table():
-    # physics.md s5.3: peak/bulk for a droplet of diameter d centred on focus (axial part)
+    # docs/physics-notes.md, Optics: peak/bulk for a droplet of diameter d centred on focus
+    # (axial part)
     fz = 0.738
     assert axial_fraction(2.0, fz) == pytest.approx(1.0, abs=0.01)
     assert axial_fraction(0.5, fz) < axial_fraction(1.0, fz) < axial_fraction(1.5, fz)
