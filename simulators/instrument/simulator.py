@@ -366,7 +366,8 @@ class SRASHSimulator:
                         "dwell_s": sc.dwell_s, "averages": sc.averages,
                         "bidirectional": sc.bidirectional,
                         "registration_px": list(sc.registration_px)},
-            "stage": {"config": self.stage.config.to_dict(), "position_um": dict(self.stage.position)},
+            "stage": {"config": self.stage.config.to_dict(),
+                      "position_um": dict(self.stage.position)},
         }
 
 

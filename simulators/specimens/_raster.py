@@ -345,7 +345,7 @@ def sphere_map(window: Window, xs: NDArray, ys: NDArray, radii: NDArray, *,
     return out
 
 
-# ----------------------------------------------------------------------------- lattice, packing, LRU
+# ------------------------------------------------------------------ lattice, packing, LRU
 def lattice_of(window: Window) -> tuple[int, int, int, int]:
     """Global lattice position of a window: ``(gx, gy, qx, qy)``.
 

@@ -1,10 +1,11 @@
 """Exfoliated epithelial cells (gastric brushing cytology) in aqueous medium.
 
-The hyperspectral-SRS specimen (docs/physics-notes.md, exfoliated-cell phantom): flat, irregular cells of
-15-40 um lying apart on a slide in water, each with a nucleus (DNA + protein, a little less
-lipid than the cytoplasm, chromatin texture, often a nucleolus), a protein-rich textured
-cytoplasm and 5-60 lipid droplets (0.4-2.5 um, partly clustered, slightly out of focus),
-sometimes a few pigment granules. Collagen (chi2) is zero everywhere.
+The hyperspectral-SRS specimen (docs/physics-notes.md, exfoliated-cell phantom): flat,
+irregular cells of 15-40 um lying apart on a slide in water, each with a nucleus (DNA +
+protein, a little less lipid than the cytoplasm, chromatin texture, often a nucleolus), a
+protein-rich textured cytoplasm and 5-60 lipid droplets (0.4-2.5 um, partly clustered,
+slightly out of focus), sometimes a few pigment granules. Collagen (chi2) is zero everywhere.
+Settings: :mod:`.config`; one cell's geometry: :mod:`.geometry`.
 
 Placement (lazy, deterministic). The slide is cut into square tiles; tile ``(i, j)`` draws a
 Poisson number of candidate cells from ``rng_for(0, i, j)``. Candidates are thinned by a
@@ -24,254 +25,30 @@ cached (LRU), so mosaics and repeated fields only copy memory.
 
 Truth labels (per pixel): ``CYTOPLASM`` where the cell's anti-aliased coverage is >= 0.5,
 ``NUCLEUS`` where in addition the nucleus coverage is >= 0.5, ``LIPID_DROPLET`` where the
-droplets' axial partial-volume map (:func:`~.raster.sphere_map`, clipped to 1) is >= 0.5,
-i.e. lipid fills at least half of the axial PSF there (droplets under ~0.6 um, or far out
-of focus, stay unlabelled: they are too faint to be called droplets). ``instance`` is the cell
-id (> 0, stable) wherever the cell coverage is >= 0.5.
+droplets' axial partial-volume map (:func:`~simulators.specimens._raster.sphere_map`,
+clipped to 1) is >= 0.5, i.e. lipid fills at least half of the axial PSF there (droplets
+under ~0.6 um, or far out of focus, stay unlabelled: they are too faint to be called
+droplets). ``instance`` is the cell id (> 0, stable) wherever the cell coverage is >= 0.5.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
 
-from simulators.config import ConfigMixin
-from simulators.errors import SettingsError, check_positive, check_range
-from simulators.optics import SRS_AXIAL_FWHM_UM
+from simulators.errors import SettingsError
 from simulators.specimens._raster import (LRUCache, ellipse_coverage, lattice_of, lattice_window,
                                           matern_ii_intensity, matern_ii_keep, sphere_map,
                                           value_noise)
 from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens.cells.config import CellsConfig
+from simulators.specimens.cells.geometry import CellRecord, Site, shape_factor
 
 #: Pixels per side of a canonical render block.
 BLOCK_PX = 128
-
-
-# ----------------------------------------------------------------------------- helpers
-def _pair(name: str, value: Any, low: float, high: float, unit: str = "",
-          integer: bool = False) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name} must be a (min, max) pair, got {value!r}") from None
-    check_range(f"{name} minimum", a, low, high, unit)
-    check_range(f"{name} maximum", b, low, high, unit)
-    if a > b:
-        raise SettingsError(f"{name} range ({a:g}, {b:g}) must have min <= max")
-    if integer:
-        if a != int(a) or b != int(b):
-            raise SettingsError(f"{name} range ({a:g}, {b:g}) must be whole numbers")
-        return int(a), int(b)  # type: ignore[return-value]
-    return a, b
-
-
-# ----------------------------------------------------------------------------- config
-@dataclasses.dataclass(frozen=True)
-class CellsConfig(ConfigMixin):
-    """Settings of :class:`ExfoliatedCells` (lengths in um, concentrations relative to pure
-    reference substances, ranges as ``(min, max)``).
-
-    ``density_per_mm2``: mean number of cells per mm^2 (500: ~5 cell centres in a 100 um
-    field); must leave room for the hard core, ``density * pi (d_min + gap)^2 < 0.9``.
-    ``diameter_um``: drawn cell diameter (the cell's largest extent); cells crowded by a
-    neighbour are made smaller, never below the minimum. ``gap_um``: least free space
-    between two cells. ``aspect``: minor/major axis ratio. ``irregularity``: amplitude of the
-    boundary's low harmonics (polygon-like outlines).
-    ``nucleus_diameter_um``: nucleus major diameter, capped at ``nucleus_max_fraction`` of
-    the cell's inscribed diameter. ``eccentric_probability``: chance that the nucleus sits
-    off centre. ``nucleolus_probability``: chance of one dense-protein nucleolus.
-    ``droplets_per_cell``: integer range (log-uniform draw); ``droplet_diameter_um``:
-    log-uniform; ``droplet_clustering``: fraction of droplets in 1-3 clusters;
-    ``droplet_lipid``: lipid density of a droplet (uniform draw); ``droplet_z_sd_um``: s.d. of
-    a droplet's distance from the focal plane.
-    ``cytoplasm_*`` / ``nucleus_*``: mean concentrations; ``texture``: relative amplitude of
-    the smooth cytoplasm texture (``texture_scale_um`` lattice pitch); ``cell_variation``:
-    relative cell-to-cell spread of the protein and lipid levels. Water fills the rest
-    (``1 - lipid - protein - dna``); the medium between cells is water 1.0.
-    ``pigment_granules``: mean number of pigment (transient-absorption) granules per cell,
-    of strength ``pigment_strength``. ``extent_um``: side of the square slide area centred on
-    (0, 0) that holds cells. ``axial_fwhm_um``: axial PSF FWHM for droplet partial volume.
-    """
-
-    density_per_mm2: float = 500.0
-    diameter_um: tuple[float, float] = (15.0, 40.0)
-    gap_um: float = 2.0
-    aspect: tuple[float, float] = (0.6, 1.0)
-    irregularity: float = 0.08
-    nucleus_diameter_um: tuple[float, float] = (6.0, 14.0)
-    nucleus_max_fraction: float = 0.55
-    eccentric_probability: float = 0.35
-    nucleolus_probability: float = 0.6
-    droplets_per_cell: tuple[int, int] = (5, 60)
-    droplet_diameter_um: tuple[float, float] = (0.4, 2.5)
-    droplet_clustering: float = 0.5
-    droplet_lipid: tuple[float, float] = (0.9, 1.0)
-    droplet_z_sd_um: float = 0.4
-    cytoplasm_protein: float = 0.25
-    cytoplasm_lipid: float = 0.05
-    nucleus_protein: float = 0.25
-    nucleus_dna: float = 0.2
-    nucleus_lipid: float = 0.015
-    texture: float = 0.2
-    texture_scale_um: float = 3.0
-    cell_variation: float = 0.15
-    pigment_granules: float = 0.5
-    pigment_strength: float = 0.3
-    extent_um: float = 4000.0
-    axial_fwhm_um: float = SRS_AXIAL_FWHM_UM
-
-    def __post_init__(self) -> None:
-        s = object.__setattr__
-        check_positive("cell density", self.density_per_mm2, "per mm^2")
-        s(self, "diameter_um", _pair("cell diameter", self.diameter_um, 3.0, 200.0, "um"))
-        check_range("gap between cells", self.gap_um, 0.0, 50.0, "um")
-        s(self, "aspect", _pair("cell aspect ratio", self.aspect, 0.2, 1.0))
-        check_range("boundary irregularity", self.irregularity, 0.0, 0.3)
-        s(self, "nucleus_diameter_um",
-          _pair("nucleus diameter", self.nucleus_diameter_um, 0.5, 100.0, "um"))
-        check_range("nucleus fraction of the cell", self.nucleus_max_fraction, 0.05, 0.8)
-        check_range("eccentric-nucleus probability", self.eccentric_probability, 0.0, 1.0)
-        check_range("nucleolus probability", self.nucleolus_probability, 0.0, 1.0)
-        s(self, "droplets_per_cell",
-          _pair("droplets per cell", self.droplets_per_cell, 0, 500, integer=True))
-        s(self, "droplet_diameter_um",
-          _pair("droplet diameter", self.droplet_diameter_um, 0.05, 10.0, "um"))
-        check_range("droplet clustering fraction", self.droplet_clustering, 0.0, 1.0)
-        s(self, "droplet_lipid", _pair("droplet lipid density", self.droplet_lipid, 0.0, 1.0))
-        check_range("droplet focus-offset s.d.", self.droplet_z_sd_um, 0.0, 5.0, "um")
-        for name in ("cytoplasm_protein", "cytoplasm_lipid", "nucleus_protein", "nucleus_dna",
-                     "nucleus_lipid"):
-            check_range(name.replace("_", " "), getattr(self, name), 0.0, 1.0)
-        check_range("texture amplitude", self.texture, 0.0, 0.9)
-        check_positive("texture scale", self.texture_scale_um, "um")
-        check_range("cell-to-cell variation", self.cell_variation, 0.0, 0.9)
-        hi = (1 + self.texture) * (1 + self.cell_variation)
-        if hi * (self.cytoplasm_protein + 2 * self.cytoplasm_lipid) > 1.0:
-            raise SettingsError("cytoplasm protein + lipid (with texture and variation) must "
-                                "stay below 1 (water fills the rest)")
-        if hi * (self.nucleus_protein + self.nucleus_dna + self.nucleus_lipid) > 1.0:
-            raise SettingsError("nucleus protein + dna + lipid (with texture and variation) "
-                                "must stay below 1 (water fills the rest)")
-        check_range("pigment granules per cell", self.pigment_granules, 0.0, 100.0)
-        check_range("pigment strength", self.pigment_strength, 0.0, 10.0)
-        check_range("slide extent", self.extent_um, 100.0, 100_000.0, "um")
-        check_positive("axial PSF FWHM", self.axial_fwhm_um, "um")
-        core = self.hard_core_um
-        fill = self.density_per_mm2 * 1e-6 * math.pi * core**2
-        if fill >= 0.9:
-            limit = 0.9 / (1e-6 * math.pi * core**2)
-            raise SettingsError(
-                f"cell density {self.density_per_mm2:g} per mm^2 too high for non-overlapping "
-                f"cells of >= {self.diameter_um[0]:g} um with {self.gap_um:g} um gaps; allowed: "
-                f"below {limit:.0f} per mm^2")
-
-    @property
-    def hard_core_um(self) -> float:
-        """Least centre-to-centre distance of two cells: min diameter + gap."""
-        return self.diameter_um[0] + self.gap_um
-
-
-# ----------------------------------------------------------------------------- records
-@dataclasses.dataclass(frozen=True, eq=False)
-class CellRecord:
-    """Geometry of one cell (world um). Droplet and granule arrays are (n,) float64.
-
-    The outline is ``r(theta) = scale * f(theta)`` around ``(x_um, y_um)`` with
-    ``f(theta) = e(theta) * (1 + sum_k amp_k cos(k theta + phase_k))`` and ``e`` the unit
-    ellipse of axis ratio ``aspect`` rotated by ``angle_rad``; ``radius_um`` = max r,
-    ``inner_radius_um`` = min r.
-    """
-
-    cell_id: int
-    x_um: float
-    y_um: float
-    radius_um: float
-    inner_radius_um: float
-    aspect: float
-    angle_rad: float
-    harmonics: tuple[tuple[int, float, float], ...]
-    scale: float
-    nucleus_xy_um: tuple[float, float]
-    nucleus_ab_um: tuple[float, float]
-    nucleus_angle_rad: float
-    nucleolus: tuple[float, float, float] | None  # (x, y, radius)
-    protein: float
-    lipid: float
-    droplet_x_um: NDArray[np.float64]
-    droplet_y_um: NDArray[np.float64]
-    droplet_radius_um: NDArray[np.float64]
-    droplet_z_um: NDArray[np.float64]
-    droplet_lipid: NDArray[np.float64]
-    granule_x_um: NDArray[np.float64]
-    granule_y_um: NDArray[np.float64]
-    granule_radius_um: NDArray[np.float64]
-
-    @property
-    def diameter_um(self) -> float:
-        """Largest extent of the cell (2 x max outline radius)."""
-        return 2.0 * self.radius_um
-
-    @property
-    def n_droplets(self) -> int:
-        return int(self.droplet_x_um.size)
-
-    def outline_radius(self, theta: NDArray | float) -> NDArray:
-        """Outline radius (um) along direction(s) ``theta`` (rad, from +x towards +y)."""
-        return self.scale * _shape_factor(np.asarray(theta, float), self.aspect,
-                                          self.angle_rad, self.harmonics)
-
-    def contains(self, x: NDArray | float, y: NDArray | float, margin_um: float = 0.0
-                 ) -> NDArray | bool:
-        """True where ``(x, y)`` lies at least ``margin_um`` inside the outline (radially)."""
-        if isinstance(x, float) and isinstance(y, float):  # fast scalar path (placement)
-            dx, dy = x - self.x_um, y - self.y_um
-            th = math.atan2(dy, dx)
-            t = th - self.angle_rad
-            e = 1.0 / math.sqrt(math.cos(t) ** 2 + (math.sin(t) / self.aspect) ** 2)
-            w = 1.0
-            for k, amp, ph in self.harmonics:
-                w += amp * math.cos(k * th + ph)
-            return math.hypot(dx, dy) + margin_um <= self.scale * e * w
-        dx = np.asarray(x, float) - self.x_um
-        dy = np.asarray(y, float) - self.y_um
-        return np.hypot(dx, dy) + margin_um <= self.outline_radius(np.arctan2(dy, dx))
-
-    def in_nucleus(self, x: NDArray | float, y: NDArray | float, grow_um: float = 0.0
-                   ) -> NDArray | bool:
-        """True where ``(x, y)`` lies inside the nucleus ellipse grown by ``grow_um``."""
-        if isinstance(x, float) and isinstance(y, float):
-            dx, dy = x - self.nucleus_xy_um[0], y - self.nucleus_xy_um[1]
-        else:
-            dx = np.asarray(x, float) - self.nucleus_xy_um[0]
-            dy = np.asarray(y, float) - self.nucleus_xy_um[1]
-        c, s = math.cos(self.nucleus_angle_rad), math.sin(self.nucleus_angle_rad)
-        u, v = dx * c + dy * s, -dx * s + dy * c
-        a, b = self.nucleus_ab_um
-        return (u / (a + grow_um)) ** 2 + (v / (b + grow_um)) ** 2 <= 1.0
-
-
-def _shape_factor(theta: NDArray, aspect: float, angle: float,
-                  harmonics: tuple[tuple[int, float, float], ...]) -> NDArray:
-    t = theta - angle
-    e = 1.0 / np.sqrt(np.cos(t) ** 2 + (np.sin(t) / aspect) ** 2)
-    w = np.ones_like(theta)
-    for k, amp, ph in harmonics:
-        w = w + amp * np.cos(k * theta + ph)
-    return e * w
-
-
-@dataclasses.dataclass(frozen=True)
-class _Site:
-    """A retained cell before its content is drawn."""
-
-    cell_id: int
-    x_um: float
-    y_um: float
-    radius_um: float
 
 
 # ----------------------------------------------------------------------------- specimen
@@ -330,10 +107,10 @@ class ExfoliatedCells(Specimen):
 
         return self._candidates.get_or((i, j), make)
 
-    def _tile_sites(self, i: int, j: int) -> list[_Site]:
+    def _tile_sites(self, i: int, j: int) -> list[Site]:
         """Retained, size-adjusted cells whose centre lies in tile ``(i, j)``."""
 
-        def make() -> list[_Site]:
+        def make() -> list[Site]:
             c = self.config
             parts = [self._tile_candidates(i + di, j + dj)
                      for dj in (-1, 0, 1) for di in (-1, 0, 1)]
@@ -352,15 +129,15 @@ class ExfoliatedCells(Specimen):
                     (rs, is_), (rl, _) = sorted([(r0[k], ids[k]), (r0[m], ids[m])])
                     small = min(rs, max(rmin, avail * rs / (rs + rl)))
                     r = min(r, small if ids[k] == is_ else avail - small)
-                sites.append(_Site(int(ids[k]), float(x[k]), float(y[k]), float(r)))
+                sites.append(Site(int(ids[k]), float(x[k]), float(y[k]), float(r)))
             return sites
 
         return self._sites.get_or((i, j), make)
 
-    def _record(self, site: _Site) -> CellRecord:
+    def _record(self, site: Site) -> CellRecord:
         return self._records.get_or(site.cell_id, lambda: self._make_record(site))
 
-    def _make_record(self, site: _Site) -> CellRecord:
+    def _make_record(self, site: Site) -> CellRecord:
         c = self.config
         rng = self.rng_for(1, site.cell_id)
         cx, cy, R = site.x_um, site.y_um, site.radius_um
@@ -371,7 +148,7 @@ class ExfoliatedCells(Specimen):
         phs = rng.uniform(0, 2 * math.pi, len(ks))
         harm = tuple((k, float(a), float(p)) for k, a, p in zip(ks, amps, phs))
         th = np.linspace(0, 2 * math.pi, 1440, endpoint=False)
-        f = _shape_factor(th, aspect, angle, harm)
+        f = shape_factor(th, aspect, angle, harm)
         scale = R / float(f.max())
         rin = scale * float(f.min())
         # nucleus
@@ -529,7 +306,7 @@ class ExfoliatedCells(Specimen):
         """The cell whose centre is nearest to ``(x_um, y_um)``."""
         t = self._tile_um
         ci, cj = math.floor(x_um / t), math.floor(y_um / t)
-        best: tuple[float, _Site] | None = None
+        best: tuple[float, Site] | None = None
         for ring in range(0, 2 * self._ntiles + 2):
             if best is not None and best[0] < (ring - 1) * t:
                 break
