@@ -63,7 +63,7 @@ def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, n
                  "shutters": [repr(s) for s in shutters], "num": int(num)}
     _md = _base_md("dark_frames", plan_args, detectors, [], md)
     _md.update({"calibration": "dark", "num_points": int(num),
-                "num_intervals": int(num) - 1, "shutters": [s.name for s in shutters]})
+                "num_intervals": int(num) - 1, "shutters": [getattr(s, "name", repr(s)) for s in shutters]})
     _md.update(md or {})
 
     def gen():

@@ -2,7 +2,7 @@
 
 Pure Python (no bluesky, no devices), so a dry run, a CLI preview and the plan share it.
 
-Conventions (``docs/architecture.md``): stage +x = image column +1, stage +y = image row +1.
+Conventions (README, "Conventions"): stage +x = image column +1, stage +y = image row +1.
 Tile (``r``, ``c``) of a ``rows x cols`` grid has its field centre at
 
 .. math::
@@ -88,11 +88,10 @@ class TileGrid:
     @property
     def order(self) -> list[tuple[int, int]]:
         """(row, col) of the tiles in acquisition order."""
-        out = []
+        out: list[tuple[int, int]] = []
         for r in range(self.rows):
-            cols = range(self.cols)
-            if self.snake and r % 2 == 1:
-                cols = reversed(cols)
+            reverse = self.snake and r % 2 == 1
+            cols = range(self.cols - 1, -1, -1) if reverse else range(self.cols)
             out.extend((r, c) for c in cols)
         return out
 

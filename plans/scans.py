@@ -20,6 +20,7 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from .contract import PROTEIN_CM1
 from .grid import TileGrid, tile_grid
 from .markers import FieldMarker
 from .stubs import (DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, failures_explained,
@@ -89,7 +90,7 @@ class SurveyResult:
 
 def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable,
                  grid: TileGrid, *, pixels: Movable | None = None, survey_pixels: int = 24,
-                 shift_cm1: float = 2930.0, threshold: float = 0.025,
+                 shift_cm1: float = PROTEIN_CM1, threshold: float = 0.025,
                  background: float | None = None, shutters: Sequence[Movable] = (),
                  key: str | None = None, md: Mapping | None = None
                  ) -> MsgGenerator[SurveyResult]:

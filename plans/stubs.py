@@ -37,19 +37,13 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable, Reading, Triggerable
 from bluesky.utils import FailedStatus, MsgGenerator, separate_devices, short_uid
 
+from .contract import (COMPOSITE_CHANNELS, DEFAULT_SHIFTS_CM1, DETECTOR_CHANNELS, SHG_CHANNEL,
+                       SRS_CHANNEL)
 from .markers import FieldMarker
 
 __all__ = ["COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "acquire_frame",
            "composite_recipe", "explain_failures", "failures_explained", "srash_field", "tune_raman_shift"]
 
-#: The SRASH field: SRS at the CH2 (lipid) and CH3 (protein) bands, cm^-1.
-DEFAULT_SHIFTS_CM1: tuple[float, float] = (2850.0, 2930.0)
-
-#: Channel names of the detector's frame, in order (image axis 0).
-DETECTOR_CHANNELS: tuple[str, str] = ("SRS", "SHG")
-
-#: Names of the 3-channel SRASH composite.
-COMPOSITE_CHANNELS: tuple[str, str, str] = ("SRS 2850", "SRS 2930", "SHG")
 
 class DeviceFailure(FailedStatus):
     """A device's status failed; the message is the device's own reason (e.g. the PMT's
@@ -126,7 +120,7 @@ def composite_recipe(shifts_cm1: Sequence[float]) -> dict[str, Any]:
     channel per shift, then SHG from the first shift's frame.
     """
     shifts = [float(s) for s in shifts_cm1]
-    names = [f"SRS {s:g}" for s in shifts] + ["SHG"]
+    names = [SRS_CHANNEL.format(s) for s in shifts] + [SHG_CHANNEL]
     sources = [[i, 0] for i in range(len(shifts))] + [[0, 1]]
     return {"channels": names, "sources": sources, "shifts_cm1": shifts,
             "detector_channels": list(DETECTOR_CHANNELS),
@@ -223,7 +217,7 @@ def srash_field(detectors: Sequence[Readable], raman: Movable, *,
     marker = _DEFAULT_MARKER if marker is None else marker
     if field_index is not None:
         marker.field_index = int(field_index)
-    readables = [*detectors, raman, *extra_readables, marker]
+    readables: list[Any] = [*detectors, raman, *extra_readables, marker]
     out = []
     for i, shift in enumerate(shifts):
         marker.set_shift(i, shift)
