@@ -58,7 +58,9 @@ SPECIES_BANDS: Mapping[str, tuple[float, tuple[Band, ...]]] = {
 def raman_shift_cm1(pump_nm: ArrayLike, stokes_nm: ArrayLike = STOKES_NM_DEFAULT) -> NDArray:
     """Raman shift probed by a pump/Stokes pair.
 
-    .. math:: \\Omega = 10^7/\\lambda_P - 10^7/\\lambda_S  \\quad [\\mathrm{cm^{-1}}, \\lambda\\ \\mathrm{in\\ nm}]
+    .. math::
+        \\Omega = 10^7/\\lambda_P - 10^7/\\lambda_S
+        \\quad [\\mathrm{cm^{-1}}, \\lambda\\ \\mathrm{in\\ nm}]
 
     With the paper's Stokes at 1031.0 nm, 795.9 / 790.9 nm give 2865.1 / 2944.5 cm^-1: the
     paper's labels 2850 / 2930 are ~15 cm^-1 below the physical shift

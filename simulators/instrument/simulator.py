@@ -40,8 +40,12 @@ from simulators.instrument.response import ResponseConfig
 from simulators.instrument.results import FieldResult, FrameResult, merge_faults
 from simulators.optics import Objective
 from simulators.parts.eom import EOMSim
-from simulators.parts.lasers import (PumpLaserSim, StokesLaserConfig, StokesLaserSim,
-                                     check_power_safety)
+from simulators.parts.lasers import (
+    PumpLaserSim,
+    StokesLaserConfig,
+    StokesLaserSim,
+    check_power_safety,
+)
 from simulators.parts.lockin import LockInSim
 from simulators.parts.photodiode import ELEMENTARY_CHARGE_C, PhotodiodeSim
 from simulators.parts.pmt import PMTSim
@@ -49,6 +53,7 @@ from simulators.parts.scanner import GalvoScannerSim, ScannerConfig
 from simulators.parts.stage import XYZStageSim
 from simulators.specimens.base import Composition, Specimen, Window
 from simulators.spectra import pump_nm_for_shift, raman_shift_cm1
+
 
 def noise_generators(noise_seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """The instrument's two independent generators for a noise seed: ``(frames, motion)``.
@@ -230,8 +235,11 @@ class SRASHSimulator:
         """Tune the pump to a Raman shift or wavelength; returns the tuning time (s)."""
         if (shift_cm1 is None) == (pump_nm is None):
             raise SettingsError("give exactly one of shift_cm1 or pump_nm")
-        lam = float(pump_nm_for_shift(shift_cm1, self.stokes.wavelength_nm)) if pump_nm is None \
-            else float(pump_nm)
+        if pump_nm is None:
+            assert shift_cm1 is not None  # exactly one of the two is given (checked above)
+            lam = float(pump_nm_for_shift(shift_cm1, self.stokes.wavelength_nm))
+        else:
+            lam = float(pump_nm)
         return self.pump.tune(lam)
 
     def field(self, rng: np.random.Generator, *, shifts_cm1: Sequence[float] | None = None,

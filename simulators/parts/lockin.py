@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -113,6 +114,11 @@ class LockInSim:
     def settle_time_s(self) -> float:
         """~99 % settling: 5 tau (1st order) ... 10 tau (4th and higher)."""
         return self.tau_s * min(10.0, 5.0 + 5.0 * (self.order - 1) / 3.0)
+
+    @overload
+    def volts_out(self, x_in_v: NDArray) -> NDArray: ...
+    @overload
+    def volts_out(self, x_in_v: float) -> float: ...
 
     def volts_out(self, x_in_v: NDArray | float) -> NDArray | float:
         """Analog output (V) for an input-referred rms amplitude (V) incl. the offset."""

@@ -82,7 +82,8 @@ class PMTSim:
         Per pixel: ``N_pe ~ Poisson(lam)``, ``lam = averages (QE photons + dark dwell)``;
         anode charge ``Q ~ Gamma(N_pe k, G/k)`` with ``k = 1/(F-1)`` (exact sum of N_pe
         single-electron gains); above ``LAMBDA_CLT`` photoelectrons the (then Gaussian) sum
-        is drawn from its exact mean ``lam G`` and variance ``lam G^2 F``; ``V = Q / (averages dwell) x R_t + offset + N(0, s_el/sqrt(avg))``.
+        is drawn from its exact mean ``lam G`` and variance ``lam G^2 F``;
+        ``V = Q / (averages dwell) x R_t + offset + N(0, s_el/sqrt(avg))``.
         Faults: overlight trip when a line's mean anode current exceeds the limit (the rest of
         the frame reads the offset only, ``tripped`` latches); pixels above the linearity
         limit or the output range are compressed/clipped and *counted*.

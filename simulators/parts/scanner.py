@@ -175,6 +175,6 @@ def _vignetting(pixels: int, fov_um: float, r0_um: float) -> NDArray[np.float32]
     c = (np.arange(pixels) + 0.5 - pixels / 2) * (fov_um / pixels)
     r2 = c[None, :] ** 2 + c[:, None] ** 2
     g = (1.0 + r2 / r0_um**2) ** -2
-    g = g.astype(np.float32)
-    g.flags.writeable = False
-    return g
+    g32 = g.astype(np.float32)
+    g32.flags.writeable = False
+    return g32

@@ -86,11 +86,11 @@ class Window(ConfigMixin):
         x0, x1, y0, y1 = self.extent_um
         return ((x0 + x1) / 2, (y0 + y1) / 2)
 
-    def xs(self) -> NDArray[np.float64]:
+    def xs(self) -> NDArray[np.floating]:
         """World x (um) of each column centre, shape (nx,)."""
         return self.x_um + (np.arange(self.nx) + 0.5) * self.pixel_um
 
-    def ys(self) -> NDArray[np.float64]:
+    def ys(self) -> NDArray[np.floating]:
         """World y (um) of each row centre, shape (ny,)."""
         return self.y_um + (np.arange(self.ny) + 0.5) * self.pixel_um
 

@@ -37,8 +37,13 @@ from scipy.integrate import quad
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 from simulators.optics import FWHM_TO_SIGMA, SRS_AXIAL_FWHM_UM, axial_fraction
-from simulators.specimens._raster import (PHASE_QUANTUM, LRUCache, lattice_of,
-                                          matern_ii_intensity, matern_ii_keep)
+from simulators.specimens._raster import (
+    PHASE_QUANTUM,
+    LRUCache,
+    lattice_of,
+    matern_ii_intensity,
+    matern_ii_keep,
+)
 from simulators.specimens.base import Composition, Label, Specimen, Window
 
 BeadKind = Literal["lipid", "shg"]

@@ -15,8 +15,8 @@ import numpy as np
 
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
-from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens._raster import PHASE_QUANTUM, lattice_of
+from simulators.specimens.base import Composition, Label, Specimen, Window
 
 
 @dataclasses.dataclass(frozen=True)

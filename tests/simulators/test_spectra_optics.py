@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from simulators.errors import OutOfRangeError, SettingsError
 from simulators.optics import Objective, axial_fraction, blur, pixel_integrated_gaussian_kernel
-from simulators.spectra import (pump_nm_for_shift, raman_shift_cm1, response_matrix,
-                                species_spectrum)
+from simulators.spectra import pump_nm_for_shift, raman_shift_cm1, response_matrix, species_spectrum
 
 
 def test_paper_wavelengths_give_physical_shifts_15_cm1_above_labels():

@@ -70,13 +70,15 @@ class CellRecord:
             for k, amp, ph in self.harmonics:
                 w += amp * math.cos(k * th + ph)
             return math.hypot(dx, dy) + margin_um <= self.scale * e * w
-        dx = np.asarray(x, float) - self.x_um
-        dy = np.asarray(y, float) - self.y_um
-        return np.hypot(dx, dy) + margin_um <= self.outline_radius(np.arctan2(dy, dx))
+        ax = np.asarray(x, float) - self.x_um
+        ay = np.asarray(y, float) - self.y_um
+        return np.hypot(ax, ay) + margin_um <= self.outline_radius(np.arctan2(ay, ax))
 
     def in_nucleus(self, x: NDArray | float, y: NDArray | float, grow_um: float = 0.0
                    ) -> NDArray | bool:
         """True where ``(x, y)`` lies inside the nucleus ellipse grown by ``grow_um``."""
+        dx: float | NDArray
+        dy: float | NDArray
         if isinstance(x, float) and isinstance(y, float):
             dx, dy = x - self.nucleus_xy_um[0], y - self.nucleus_xy_um[1]
         else:

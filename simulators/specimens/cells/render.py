@@ -34,15 +34,22 @@ droplets). ``instance`` is the cell id (> 0, stable) wherever the cell coverage 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
 
 from simulators.errors import SettingsError
-from simulators.specimens._raster import (LRUCache, ellipse_coverage, lattice_of, lattice_window,
-                                          matern_ii_intensity, matern_ii_keep, sphere_map,
-                                          value_noise)
+from simulators.specimens._raster import (
+    LRUCache,
+    ellipse_coverage,
+    lattice_of,
+    lattice_window,
+    matern_ii_intensity,
+    matern_ii_keep,
+    sphere_map,
+    value_noise,
+)
 from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens.cells.config import CellsConfig
 from simulators.specimens.cells.geometry import CellRecord, Site, shape_factor
@@ -168,11 +175,13 @@ class ExfoliatedCells(Specimen):
             d2 = float(rng.uniform(0, 2 * math.pi))
             nucleolus = (nx + o2 * math.cos(d2), ny + o2 * math.sin(d2), rn)
         lev = 1.0 + c.cell_variation * rng.uniform(-1.0, 1.0, 2)
-        base = dict(cell_id=site.cell_id, x_um=cx, y_um=cy, radius_um=R, inner_radius_um=rin,
-                    aspect=aspect, angle_rad=angle, harmonics=harm, scale=scale,
-                    nucleus_xy_um=(nx, ny), nucleus_ab_um=(an, bn), nucleus_angle_rad=nang,
-                    nucleolus=nucleolus, protein=c.cytoplasm_protein * float(lev[0]),
-                    lipid=c.cytoplasm_lipid * float(lev[1]))
+        # keyword arguments of CellRecord shared by the probe and the result (hence Any)
+        base: dict[str, Any] = dict(
+            cell_id=site.cell_id, x_um=cx, y_um=cy, radius_um=R, inner_radius_um=rin,
+            aspect=aspect, angle_rad=angle, harmonics=harm, scale=scale,
+            nucleus_xy_um=(nx, ny), nucleus_ab_um=(an, bn), nucleus_angle_rad=nang,
+            nucleolus=nucleolus, protein=c.cytoplasm_protein * float(lev[0]),
+            lipid=c.cytoplasm_lipid * float(lev[1]))
         empty = np.zeros(0)
         probe = CellRecord(**base, droplet_x_um=empty, droplet_y_um=empty,
                            droplet_radius_um=empty, droplet_z_um=empty, droplet_lipid=empty,
@@ -343,9 +352,10 @@ class ExfoliatedCells(Specimen):
         gx, gy, qx, qy = lattice_of(window)
         nx, ny, p = window.nx, window.ny, window.pixel_um
         comp = Composition.empty(window)
-        dst = {"lipid": comp.concentrations["lipid"], "protein": comp.concentrations["protein"],
-               "dna": comp.concentrations["dna"], "water": comp.concentrations["water"],
-               "pigment": comp.pigment, "labels": comp.labels, "instance": comp.instance}
+        dst: dict[str, NDArray] = {
+            "lipid": comp.concentrations["lipid"], "protein": comp.concentrations["protein"],
+            "dna": comp.concentrations["dna"], "water": comp.concentrations["water"],
+            "pigment": comp.pigment, "labels": comp.labels, "instance": comp.instance}
         B = BLOCK_PX
         for by in range(gy // B, (gy + ny - 1) // B + 1):
             r0, r1 = max(gy, by * B), min(gy + ny, (by + 1) * B)

@@ -8,8 +8,12 @@ Modules: :mod:`.config` (phenotypes, one patient's parameters and their distribu
 from __future__ import annotations
 
 from simulators.specimens._raster import noise_grid, noise_points, stamp_ellipses
-from simulators.specimens.testis.config import (GERM_CELLS, MAX_DROPLET_DENSITY, PHENOTYPES,
-                                                TestisConfig)
+from simulators.specimens.testis.config import (
+                                                GERM_CELLS,
+                                                MAX_DROPLET_DENSITY,
+                                                PHENOTYPES,
+                                                TestisConfig,
+)
 from simulators.specimens.testis.geometry import Tubule
 from simulators.specimens.testis.render import TestisSection
 

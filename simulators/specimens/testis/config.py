@@ -241,7 +241,8 @@ class TestisConfig(ConfigMixin):
             raise SettingsError(f"patient seed must be an integer >= 0, got {seed!r}")
         rng = np.random.default_rng([int(seed), _S_PATIENT, PHENOTYPES.index(phenotype)])
         rngs = _PATIENT_RANGES[phenotype]
-        v = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in rngs.items()}
+        # keyword arguments of float fields, keyed by field name (hence Any for **v below)
+        v: dict[str, Any] = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in rngs.items()}
         dfac = v.pop("droplet_density_factor")
         base_density = float(rng.uniform(0.75, 0.88))
         lo, hi = _DIAMETER_RANGE[phenotype]

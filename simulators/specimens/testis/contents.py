@@ -260,7 +260,7 @@ def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
             if (t := g.tubule(i + di, j + dj)) is not None]
     noa = c.phenotype != "normal"
 
-    def outside(x: NDArray, y: NDArray, margin: float) -> NDArray:
+    def outside(x: NDArray, y: NDArray, margin: float | NDArray) -> NDArray:
         ok = g.tissue_at(x, y)
         for t in near:
             ok &= t.radius_at(x, y) > t.b_um + margin

@@ -75,7 +75,7 @@ class Tubule(ConfigMixin):
         h = ((a - b) / (a + b)) ** 2
         return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
-    def to_world(self, rho: NDArray, phi: NDArray) -> tuple[NDArray, NDArray]:
+    def to_world(self, rho: float | NDArray, phi: NDArray) -> tuple[NDArray, NDArray]:
         """World (x, y) of unstretched-frame polar points (radius ``rho`` um, angle ``phi``)."""
         u = self.axis_ratio * rho * np.cos(phi)
         v = rho * np.sin(phi)

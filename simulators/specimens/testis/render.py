@@ -40,14 +40,23 @@ from numpy.typing import NDArray
 
 from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
-from simulators.spectra import SPECIES
 from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
 from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens.testis.config import TestisConfig, check_phenotype
-from simulators.specimens.testis.contents import (EPI, INT, LEY, LIPID_LABEL_MIN, NUC, PDROP,
-                                                  WALL, leydig_clusters, leydig_may_touch,
-                                                  tubule_contents)
+from simulators.specimens.testis.contents import (
+    EPI,
+    INT,
+    LEY,
+    LIPID_LABEL_MIN,
+    NUC,
+    PDROP,
+    WALL,
+    leydig_clusters,
+    leydig_may_touch,
+    tubule_contents,
+)
 from simulators.specimens.testis.geometry import N_TEX, N_WALL, SectionGeometry, Tubule
+from simulators.spectra import SPECIES
 
 _F32 = np.float32
 
@@ -58,8 +67,9 @@ def _cat(parts: list[NDArray], width: int) -> NDArray:
 
 
 def _clear(comp: Composition) -> None:
-    for v in (*comp.concentrations.values(), comp.chi2, comp.pigment, comp.labels,
-              comp.instance):
+    arrays: tuple[NDArray, ...] = (*comp.concentrations.values(), comp.chi2, comp.pigment,
+                                    comp.labels, comp.instance)
+    for v in arrays:
         v[...] = 0
 
 
@@ -367,6 +377,7 @@ class TestisSection(Specimen):
         nuc_parts, ld_parts, pd_parts, lf_parts, cell_parts = [], [], [], [], []
         for t in tubs:
             cont = self._contents(*t.cell)
+            assert cont is not None  # tubs holds only lattice cells that have a tubule
             nuc_parts.append(cont["nuc"])
             ld_parts.append(cont["ld"])
             pd_parts.append(cont["pd"])

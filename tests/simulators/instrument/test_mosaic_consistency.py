@@ -50,7 +50,8 @@ def test_overlapping_fields_agree_up_to_noise(dc, dr):
     # the lock-in filter correlates neighbouring pixels along x: count half as many
     # independent samples when bounding the mean difference (5 standard errors)
     n_eff = diff.size / 2
-    assert abs(float(diff.mean())) < 4 * 0.005 * abs(scale) + 5 * float(diff.std()) / math.sqrt(n_eff)
+    assert abs(float(diff.mean())) < (4 * 0.005 * abs(scale)
+                                      + 5 * float(diff.std()) / math.sqrt(n_eff))
     assert float(diff.std()) < 1.25 * math.sqrt(2) * sigma + 0.02 * float(np.std(va[ra, ca]))
 
 

@@ -74,7 +74,8 @@ def test_pmt_charge_statistics_show_excess_noise_factor(photons, F):
     v, flags = pmt.detect(np.full((200, 200), photons, np.float32), 10e-6, 1, rng)
     v = v.astype(np.float64)
     n_pe = pmt.config.qe * photons
-    mean_expected = n_pe * pmt.gain * ELEMENTARY_CHARGE_C / 10e-6 * pmt.config.transimpedance_v_per_a
+    mean_expected = (n_pe * pmt.gain * ELEMENTARY_CHARGE_C / 10e-6
+                     * pmt.config.transimpedance_v_per_a)
     # relative standard error of the mean of N = 40 000 pixels: sqrt(F / (QE n N)); a fixed
     # 1 % is about one standard error at a few photons (photons=1.25, F=1.97 was off 1.02 %)
     rel = max(0.01, 4.0 * math.sqrt(F / (n_pe * v.size)))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.errors import SettingsError
-from simulators.specimens.base import Label, Window
 from simulators.specimens._raster import ellipse_coverage, value_noise
+from simulators.specimens.base import Label, Window
 from simulators.specimens.testis import (
     PHENOTYPES,
     TestisConfig,
