@@ -6,9 +6,9 @@ Measures, in this one run, with ``torch.set_num_threads(--threads)`` (default 2)
 (a) one 1200 x 1200 composite end to end: ``extract_patches`` (300 px, stride 100) ->
     ``normalize`` -> LiteBlendNet (eval, no grad) -> softmax -> ``dx_vote``; median of
     ``--runs`` warm runs (target <= 2 s);
-(b) patches/s of LiteBlendNet and of :class:`ml.refnets.ResNet50Ref` on the same z-scored
+(b) patches/s of LiteBlendNet and of :class:`ml.dx.refnets.ResNet50Ref` on the same z-scored
     300 x 300 batches (``--batch`` 20, eval, no grad; the two networks interleaved), and their ratio;
-(c) Grad-CAM of the field (:func:`ml.gradcam.field_cam`, every valid patch).
+(c) Grad-CAM of the field (:func:`ml.dx.gradcam.field_cam`, every valid patch).
 
 Weights are random (untrained): inference time does not depend on the weight values, so
 the numbers are speed only. The composite is synthetic: smooth random tissue covering
@@ -31,12 +31,12 @@ from scipy.ndimage import gaussian_filter
 
 from timing import median_time as _median_time  # benchmarks/timing.py
 
-from ml.gradcam import field_cam
-from ml.lbnet import LiteBlendNet, count_macs, count_parameters
-from ml.patches import extract_patches
-from ml.preprocess import normalize
-from ml.refnets import ResNet50Ref
-from ml.vote import dx_vote
+from ml.dx.gradcam import field_cam
+from ml.dx.lbnet import LiteBlendNet, count_macs, count_parameters
+from ml.dx.patches import extract_patches
+from ml.dx.preprocess import normalize
+from ml.dx.refnets import ResNet50Ref
+from ml.dx.vote import dx_vote
 
 
 def synthetic_composite(seed: int = 0, size: int = 1200, tissue: float = 0.6) -> np.ndarray:

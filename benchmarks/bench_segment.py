@@ -3,7 +3,7 @@
 One 512 x 512 stack of 50 bands (a simulated ``cells`` stack, 2800-3045 cm^-1 in 5 cm^-1
 steps, 120 um field), in this one run, with ``torch.set_num_threads(--threads)``:
 
-(a) the automatic spectral-phasor segmentation (:func:`ml.phasor.segment_phasor`);
+(a) the automatic spectral-phasor segmentation (:func:`ml.seg.phasor.segment_phasor`);
 (b) HybridUNet, UNet2D and (with ``--unet3d``) UNet3D forward passes, eval mode,
     ``torch.inference_mode``, median of ``--runs`` warm runs; weights untrained (speed only).
 
@@ -38,9 +38,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from ml.hybrid_unet import HybridUNet, UNet2D, UNet3D
-    from ml.phasor import segment_phasor
-    from simulators.instrument import build_simulator, process_field
+    from ml.io.processed import process_field
+    from ml.seg.hybrid_unet import HybridUNet, UNet2D, UNet3D
+    from ml.seg.phasor import segment_phasor
+    from simulators.instrument import build_simulator
     from simulators.specimens import make_specimen
 
     spec = make_specimen("cells", 3)

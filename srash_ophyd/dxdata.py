@@ -2,7 +2,7 @@
 
 A mosaic run's fields are rebuilt with :func:`srash_ophyd.export.run_tiles` (raw detector
 volts + the frame powers and shifts from the event columns), and turned into the
-classifier's [0, 1] composite with :func:`ml.composite.field_composite` and the run's
+classifier's [0, 1] composite with :func:`ml.io.composite.field_composite` and the run's
 ``start["calibration"]`` record. The live callback (:mod:`srash_ophyd.live`) reads the same
 files and calls the same function, so both paths give bit-identical composites.
 
@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from ml.composite import Calibration, field_composite
+from ml.io.composite import Calibration, field_composite
 
 from .export import ExportError, Tile, run_tiles
 from .readfaults import ReadFaults
@@ -77,7 +77,7 @@ def tile_composite(tile: Tile, calibration: Calibration, *,
 def run_fields(run, *, target_pixel_um: float | None = None,
                faults: ReadFaults | None = None) -> Iterator[FieldComposite]:
     """Yield the classifier composite of every complete field of a mosaic run, in
-    acquisition order. Raises :class:`ml.composite.CalibrationError` when the run has no
+    acquisition order. Raises :class:`ml.io.composite.CalibrationError` when the run has no
     calibration record, :class:`ExportError` when it has no image stream; fields with an
     unreadable frame file: :func:`srash_ophyd.export.run_tiles` (``faults``)."""
     cal = Calibration.from_dict(run.metadata["start"].get("calibration"))
@@ -176,9 +176,9 @@ def iter_run_fields(runs, task, *, target_pixel_um: float, progress: bool = True
 def load_patches(runs, task, *, patches_per_field: int | None = None, seed: int = 0,
                  patch=None, target_pixel_um: float = 0.3, progress: bool = True,
                  faults: ReadFaults | None = None) -> PatchDataset:
-    """Valid patches of every field of ``runs`` labelled by ``task`` (:class:`ml.dx.Task`),
-    cut with ``patch(composite) -> PatchSet`` (default :func:`ml.dx.field_patches` with the
-    classifier's default rule; pass a trained model's :meth:`ml.dx.LBNetDx.patches` to use
+    """Valid patches of every field of ``runs`` labelled by ``task`` (:class:`ml.dx.predict.Task`),
+    cut with ``patch(composite) -> PatchSet`` (default :func:`ml.dx.predict.field_patches` with the
+    classifier's default rule; pass a trained model's :meth:`ml.dx.predict.LBNetDx.patches` to use
     its stored rule), at most ``patches_per_field`` per field (a seeded uniform subsample
     without replacement; None = all). Faults: :func:`iter_run_fields`."""
     return load_patch_sets(runs, task, [(patches_per_field, seed)], patch=patch,
@@ -193,7 +193,7 @@ def load_patch_sets(runs, task, specs, *, patch=None, target_pixel_um: float = 0
     ``specs``, from a single pass over the runs (each field's files are read and patched
     once). Each dataset equals what :func:`load_patches` gives for its spec."""
     if patch is None:
-        from ml.dx import field_patches as patch
+        from ml.dx.predict import field_patches as patch
     rngs = [np.random.default_rng(seed) for _, seed in specs]
     parts: list[dict[str, list]] = [{k: [] for k in "xywgf"} for _ in specs]
     fields: list[dict[str, Any]] = []

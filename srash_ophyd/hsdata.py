@@ -21,8 +21,8 @@ import dataclasses
 import numpy as np
 from numpy.typing import NDArray
 
-from ml.composite import Calibration
-from simulators.processing import normalize_power, subtract_background
+from ml.common.processing import normalize_power, subtract_background
+from ml.io.composite import Calibration
 
 from .export import ExportError, find_image_key, pixel_um_of
 from .readfaults import FrameError, FrameReader, ReadFaults
@@ -45,7 +45,7 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
     """The processed stack of a ``hyperspectral_stack`` run (module doc).
 
     Raises :class:`ExportError` for a run without an image stream or with fewer than 2
-    bands, :class:`ml.composite.CalibrationError` without a calibration record,
+    bands, :class:`ml.io.composite.CalibrationError` without a calibration record,
     :class:`~srash_ophyd.runstate.IncompleteRunError` without a stop document and
     :class:`~srash_ophyd.readfaults.FrameError` (the first bad band's file) when a frame
     file cannot be read.

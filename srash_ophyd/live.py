@@ -72,9 +72,9 @@ import numpy as np
 from event_model import DocumentRouter, compose_run
 from numpy.typing import NDArray
 
-from ml.composite import Calibration
-from ml.dx import FieldDx, LBNetDx, SampleVote
-from ml.vote import Vote
+from ml.dx.predict import FieldDx, LBNetDx, SampleVote
+from ml.dx.vote import Vote
+from ml.io.composite import Calibration
 
 from .catalog import CatalogError, uri_path
 from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
@@ -131,7 +131,7 @@ def _file_path(uri: str) -> Path:
 
 @dataclasses.dataclass
 class FieldResult:
-    """One classified field: geometry, the classifier's :class:`~ml.dx.FieldDx`, the running
+    """One classified field: geometry, the classifier's :class:`~ml.dx.predict.FieldDx`, the running
     sample vote after it, timings (``compute_s``: tile + composite + classifier;
     ``latency_s``: from the field's last frame event to its result, s)."""
 
@@ -218,7 +218,7 @@ class LBNetDxCallback(DocumentRouter):
         ``on_done(callback)`` after each followed scan's analysis ends (success or fail).
 
     Results of the latest scan: :attr:`fields` (list of :class:`FieldResult`), :attr:`vote`
-    (running / final :class:`~ml.vote.Vote` or None), :attr:`analysis_uid`, :attr:`scan_uid`,
+    (running / final :class:`~ml.dx.vote.Vote` or None), :attr:`analysis_uid`, :attr:`scan_uid`,
     :attr:`skipped` (incomplete fields), :attr:`status` (``idle``, ``ignored``, ``running``,
     ``success``, ``fail``), :attr:`error`; :attr:`finished` is a ``threading.Event`` set when
     the scan's analysis has ended.
@@ -345,7 +345,7 @@ class LBNetDxCallback(DocumentRouter):
         return doc
 
     def _analysis_md(self, scan: Mapping[str, Any]) -> dict[str, Any]:
-        from ml.patches import PATCH_SIZE, PATCH_STRIDE
+        from ml.dx.patches import PATCH_SIZE, PATCH_STRIDE
 
         dx = self.dx
         md = {k: scan.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort",

@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
-from ml._io import create_temp_beside
+from ml.common.fileio import create_temp_beside
 
 SETTINGS_NAMESPACE = "srash/settings"
 

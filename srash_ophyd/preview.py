@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.instrument import FieldResult, ProcessedField
-from simulators.processing import to_uint8
+from ml.common.processing import to_uint8
+from ml.io.processed import ProcessedField
+from simulators.instrument import FieldResult
 
 
 def _autoscale(img: np.ndarray) -> np.ndarray:

@@ -105,7 +105,7 @@ def instrument_calibration(sim: Any, *, seed: int = 0) -> dict[str, Any]:
     Dark levels: mean of a shutters-closed frame through the same detection chain (what the
     ``dark_frames`` plan measures); volts per unit: pure lipid / dense collagen at the
     reference powers (what ``power_reference`` on the lipid standard measures). Keys as in
-    :class:`ml.composite.Calibration`; the composite the classifier sees is built from it.
+    :class:`ml.io.composite.Calibration`; the composite the classifier sees is built from it.
     """
     dark = sim.dark_levels(np.random.default_rng(seed))
     r = sim.response

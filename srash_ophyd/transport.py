@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ml.dx import LBNetDx
+    from ml.dx.predict import LBNetDx
 
     from .live import LBNetDxCallback
 

@@ -8,11 +8,9 @@ raster + lock-in + PMT (:mod:`.detection`) -> frame (:class:`SRASHSimulator`).
 
 from __future__ import annotations
 
-from simulators.instrument.processed import ProcessedField, apply_calibration, process_field
 from simulators.instrument.response import ResponseConfig
 from simulators.instrument.results import FieldResult, FrameResult, merge_faults
 from simulators.instrument.simulator import SRASHSimulator, build_simulator, noise_generators
 
-__all__ = ["FieldResult", "FrameResult", "ProcessedField",
-           "ResponseConfig", "SRASHSimulator", "apply_calibration", "build_simulator",
-           "merge_faults", "noise_generators", "process_field"]
+__all__ = ["FieldResult", "FrameResult", "ResponseConfig", "SRASHSimulator", "build_simulator",
+           "merge_faults", "noise_generators"]

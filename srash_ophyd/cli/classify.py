@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def load_dx(weights: Path | None, task: str | None):
     """The classifier of ``--weights`` / ``--task``; a clear :class:`ClassifyError` when the
     weights are missing or for another task."""
-    from ml.dx import LBNetDx, default_weights_path
+    from ml.dx.predict import LBNetDx, default_weights_path
 
     path = weights if weights is not None else default_weights_path(task or "normal-vs-noa")
     if not Path(path).is_file():

@@ -72,7 +72,7 @@ def _stitch_maps(fields, maps: list[np.ndarray]) -> np.ndarray:
 
 
 def _images(out: Path, live, dx) -> dict[str, str | None]:
-    from ml.gradcam import field_cam, overlay_png
+    from ml.dx.gradcam import field_cam, overlay_png
 
     from ..preview import save_png
 

@@ -2,7 +2,7 @@
 
 Selects the held-out runs by catalog query (``--cohort``/``--split``), refuses any run whose
 specimen seed was used in training (from the weights' metadata), classifies every field
-with the same :class:`ml.dx.LBNetDx` used live, and writes to ``--out``:
+with the same :class:`ml.dx.predict.LBNetDx` used live, and writes to ``--out``:
 
 * ``evaluation.json``: patch-level accuracy, recall, specificity, precision, F1, ROC AUC and
   confusion matrix at the training Youden threshold; per-sample votes and sample-level
@@ -11,9 +11,9 @@ with the same :class:`ml.dx.LBNetDx` used live, and writes to ``--out``:
   ``confusion_samples.png``, ``baselines.png``, ``ablations.png``, ``montecarlo.png``,
   ``gradcam_<sample>.png`` (one field per class).
 
-Baselines (SVM, KNN, decision tree, gradient tree boosting; :mod:`ml.baselines`) are fitted
+Baselines (SVM, KNN, decision tree, gradient tree boosting; :mod:`ml.dx.baselines`) are fitted
 on the training runs recorded in the weights (same patching, same patches per field) and
-scored on the same held-out patches. Ablations (:mod:`ml.ablation`) retrain LBNet on each
+scored on the same held-out patches. Ablations (:mod:`ml.dx.ablation`) retrain LBNet on each
 channel subset with a reduced budget (``--ablation-epochs``, ``--ablation-patches``): they
 compare channels with each other, not with the shipped model.
 """
@@ -80,8 +80,8 @@ def sample_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ml.dx import SampleVote, get_task
-    from ml.metrics import confusion_matrix, patch_metrics, roc_curve
+    from ml.common.metrics import confusion_matrix, patch_metrics, roc_curve
+    from ml.dx.predict import SampleVote, get_task
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import iter_run_fields, load_patch_sets, select_runs
@@ -115,7 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         images: dict[str, str] = {}
         want_feats = not args.no_baselines
         if want_feats:
-            from ml.baselines import patch_features
+            from ml.dx.baselines import patch_features
         for info, fc in iter_run_fields(runs, task, target_pixel_um=dx.meta.get("pixel_um",
                                                                                0.3),
                                         progress=not args.quiet, desc="classify",
@@ -202,7 +202,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     images.update(_pngs(out, report, curves, cm_patch, cm_sample, dx.class_names))
     report["images"] = images
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    from ml.report import write_json
+    from ml.common.plotting import write_json
 
     report["report"] = str(write_json(out / "evaluation.json", report))
     if args.json:
@@ -229,7 +229,7 @@ def _train_runs(client, train_meta: dict) -> list:
 
 
 def _baselines(ds, f_test, y_test, thr):
-    from ml.baselines import fit_baselines_features, patch_features
+    from ml.dx.baselines import fit_baselines_features, patch_features
 
     f_train = patch_features(ds.x)
     res = fit_baselines_features(f_train, ds.y, f_test, y_test, seed=0, threshold=thr)
@@ -239,9 +239,9 @@ def _baselines(ds, f_test, y_test, thr):
 
 
 def _ablations(ds, dx, args, x_test, y_test):
-    from ml.ablation import CHANNEL_SUBSETS, run_ablation
-    from ml.lbnet import LiteBlendNet
-    from ml.train import TrainConfig
+    from ml.dx.ablation import CHANNEL_SUBSETS, run_ablation
+    from ml.dx.lbnet import LiteBlendNet
+    from ml.dx.train import TrainConfig
 
     from .train import split_patients
 
@@ -264,7 +264,7 @@ def _ablations(ds, dx, args, x_test, y_test):
 
 
 def _montecarlo(samples, patch_acc, sample_sum, trials, threshold):
-    from ml.montecarlo import accuracy_curve
+    from ml.dx.montecarlo import accuracy_curve
 
     n = [s["n_patches"] for s in samples] or [30, 90]
     grid = np.round(np.linspace(0.5, 1.0, 21), 3)
@@ -276,7 +276,7 @@ def _montecarlo(samples, patch_acc, sample_sum, trials, threshold):
 
 
 def _gradcam(out: Path, dx, composite, ps, sid: str, fdx) -> str:
-    from ml.gradcam import field_cam, overlay_png
+    from ml.dx.gradcam import field_cam, overlay_png
 
     target = fdx.vote.label if fdx.vote is not None and fdx.vote.label is not None else \
         int(np.argmax(fdx.vote.probabilities)) if fdx.vote is not None else 1
@@ -286,7 +286,7 @@ def _gradcam(out: Path, dx, composite, ps, sid: str, fdx) -> str:
 
 
 def _pngs(out: Path, report, curves, cm_patch, cm_sample, names) -> dict[str, str]:
-    from ml.report import bars_png, confusion_png, montecarlo_png, roc_png
+    from ml.common.plotting import bars_png, confusion_png, montecarlo_png, roc_png
 
     task = report["task"]
     imgs = {"roc": str(roc_png(out / "roc.png", curves, title=f"{task}: held-out patches")),

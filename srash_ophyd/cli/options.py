@@ -22,8 +22,8 @@ def add_catalog_options(p: argparse.ArgumentParser) -> None:
 
 def add_task_option(p: argparse.ArgumentParser, *, default: str | None = "normal-vs-noa",
                     help_default: str = "normal-vs-noa") -> None:
-    """``--task`` with the LBNet-Dx task names (:data:`ml.dx.TASKS`)."""
-    from ml.dx import TASKS
+    """``--task`` with the LBNet-Dx task names (:data:`ml.dx.predict.TASKS`)."""
+    from ml.dx.predict import TASKS
 
     p.add_argument("--task", choices=sorted(TASKS), default=default,
                    help=f"{' or '.join(sorted(TASKS))} (default {help_default})")

@@ -3,13 +3,13 @@
 The SRASH paper's Fig. 2J-M as a catalog tool. Mosaic runs are selected by query
 (``--cohort``, ``--diagnosis``, ``--phenotype``, ``--patient``, ``--sample``); every field
 is rebuilt from its files and processed as the paper does (background subtraction, laser
-power normalisation: :func:`ml.composite.field_channels`), tubules are delimited by the
+power normalisation: :func:`ml.io.composite.field_channels`), tubules are delimited by the
 lamina propria's SHG ring and the protein channel, lipid droplets are thresholded on the
-2850 cm^-1 channel, and each tubule gets its two indexes (:mod:`ml.ldquant`): the mean
+2850 cm^-1 channel, and each tubule gets its two indexes (:mod:`ml.ldquant.quantify`): the mean
 lipid intensity of its droplets (pure lipid = 1) and the droplets' area percentage.
 
 Groups (by the scan's ``phenotype``): normal vs NOA (every NOA subtype), and SPT vs SPG
-(uncommon subtypes such as SCO excluded). Statistics (:func:`ml.ldstats.compare_groups`):
+(uncommon subtypes such as SCO excluded). Statistics (:func:`ml.ldquant.stats.compare_groups`):
 IQR outliers dropped per group, Shapiro-Wilk per group, Student's t-test (one-tailed in the
 paper's hypothesised direction) when both are Gaussian, else Mann-Whitney U; p < 0.05.
 Directions tested: NOA intensity > normal, NOA area < normal, SPG area < SPT; SPT vs SPG
@@ -82,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sample", default=None, help="start.sample_id")
     p.add_argument("--ld-threshold", type=float, default=None,
                    help="lipid-droplet threshold on the 2850 cm^-1 channel in pure-lipid "
-                        "units (default 0.26, ml.ldquant.DEFAULT_LD_THRESHOLD: best Dice vs "
+                        "units (default 0.26, ml.ldquant.quantify.DEFAULT_LD_THRESHOLD: best Dice vs "
                         "simulator truth)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv",
                    help="per-tubule table format (default csv)")
@@ -138,8 +138,8 @@ def _check_pixels(geometry: list[tuple[Any, list]]) -> float:
 def run_quantify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ml.composite import Calibration, field_channels
-    from ml.ldquant import QuantError, quant_overlay_png, quantify_field, tubule_dice
+    from ml.io.composite import Calibration, field_channels
+    from ml.ldquant.quantify import QuantError, quant_overlay_png, quantify_field, tubule_dice
 
     from ..catalog import close_catalog, open_catalog
     from ..export import run_tiles
@@ -223,7 +223,7 @@ def run_quantify(args: argparse.Namespace) -> int:
     finally:
         close_catalog(client)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    from ml.report import write_json
+    from ml.common.plotting import write_json
 
     summary["summary"] = str(write_json(args.out / "summary.json", summary))
     if args.json:
@@ -241,7 +241,7 @@ def _values(rows, index: str, key: str, group: str) -> np.ndarray:
 def _statistics(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list]:
     """Every comparison of :data:`COMPARISONS` that has data; a group with too few
     tubules is reported with its error instead of a test."""
-    from ml.ldstats import StatsError, compare_groups
+    from ml.ldquant.stats import StatsError, compare_groups
 
     tests, panels = [], []
     for index, a, b, alt in COMPARISONS:
@@ -292,7 +292,7 @@ def _summary(runs, rows, dice_rows, tests, pixel_um) -> dict[str, Any]:
 def _write_table(out: Path, rows: list[dict[str, Any]], fmt: str) -> str:
     import pandas as pd
 
-    from ml._io import atomic_write
+    from ml.common.fileio import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
@@ -305,7 +305,7 @@ def _write_table(out: Path, rows: list[dict[str, Any]], fmt: str) -> str:
 
 
 def _figure_png(out: Path, panels) -> Path:
-    from ml.ldstats import quant_figure_png
+    from ml.ldquant.stats import quant_figure_png
 
     return quant_figure_png(out / "ld_quantification.png", panels,
                             title="Lipid droplets per seminiferous tubule")

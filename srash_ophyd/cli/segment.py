@@ -1,6 +1,6 @@
 """``srash segment RUN``: sub-cellular segmentation of a hyperspectral SRS stack.
 
-``--method phasor`` (:func:`ml.phasor.segment_phasor`, automatic GMM clusters in phasor
+``--method phasor`` (:func:`ml.seg.phasor.segment_phasor`, automatic GMM clusters in phasor
 space, no hand-placed cursors) on the processed stack (:func:`srash_ophyd.hsdata.run_stack`).
 The label map is written back to the catalog as an analysis run linked to the stack::
 
@@ -11,8 +11,8 @@ The label map is written back to the catalog as an analysis run linked to the st
 
 ``--method hybrid-unet`` runs a trained segmenter (default: the shipped
 ``ml/weights/seg_hybrid-unet.pt``, or ``--weights`` from ``srash train-seg``) on the stack
-put on the weights' Raman axis (:func:`ml.seg_models.segmenter_input`); its nucleus and
-droplet masks become the same label codes (:func:`ml.seg_models.labels_from_masks`).
+put on the weights' Raman axis (:func:`ml.seg.models.segmenter_input`); its nucleus and
+droplet masks become the same label codes (:func:`ml.seg.models.labels_from_masks`).
 
 A stack run without a stop document (a killed scan) or with an unreadable band (a frame
 file missing, truncated, not a TIFF, of another shape) is an error naming the run or file.
@@ -93,7 +93,7 @@ def resolve_stack(client, uid: str):
 
 
 def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) -> str:
-    from ml.phasor import CLASS_NAMES
+    from ml.seg.phasor import CLASS_NAMES
 
     from ..docruns import publish_event_run
     from ..live import make_analysis_writer
@@ -118,7 +118,7 @@ def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) ->
 def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, Any]]:
     """(label map, params, {"seg": phasor result or None, "mean": band-mean image})."""
     if args.method == "phasor":
-        from ml.phasor import segment_phasor
+        from ml.seg.phasor import segment_phasor
 
         params = {"method": args.method, "harmonic": args.harmonic,
                   "median_passes": args.median_passes, "n_components": args.components,
@@ -127,8 +127,8 @@ def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, 
                              median_passes=args.median_passes, n_components=args.components,
                              seed=args.seed)
         return seg.labels, params, {"seg": seg, "mean": seg.mean}
-    from ml.seg_models import DEFAULT_WEIGHTS, labels_from_masks, load_segmenter, segmenter_input
-    from ml.seg_train import predict_masks
+    from ml.seg.models import DEFAULT_WEIGHTS, labels_from_masks, load_segmenter, segmenter_input
+    from ml.seg.train import predict_masks
 
     path = args.weights or DEFAULT_WEIGHTS
     model, meta = load_segmenter(path)
@@ -140,8 +140,8 @@ def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, 
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from ml.dice import dice
-    from ml.phasor import CLASS_NAMES, LIPID_DROPLET, NUCLEUS, labels_png, phasor_png
+    from ml.common.dice import dice
+    from ml.seg.phasor import CLASS_NAMES, LIPID_DROPLET, NUCLEUS, labels_png, phasor_png
     from simulators.specimens.base import Label
 
     from ..catalog import close_catalog, open_catalog

@@ -3,15 +3,15 @@
 Data: the ``hyperspectral_stack`` runs of a cohort (``srash cohort --specimen cells``) with
 their simulator-truth label maps, processed by :func:`srash_ophyd.hsdata.run_stack`. Every
 stack of one training set must share one Raman axis; the weights remember it
-(:mod:`ml.seg_models`).
+(:mod:`ml.seg.models`).
 
 ``train-seg`` holds back ``--val-fraction`` of the stacks (seeded) to choose the best epoch
-(:func:`ml.seg_train.train_segmenter`: BCE + soft Dice on random crops), saves the weights
+(:func:`ml.seg.train.train_segmenter`: BCE + soft Dice on random crops), saves the weights
 with their provenance (cohort, run uids, specimen seeds, settings, history) and writes a
 report (JSON, learning curves PNG).
 
 ``evaluate-seg`` scores every given weights file and the automatic spectral phasor
-(:func:`ml.phasor.segment_phasor`, default settings) against truth on a held-out cohort:
+(:func:`ml.seg.phasor.segment_phasor`, default settings) against truth on a held-out cohort:
 Dice per stack and class, mean +- SD, a Dice-bars PNG, and one example stack's label maps
 side by side. It refuses stacks whose specimen seed any of the weights saw in training.
 """
@@ -34,7 +34,7 @@ __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg", "split_stacks"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from ml.seg_models import SEGMENTERS
+    from ml.seg.models import SEGMENTERS
 
     p = sub.add_parser(
         "train-seg", help="train a nucleus / lipid-droplet segmenter on catalog stacks",
@@ -147,9 +147,9 @@ def _progress(quiet: bool, total: int, desc: str):
 def run_train_seg(args: argparse.Namespace) -> int:
     import torch
 
-    from ml.report import write_json
-    from ml.seg_models import DEFAULT_WEIGHTS, build_segmenter, save_segmenter
-    from ml.seg_train import SegConfig, train_segmenter
+    from ml.common.plotting import write_json
+    from ml.seg.models import DEFAULT_WEIGHTS, build_segmenter, save_segmenter
+    from ml.seg.train import SegConfig, train_segmenter
 
     t0 = time.perf_counter()
     cfg = SegConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
@@ -203,7 +203,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
 
 
 def _curves_png(path: Path, history: list[dict[str, float]], name: str) -> Path:
-    from ml.report import new_figure, save_png
+    from ml.common.plotting import new_figure, save_png
 
     ep = [h["epoch"] for h in history]
     fig = new_figure((10.0, 4.0))
@@ -230,11 +230,11 @@ def _stats(per_stack: list[dict[str, float]]) -> dict[str, Any]:
 def run_evaluate_seg(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ml.dice import dice
-    from ml.phasor import LIPID_DROPLET, NUCLEUS, segment_phasor
-    from ml.report import bars_png, write_json
-    from ml.seg_models import DEFAULT_WEIGHTS, load_segmenter, segmenter_input
-    from ml.seg_train import predict_masks
+    from ml.common.dice import dice
+    from ml.common.plotting import bars_png, write_json
+    from ml.seg.models import DEFAULT_WEIGHTS, load_segmenter, segmenter_input
+    from ml.seg.phasor import LIPID_DROPLET, NUCLEUS, segment_phasor
+    from ml.seg.train import predict_masks
     from simulators.specimens.base import Label
 
     t0 = time.perf_counter()
@@ -307,7 +307,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
 
 def _masks_png(path: Path, example: dict[str, np.ndarray], short: str) -> Path:
     """Band-mean image, then truth and every method's masks (red nucleus, yellow LDs)."""
-    from ml.report import new_figure, save_png
+    from ml.common.plotting import new_figure, save_png
 
     mean = example["mean"]
     lo, hi = np.percentile(mean, [1, 99.5])

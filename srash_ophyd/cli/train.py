@@ -11,7 +11,7 @@ fitted patches themselves).
 
 ``--cv K`` first runs K-fold cross-validation grouped by patient (the paper: 9 folds over
 images, split by sample) with the same settings and reports every fold; the final model is
-then trained as above. Weights are written with :func:`ml.train.save_weights` (metadata:
+then trained as above. Weights are written with :func:`ml.dx.train.save_weights` (metadata:
 model, task, thresholds, training cohort, the specimen seeds used, history, metrics).
 """
 
@@ -66,8 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def zscore_inplace(x: np.ndarray) -> np.ndarray:
     """The paper's z-score applied in place to float32 (N, 3, H, W) [0, 1] patches
-    (same float32 arithmetic as :func:`ml.preprocess.normalize`, without a copy)."""
-    from ml.preprocess import MEAN, STD
+    (same float32 arithmetic as :func:`ml.dx.preprocess.normalize`, without a copy)."""
+    from ml.dx.preprocess import MEAN, STD
 
     for c in range(3):
         x[:, c] -= np.float32(MEAN[c])
@@ -105,7 +105,7 @@ def _epoch_printer(quiet: bool, label: str):
 
 def _config(args: argparse.Namespace):
     """The training configuration of the command's options (the paper's defaults else)."""
-    from ml.train import TrainConfig
+    from ml.dx.train import TrainConfig
 
     return TrainConfig(max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                        device=args.device)
@@ -116,8 +116,8 @@ def _fit(ds, tr, va, args, label: str, *, n_classes: int) -> tuple[Any, Any, np.
     TrainResult, validation probabilities)."""
     import torch
 
-    from ml.lbnet import LiteBlendNet
-    from ml.train import predict_proba, train_model
+    from ml.dx.lbnet import LiteBlendNet
+    from ml.dx.train import predict_proba, train_model
 
     cfg = _config(args)
     torch.manual_seed(args.seed)
@@ -130,11 +130,11 @@ def _fit(ds, tr, va, args, label: str, *, n_classes: int) -> tuple[Any, Any, np.
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from ml.cv import group_kfold
-    from ml.dx import LBNetDx, default_weights_path, get_task
-    from ml.lbnet import PARAM_RANGES  # the widths LBNetDx.load accepts back
-    from ml.metrics import patch_metrics, youden_threshold
-    from ml.train import save_weights
+    from ml.common.metrics import patch_metrics, youden_threshold
+    from ml.dx.cv import group_kfold
+    from ml.dx.lbnet import PARAM_RANGES  # the widths LBNetDx.load accepts back
+    from ml.dx.predict import LBNetDx, default_weights_path, get_task
+    from ml.dx.train import save_weights
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import load_patches, select_runs
@@ -217,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
               "load_seconds": round(t_load, 1), **faults.summary()}
     images = _train_pngs(report_dir, res.history, ds.y[va], pv[:, 1], thr, task)
     report["images"] = images
-    from ml.report import write_json
+    from ml.common.plotting import write_json
 
     report["report"] = str(write_json(report_dir / "train.json", report))
     if args.json:
@@ -243,8 +243,8 @@ def _train_pngs(report_dir: Path, hist: dict, y: np.ndarray, s: np.ndarray, thr:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ml.metrics import roc_auc, roc_curve
-    from ml.report import roc_png
+    from ml.common.metrics import roc_auc, roc_curve
+    from ml.common.plotting import roc_png
 
     report_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(1, 2, figsize=(10, 4), dpi=100)

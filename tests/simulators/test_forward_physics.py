@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ml.io.processed import process_field
 from simulators.errors import SafetyLimitError
-from simulators.instrument import SRASHSimulator, build_simulator, process_field
+from simulators.instrument import SRASHSimulator, build_simulator
 from simulators.parts.lasers import PumpLaserConfig, PumpLaserSim, StokesLaserConfig, StokesLaserSim
 from simulators.parts.scanner import GalvoScannerSim, ScannerConfig
 from simulators.spectra import species_spectrum

@@ -29,8 +29,8 @@ WAIT = 180.0  # generous timeouts for a busy 2-core machine (never asserted on)
 def dx():
     import torch
 
-    from ml.dx import LBNetDx
-    from ml.lbnet import LiteBlendNet
+    from ml.dx.lbnet import LiteBlendNet
+    from ml.dx.predict import LBNetDx
 
     torch.manual_seed(0)
     return LBNetDx(LiteBlendNet(width=8), task="normal-vs-noa")
@@ -38,7 +38,7 @@ def dx():
 
 @pytest.fixture(scope="module")
 def weights(dx, tmp_path_factory):
-    from ml.train import save_weights
+    from ml.dx.train import save_weights
 
     path = tmp_path_factory.mktemp("w") / "lbnet.pt"
     save_weights(dx.model, path, meta={"model": {"width": 8}, "dx": dx.dx_meta()})
@@ -82,7 +82,7 @@ def live_scan(session, dx):
 
 def dx_variant(dx, classify):
     """The same model and settings with classify_field replaced."""
-    from ml.dx import LBNetDx
+    from ml.dx.predict import LBNetDx
 
     other = LBNetDx(dx.model, task=dx.task, meta=dx.meta)
     other.classify_field = classify

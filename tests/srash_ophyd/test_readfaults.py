@@ -200,8 +200,8 @@ def test_live_classifier_skips_a_field_whose_frame_file_is_unreadable(tmp_path, 
 
     import torch
 
-    from ml.dx import LBNetDx
-    from ml.lbnet import LiteBlendNet
+    from ml.dx.lbnet import LiteBlendNet
+    from ml.dx.predict import LBNetDx
     from srash_ophyd.live import LBNetDxCallback
 
     torch.manual_seed(0)

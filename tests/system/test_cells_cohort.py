@@ -109,7 +109,7 @@ def test_train_seg_evaluate_seg_and_segment_hybrid(tmp_path, capsys):
     tr = json.loads(capsys.readouterr().out)
     assert tr["stacks"] == {"train": 2, "validation": 1} and tr["bands"] == 11
     assert 1 <= tr["best_epoch"] <= 2 and 0 <= tr["val_dice"]["mean"] <= 1
-    from ml.seg_models import load_segmenter
+    from ml.seg.models import load_segmenter
 
     _, meta = load_segmenter(w)
     assert meta["specimen_seeds"] == [1000, 1001, 1002] and meta["segmenter"] == "hybrid-unet"
@@ -144,7 +144,7 @@ def test_train_seg_evaluate_seg_and_segment_hybrid(tmp_path, capsys):
                  "--data-dir", str(data), "--no-store"]) == 2
     assert "trained on 2800.0-3050.0" in capsys.readouterr().err
     # LBNet-Dx weights are not a segmenter
-    from ml.dx import default_weights_path
+    from ml.dx.predict import default_weights_path
 
     assert main(["segment", "-1", "--method", "hybrid-unet", "--weights",
                  str(default_weights_path("normal-vs-noa")), "--data-dir", str(data),

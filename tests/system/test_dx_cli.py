@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_weights_with_provenance_and_a_report(trained):
-    from ml.dx import LBNetDx
+    from ml.dx.predict import LBNetDx
 
     d, _ = trained
     dx = LBNetDx.load(d / "normal-vs-noa.pt")
@@ -90,7 +90,7 @@ def test_evaluate_reports_everything_on_held_out_seeds(trained, capsys):
 
 
 def test_one_pass_patch_sets_equal_separate_loads(trained):
-    from ml.dx import get_task
+    from ml.dx.predict import get_task
     from srash_ophyd.catalog import close_catalog, open_catalog
     from srash_ophyd.dxdata import load_patch_sets, load_patches, select_runs
 

@@ -1,0 +1,1 @@
+"""Lipid-droplet quantification per seminiferous tubule and its group statistics."""
