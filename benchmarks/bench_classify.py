@@ -31,8 +31,9 @@ from scipy.ndimage import gaussian_filter
 
 from timing import median_time as _median_time  # benchmarks/timing.py
 
+from ml.common.nn import count_macs, count_parameters
 from ml.dx.gradcam import field_cam
-from ml.dx.lbnet import LiteBlendNet, count_macs, count_parameters
+from ml.dx.lbnet import LiteBlendNet
 from ml.dx.patches import extract_patches
 from ml.dx.preprocess import normalize
 from ml.dx.refnets import ResNet50Ref

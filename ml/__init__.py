@@ -1,26 +1,26 @@
-"""LBNet-Dx: the SRASH paper's patch classifier and sample-level vote.
+"""Analysis of SRASH data: three applications on a common base.
 
-Modules (import them directly; importing :mod:`ml` itself loads nothing heavy):
+Import the modules directly; importing :mod:`ml` or a subpackage loads nothing heavy.
 
-* :mod:`ml.preprocess` -- [0, 1] composite checks and the paper's z-score (numpy).
-* :mod:`ml.patches` -- 300 px / stride 100 sliding windows, validity rule, vote weights (numpy).
-* :mod:`ml.augment` -- flips, rotation, colour jitter (torch).
-* :mod:`ml.lbnet` -- LiteBlendNet (torch).
-* :mod:`ml.vote` -- the weighted Dx vote with its 0.8 threshold (numpy).
-* :mod:`ml.metrics` -- ROC, AUC, Youden's threshold, patch-level metrics (numpy).
-* :mod:`ml.montecarlo` -- sample-level vs patch-level accuracy study (numpy).
-* :mod:`ml.composite` -- raw detector volts + calibration record -> the paper's composite.
-* :mod:`ml.dx` -- LBNetDx: tasks, patching rule, classification of a field, running vote.
-* :mod:`ml.train` / :mod:`ml.cv` -- the paper's training recipe, grouped k-fold, weights I/O.
-* :mod:`ml.gradcam` -- Grad-CAM over a field; :mod:`ml.refnets` -- ResNet-50-sized reference.
-* :mod:`ml.baselines` -- SVM / KNN / decision tree / gradient boosting (scikit-learn).
-* :mod:`ml.ablation` -- channel-subset retraining; :mod:`ml.report` -- report PNGs and JSON.
+* :mod:`ml.common` -- what every application uses: the error base (:mod:`~ml.common.errors`),
+  dark subtraction and power normalisation of raw frames (:mod:`~ml.common.processing`, for
+  real data as for simulated), ROC / AUC / confusion (:mod:`~ml.common.metrics`), Dice
+  (:mod:`~ml.common.dice`), figures (:mod:`~ml.common.plotting`), atomic writes and JSON
+  (:mod:`~ml.common.fileio`), weights files (:mod:`~ml.common.weights`), parameter / MAC
+  counts (:mod:`~ml.common.nn`).
+* :mod:`ml.io` -- raw detector frames + the run's calibration record -> the processed images
+  the applications read (the classifier composite and quantitative channels:
+  :mod:`~ml.io.composite`; a processed multi-channel field: :mod:`~ml.io.processed`).
+* :mod:`ml.dx` -- LBNet-Dx, the patch classifier and its sample-level vote: model, patches,
+  preprocessing, augmentation, vote, inference (:mod:`~ml.dx.predict`), training,
+  cross-validation, baselines, ablations, the Monte-Carlo study, Grad-CAM, report figures.
+* :mod:`ml.seg` -- hyperspectral segmentation: spectral phasor, the hybrid 3D/2D UNet and its
+  baselines, segmenter weights, training.
+* :mod:`ml.ldquant` -- lipid-droplet quantification per tubule (tubules, droplets, indexes)
+  and the group statistics.
 
-Hyperspectral branch (issue 6, in progress): :mod:`ml.phasor` (spectral phasor,
-automatic segmentation), :mod:`ml.hybrid_unet` (hybrid 3D/2D UNet, UNet3D / UNet2D
-baselines), :mod:`ml.dice`.
-
-Shipped weights: ``ml/weights/lbnet_<task>.pt`` (``docs/model_card.md``).
-
-Nothing in :mod:`ml` imports device or plan modules.
+Rules: :mod:`ml` imports no device module, and of the other packages only
+:mod:`simulators.spectra` and :mod:`plans.contract`; ``ml.dx``, ``ml.seg`` and ``ml.ldquant``
+import ``ml.common`` / ``ml.io``, never each other; inference never imports training.
+Shipped weights: ``ml/weights/`` (``docs/model_card.md``).
 """

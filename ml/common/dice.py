@@ -13,10 +13,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ml.common.errors import MLError
+
 __all__ = ["DiceError", "dice", "dice_per_class", "soft_dice_loss"]
 
 
-class DiceError(ValueError):
+class DiceError(MLError):
     """Inputs to a Dice computation of the wrong type, shape or value."""
 
 

@@ -1,4 +1,8 @@
-"""Atomic file writes shared by ml modules (weights, report figures, JSON).
+"""File writes shared by ml modules: atomic writes (weights, figures, tables) and JSON.
+
+:func:`atomic_write` writes to a temporary file beside the target and renames it over the
+target, so a reader never sees a half-written file. :func:`write_json` writes strict JSON
+(numpy scalars / arrays converted, NaN and inf -> null) that way.
 
 Permissions: the temporary file is created with ``os.open(..., 0o666)`` and ``O_EXCL``, so
 the kernel applies the process umask exactly as it does for a plain ``open(path, "w")``
@@ -10,13 +14,21 @@ permission bits are kept, as ``open()`` on an existing file keeps them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["atomic_write", "create_temp_beside"]
+import numpy as np
+
+from ml.common.errors import ReportError
+
+__all__ = ["atomic_write", "create_temp_beside", "to_jsonable", "write_json"]
 
 
 def create_temp_beside(p: Path) -> str:
@@ -60,3 +72,51 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return p
+
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars / arrays, tuples, paths and dataclasses turned into plain
+    JSON types; NaN and +-inf become None. Mapping keys become strings.
+
+    Raises
+    ------
+    ReportError
+        A value of another type (the message names its path in ``obj``).
+    """
+    def conv(o: Any, where: str) -> Any:
+        if o is None or isinstance(o, (bool, str)):
+            return o
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, (int, np.integer)):
+            return int(o)
+        if isinstance(o, (float, np.floating)):
+            f = float(o)
+            return f if math.isfinite(f) else None
+        if isinstance(o, np.ndarray):
+            if o.dtype.kind not in "biufU":
+                raise ReportError(f"{where}: array of dtype {o.dtype} is not JSON data")
+            return conv(o.tolist(), where)
+        if isinstance(o, Mapping):
+            return {str(k.item() if isinstance(k, np.generic) else k):
+                    conv(v, f"{where}[{k!r}]") for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v, f"{where}[{i}]") for i, v in enumerate(o)]
+        if isinstance(o, os.PathLike):
+            return os.fspath(o)
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return conv(dataclasses.asdict(o), where)
+        raise ReportError(f"{where}: {type(o).__name__} is not JSON data (expected numbers, "
+                          "strings, lists, dicts, numpy scalars / arrays)")
+
+    return conv(obj, "obj")
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``to_jsonable(obj)`` as strict JSON (no NaN tokens), atomically."""
+    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    return atomic_write(path, write)

@@ -19,11 +19,13 @@ import dataclasses
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ml.common.errors import MLError
+
 __all__ = ["MetricsError", "PatchMetrics", "roc_curve", "roc_auc", "youden_threshold",
            "confusion_matrix", "patch_metrics"]
 
 
-class MetricsError(ValueError):
+class MetricsError(MLError):
     """Labels or scores unusable for a metric (shape, non-binary labels, one class only)."""
 
 

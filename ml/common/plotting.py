@@ -1,4 +1,4 @@
-"""Report figures (PNG, matplotlib) and JSON for LBNet-Dx results.
+"""Figures (PNG, matplotlib) shared by the ml applications.
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` with the Agg canvas: pyplot
 is never imported, so no global backend is selected or changed and nothing opens a
@@ -9,16 +9,14 @@ and returns ``path`` as a :class:`pathlib.Path`.
 * :func:`roc_png` -- ROC curves with their AUC (e.g. LBNet vs the baselines).
 * :func:`confusion_png` -- confusion matrix, counts annotated, colour = row fraction.
 * :func:`bars_png` -- grouped bars of metrics (baselines vs LBNet, channel ablations).
-* :func:`montecarlo_png` -- :func:`ml.dx.montecarlo.accuracy_curve` results.
-* :func:`write_json` -- JSON with numpy scalars / arrays converted and NaN, inf -> null.
+* :func:`new_figure` / :func:`save_png` -- a bare figure and its atomic PNG write, for the
+  applications' own figures.
 
 Bad input raises :class:`ReportError` (a :class:`ValueError`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,14 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ml.common.errors import ReportError
 from ml.common.fileio import atomic_write
 
-__all__ = ["ReportError", "roc_png", "confusion_png", "bars_png", "montecarlo_png",
-           "write_json", "to_jsonable"]
-
-
-class ReportError(ValueError):
-    """Data a figure or JSON file cannot show: shapes, ranges, empty input, odd types."""
+__all__ = ["ReportError", "new_figure", "save_png", "roc_png", "confusion_png", "bars_png"]
 
 
 def new_figure(size: tuple[float, float], *, dpi: int = 120) -> Any:
@@ -242,114 +236,3 @@ def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, 
     if k > 1 or labels[0]:
         fig.legend(fontsize=8, ncols=min(k, 4), loc="outside lower center")
     return save_png(fig, path)
-
-
-def _mc_rows(results: Sequence[Any]) -> np.ndarray:
-    keys = ("patch_accuracy", "accuracy", "unidentifiable", "wrong")
-    rows = []
-    for r in results:
-        d = r.as_dict() if hasattr(r, "as_dict") else r
-        if not isinstance(d, Mapping) or any(k not in d for k in keys):
-            raise ReportError(f"Monte-Carlo result {r!r}: expected ml.dx.montecarlo."
-                              f"MonteCarloResult or a mapping with {list(keys)}")
-        rows.append([float(d[k]) for k in keys])
-    a = np.asarray(rows, dtype=np.float64).reshape(-1, len(keys))
-    if a.shape[0] < 1:
-        raise ReportError("results is empty: expected ml.dx.montecarlo.accuracy_curve output")
-    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
-        raise ReportError("Monte-Carlo rates must be finite and in [0, 1]")
-    return a[np.argsort(a[:, 0], kind="stable")]
-
-
-def montecarlo_png(path: str | os.PathLike, results: Sequence[Any], *,
-                   title: str = "Sample-level vs patch-level accuracy",
-                   observed: float | None = None) -> Path:
-    """Sample-level outcome rates of the Dx vote against patch-level accuracy.
-
-    Parameters
-    ----------
-    results : sequence
-        :func:`ml.dx.montecarlo.accuracy_curve` output (``MonteCarloResult``\\ s, or their
-        ``as_dict()`` mappings, e.g. read back from JSON), any order.
-    observed : float, keyword-only
-        A measured patch-level accuracy in [0, 1], marked with a vertical line and the
-        interpolated sample-level accuracy.
-
-    Raises
-    ------
-    ReportError
-        Empty or malformed results, rates outside [0, 1].
-    """
-    a = _mc_rows(results)
-    p = a[:, 0]
-    fig = new_figure((5.4, 4.0))
-    ax = fig.add_subplot()
-    ax.plot(p, a[:, 1], "o-", ms=3, label="sample correct")
-    ax.plot(p, a[:, 2], "s-", ms=3, label="unidentifiable")
-    ax.plot(p, a[:, 3], "^-", ms=3, label="sample wrong")
-    ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1, label="sample = patch accuracy")
-    if observed is not None:
-        o = float(observed)
-        if not 0 <= o <= 1:
-            raise ReportError(f"observed {observed!r}: expected a patch accuracy in [0, 1]")
-        ax.axvline(o, color="k", lw=1, ls="--")
-        if p.size > 1 and p[0] <= o <= p[-1]:
-            s = float(np.interp(o, p, a[:, 1]))
-            ax.plot([o], [s], "k*", ms=10,
-                    label=f"observed {o:.3f} -> sample {s:.3f}")
-        else:
-            ax.plot([], [], "k--", lw=1, label=f"observed {o:.3f}")
-    ax.set(xlim=(min(0.5, p.min()) - 0.01, 1.01), ylim=(-0.02, 1.02),
-           xlabel="Patch-level accuracy", ylabel="Fraction of samples", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return save_png(fig, path)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars / arrays, tuples, paths and dataclasses turned into plain
-    JSON types; NaN and +-inf become None. Mapping keys become strings.
-
-    Raises
-    ------
-    ReportError
-        A value of another type (the message names its path in ``obj``).
-    """
-    def conv(o: Any, where: str) -> Any:
-        if o is None or isinstance(o, (bool, str)):
-            return o
-        if isinstance(o, np.bool_):
-            return bool(o)
-        if isinstance(o, (int, np.integer)):
-            return int(o)
-        if isinstance(o, (float, np.floating)):
-            f = float(o)
-            return f if math.isfinite(f) else None
-        if isinstance(o, np.ndarray):
-            if o.dtype.kind not in "biufU":
-                raise ReportError(f"{where}: array of dtype {o.dtype} is not JSON data")
-            return conv(o.tolist(), where)
-        if isinstance(o, Mapping):
-            return {str(k.item() if isinstance(k, np.generic) else k):
-                    conv(v, f"{where}[{k!r}]") for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [conv(v, f"{where}[{i}]") for i, v in enumerate(o)]
-        if isinstance(o, os.PathLike):
-            return os.fspath(o)
-        if dataclasses.is_dataclass(o) and not isinstance(o, type):
-            return conv(dataclasses.asdict(o), where)
-        raise ReportError(f"{where}: {type(o).__name__} is not JSON data (expected numbers, "
-                          "strings, lists, dicts, numpy scalars / arrays)")
-
-    return conv(obj, "obj")
-
-
-def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
-    """Write ``to_jsonable(obj)`` as strict JSON (no NaN tokens), atomically."""
-    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    return atomic_write(path, write)

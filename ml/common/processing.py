@@ -1,21 +1,37 @@
-"""The paper's standard processing of raw SRASH frames.
+"""The paper's standard processing of raw SRASH frames, for real and simulated data alike.
 
-Background subtraction, laser-power normalisation, two-channel lipid/protein unmixing and
-the RGB composite (R = protein 2930, G = lipid 2850, B = SHG). Pure functions on arrays:
-data positional, options keyword-only.
+Background (dark-level) subtraction, laser-power normalisation, two-channel lipid/protein
+unmixing and the RGB composite (R = protein 2930, G = lipid 2850, B = SHG). Pure functions
+on arrays: data positional, options keyword-only. Bad input raises :class:`ProcessingError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from simulators.config import ConfigMixin
-from simulators.errors import SettingsError, check_positive
+from ml.common.errors import MLError
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, response_matrix
+
+__all__ = ["ProcessingError", "subtract_background", "normalize_power", "unmix_lipid_protein",
+           "calibrate_on_reference", "CompositeConfig", "composite_rgb", "to_uint8"]
+
+
+class ProcessingError(MLError):
+    """A processing setting outside its range (non-positive power or scale, unknown kind)."""
+
+
+def check_positive(name: str, value: float, unit: str = "") -> float:
+    """``float(value)`` if it is finite and > 0, else :class:`ProcessingError`."""
+    v = float(value)
+    if not (v > 0 and math.isfinite(v)):
+        u = f" {unit}" if unit else ""
+        raise ProcessingError(f"{name} {v:g}{u} is not allowed: must be finite and > 0")
+    return v
 
 
 def subtract_background(frame: ArrayLike, background: ArrayLike | float) -> NDArray[np.float32]:
@@ -36,13 +52,13 @@ def normalize_power(frame: ArrayLike, *, pump_mw: float, stokes_mw: float | None
     check_positive("pump power", pump_mw, "mW")
     if kind == "srs":
         if stokes_mw is None:
-            raise SettingsError("SRS normalisation needs stokes_mw")
+            raise ProcessingError("SRS normalisation needs stokes_mw (mW)")
         check_positive("Stokes power", stokes_mw, "mW")
         scale = (ref_pump_mw * ref_stokes_mw) / (pump_mw * stokes_mw)
     elif kind == "shg":
         scale = (ref_pump_mw / pump_mw) ** 2
     else:
-        raise SettingsError(f"kind {kind!r}: use 'srs' or 'shg'")
+        raise ProcessingError(f"kind {kind!r}: use 'srs' or 'shg'")
     return (f * np.float32(scale)).astype(np.float32)
 
 
@@ -56,10 +72,12 @@ def unmix_lipid_protein(lipid_channel: ArrayLike, protein_channel: ArrayLike, *,
 
     ``shifts_cm1`` are the *physical* shifts of the two channels (lipid channel first);
     ``volts_per_unit`` converts processed volts to response units (pure lipid at its 2853
-    peak = 1), e.g. from :func:`calibrate_on_reference`. physics.md s3.3.
+    peak = 1), e.g. from :func:`calibrate_on_reference` (``docs/physics-notes.md``, "Raman shift
+    and channels").
     """
     if len(shifts_cm1) != 2:
-        raise SettingsError("unmixing needs exactly two Raman channels (lipid, protein)")
+        raise ProcessingError(f"{len(shifts_cm1)} Raman shifts: unmixing needs exactly two "
+                              "(lipid, protein)")
     m = response_matrix(shifts_cm1, ("lipid", "protein"), irf_fwhm_cm1=irf_fwhm_cm1)
     minv = np.linalg.inv(m).astype(np.float32)
     s1 = np.asarray(lipid_channel, np.float32) / np.float32(volts_per_unit)
@@ -81,7 +99,7 @@ def calibrate_on_reference(reference_frame: ArrayLike, *, shift_cm1: float,
 
 
 @dataclasses.dataclass(frozen=True)
-class CompositeConfig(ConfigMixin):
+class CompositeConfig:
     """Fixed display scaling of the RGB composite, so that fields are comparable.
 
     Each channel is divided by its full-scale value (in processed volts at reference power):
@@ -98,6 +116,10 @@ class CompositeConfig(ConfigMixin):
     def __post_init__(self) -> None:
         for n in ("protein_full_scale", "lipid_full_scale", "shg_full_scale", "gamma"):
             check_positive(n, getattr(self, n))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (run metadata, provenance)."""
+        return dataclasses.asdict(self)
 
 
 def composite_rgb(protein: ArrayLike, lipid: ArrayLike, shg: ArrayLike, *,

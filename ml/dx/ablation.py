@@ -33,10 +33,12 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from ml.common.errors import MLError
 from ml.common.metrics import patch_metrics, roc_curve
 from ml.dx.lbnet import LiteBlendNet
+from ml.dx.predict import predict_proba
 from ml.dx.preprocess import MEAN, STD, check_composite
-from ml.dx.train import TrainConfig, predict_proba, train_model
+from ml.dx.train import TrainConfig, train_model
 
 __all__ = ["CHANNELS", "CHANNEL_SUBSETS", "AblationError", "check_subset", "mask_channels",
            "ChannelMask", "run_ablation"]
@@ -48,7 +50,7 @@ CHANNEL_SUBSETS: tuple[str, ...] = tuple(
     "".join(c) for k in (1, 2, 3) for c in itertools.combinations(CHANNELS, k))
 
 
-class AblationError(ValueError):
+class AblationError(MLError):
     """Unknown channel subset or unusable ablation input (shapes, labels)."""
 
 

@@ -56,6 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ml.common.errors import MLError
 from ml.common.metrics import patch_metrics, roc_curve
 
 __all__ = ["BASELINES", "BaselineError", "PERCENTILES", "patch_features", "feature_names",
@@ -70,7 +71,7 @@ _CHANNELS = ("R", "G", "B")
 _CHUNK = 64  # patches per vectorised chunk in patch_features (memory ~ 2 x chunk x patch)
 
 
-class BaselineError(ValueError):
+class BaselineError(MLError):
     """Unusable baseline input: shapes, labels, unknown model name, bad grid."""
 
 

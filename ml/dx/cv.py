@@ -20,12 +20,14 @@ from typing import Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ml.common.errors import MLError
+
 __all__ = ["CVError", "group_kfold", "train_val_split_by_group"]
 
 RngLike = Union[None, int, np.random.Generator]
 
 
-class CVError(ValueError):
+class CVError(MLError):
     """Impossible split: too few groups, bad fraction or fold count, malformed groups."""
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from ml.common.errors import MLError
 from ml.dx.patches import PatchSet
 from ml.dx.preprocess import normalize as zscore_normalize
 from ml.dx.preprocess import to_chw
@@ -39,7 +40,7 @@ from ml.dx.preprocess import to_chw
 __all__ = ["GradCamError", "grad_cam", "paste_maps", "field_cam", "overlay_png"]
 
 
-class GradCamError(ValueError):
+class GradCamError(MLError):
     """Unusable Grad-CAM input (shapes, target classes, missing layer)."""
 
 

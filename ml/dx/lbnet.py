@@ -25,8 +25,8 @@ brackets)::
 reduces the resolution 8x before anything wide runs (a non-overlapping 4x4 stride-4 conv,
 then a stride-2 conv): nothing is computed at 150 or 300 px beyond the patchify conv, and
 most of the ~2.8M parameters sit in the 4 x 4 and 9 x 9 tail, where they cost few FLOPs.
-A 300 x 300 patch costs 0.244 GMAC forward (:func:`count_macs`); measured on the 2-core
-CPU here: forward+backward+AdamW step of a batch of 40 at 300 x 300 ~0.6-0.75 s (plus
+A 300 x 300 patch costs 0.244 GMAC forward (:func:`ml.common.nn.count_macs`); measured on the
+2-core CPU here: forward+backward+AdamW step of a batch of 40 at 300 x 300 ~0.6-0.75 s (plus
 ~0.26 s for :func:`ml.dx.augment.augment`), inference of 100 patches ~0.65 s (a whole
 1200 x 1200 field, patches + model + vote, ~0.9 s). A first design (3x3/2 + 3x3/2 + maxpool stem, two BlendModules) cost
 0.39 GMAC and ~1.8 s per training batch; the Grad-CAM map is 4 x 4 per patch (coarse;
@@ -45,10 +45,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ml.dx.train import ParamRange
+from ml.common.weights import ParamRange
 
 __all__ = ["ConvBNAct", "ConvSiLUBN", "BlendBranch", "BlendModule", "LiteBlendNet",
-           "count_parameters", "count_macs", "PARAM_RANGES"]
+           "PARAM_RANGES"]
 
 
 #: Allowed :class:`LiteBlendNet` arguments in a weights file's ``model`` block, checked by
@@ -56,7 +56,7 @@ __all__ = ["ConvBNAct", "ConvSiLUBN", "BlendBranch", "BlendModule", "LiteBlendNe
 #: ``in_channels`` 1..3 (protein, lipid, SHG), ``width`` 4..128 (45 M parameters at 128;
 #: the default 32 has 2.8 M), ``dilations`` 1..6 values in 1..16 (the deepest blend map is
 #: 38 px for a 300 px patch), ``n_blend`` 1..4, ``dropout`` in [0, 1). All upper ends
-#: together give 52 M parameters, below :data:`ml.dx.train.MAX_PARAMETERS`.
+#: together give 52 M parameters, below :data:`ml.common.weights.MAX_PARAMETERS`.
 PARAM_RANGES: dict[str, ParamRange] = {
     "num_classes": ParamRange(int, 2, 16),
     "in_channels": ParamRange(int, 1, 3),
@@ -215,42 +215,3 @@ class LiteBlendNet(nn.Module):
         """Logits ``(N, num_classes)`` of z-scored ``(N, in_channels, H, W)`` patches."""
         f = self.gap(self.forward_features(x)).flatten(1)
         return self.classifier(self.dropout(f))
-
-
-def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 300, 300)) -> int:
-    """Multiply-accumulates of one forward pass (Conv2d and Linear layers only), per batch.
-
-    Counted with forward hooks on a zero input in eval mode; FLOPs ~ 2 x MACs.
-    """
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out.numel() * k
-
-    def lin_hook(m: nn.Linear, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(lin_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return int(total)

@@ -31,10 +31,12 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ml.common.errors import MLError
+
 __all__ = ["MonteCarloError", "MonteCarloResult", "simulate_votes", "accuracy_curve"]
 
 
-class MonteCarloError(ValueError):
+class MonteCarloError(MLError):
     """Invalid Monte-Carlo settings."""
 
 

@@ -30,21 +30,24 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from ml.dx.patches import MAX_BACKGROUND_FRACTION, PATCH_SIZE, PATCH_STRIDE, PatchSet, \
-    extract_patches
+from ml.common.errors import MLError
+from ml.common.weights import WEIGHTS_DIR, ParamRange, WeightsMetaError, check_params, load_weights
+from ml.dx.patches import (MAX_BACKGROUND_FRACTION, PATCH_SIZE, PATCH_STRIDE, PatchSet,
+                           extract_patches)
 from ml.dx.preprocess import check_composite, normalize, to_chw
 from ml.dx.vote import DEFAULT_THRESHOLD, Vote, dx_vote
 
-__all__ = ["Task", "TASKS", "TaskError", "FieldDx", "SampleVote", "LBNetDx",
-           "default_weights_path", "WEIGHTS_DIR", "field_patches", "check_dx_meta",
-           "dx_meta_ranges"]
-
-#: Where the shipped default weights live.
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+__all__ = ["Task", "TASKS", "TaskError", "PredictError", "FieldDx", "SampleVote", "LBNetDx",
+           "default_weights_path", "field_patches", "check_dx_meta", "dx_meta_ranges",
+           "predict_proba"]
 
 
-class TaskError(ValueError):
+class TaskError(MLError):
     """Unknown task or a phenotype that has no class in it."""
+
+
+class PredictError(MLError):
+    """Patches or options :func:`predict_proba` cannot take (array shape, batch size)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +108,7 @@ def field_patches(composite: ArrayLike, *, background_level: float = 0.06,
 
 
 def dx_meta_ranges() -> dict[str, Any]:
-    """Allowed entries of a weights file's ``dx`` block (:class:`ml.dx.train.ParamRange`)."""
-    from ml.dx.train import ParamRange
-
+    """Allowed entries of a weights file's ``dx`` block (:class:`ml.common.weights.ParamRange`)."""
     return {"task": ParamRange(str, choices=tuple(TASKS), required=True),
             "class_names": ParamRange(str, length=(2, 16)),
             "patch_threshold": ParamRange(float, 0.0, 1.0),
@@ -123,11 +124,10 @@ def check_dx_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> None:
 
     Raises
     ------
-    ml.dx.train.WeightsMetaError
+    ml.common.weights.WeightsMetaError
         Naming the file, the key, its value and what is allowed.
     """
-    from ml.dx.lbnet import PARAM_RANGES
-    from ml.dx.train import WeightsMetaError, check_params
+    from ml.dx.lbnet import PARAM_RANGES  # torch: imported when a file is checked
 
     if "dx" not in meta:
         raise WeightsMetaError(f"weights file {str(path)!r} has no LBNet-Dx task in its "
@@ -223,14 +223,14 @@ class LBNetDx:
         """Load weights written by ``srash train`` (default: the shipped ones of ``task``).
 
         The metadata is checked (:func:`check_dx_meta`) and the tensor shapes compared with
-        the described model before any model is built (:func:`ml.dx.train.load_weights`).
+        the described model before any model is built (:func:`ml.common.weights.load_weights`).
 
-        Raises :class:`ml.dx.train.WeightsError` when the file is missing or malformed
-        (:class:`ml.dx.train.WeightsMetaError` / :class:`ml.dx.train.WeightsShapeError` for
-        metadata out of range / tensors that do not match it).
+        Raises :class:`ml.common.weights.WeightsError` when the file is missing or malformed
+        (:class:`~ml.common.weights.WeightsMetaError` /
+        :class:`~ml.common.weights.WeightsShapeError` for metadata out of range / tensors that do
+        not match it).
         """
         from ml.dx.lbnet import LiteBlendNet
-        from ml.dx.train import load_weights
 
         p = Path(path) if path is not None else default_weights_path(task)
         model, meta = load_weights(p, model_factory=lambda m: LiteBlendNet(**m["model"]),
@@ -255,8 +255,6 @@ class LBNetDx:
 
     def predict(self, patches: NDArray[np.float32]) -> NDArray[np.float64]:
         """Softmax probabilities ``(n, K)`` of [0, 1] patches ``(n, 3, S, S)``."""
-        from ml.dx.train import predict_proba
-
         import torch
 
         if len(patches) == 0:
@@ -276,3 +274,41 @@ class LBNetDx:
     def classify_field(self, composite: ArrayLike) -> FieldDx:
         """Classify one field's composite ``(3, H, W)`` in [0, 1]."""
         return self.classify_patches(self.patches(composite))
+
+
+def predict_proba(model: Any, x: Any, *, batch_size: int = 64) -> NDArray[np.float64]:
+    """Softmax class probabilities ``(N, K)`` of z-scored patches ``(N, C, H, W)``.
+
+    Runs without gradients in eval mode on the model's device, in batches; the model's
+    train/eval mode is restored afterwards.
+
+    Raises
+    ------
+    PredictError
+        ``x`` is not 4-D, or ``batch_size < 1``.
+    """
+    import torch
+
+    xa = np.asarray(x, dtype=np.float32)
+    if xa.ndim != 4:
+        raise PredictError(f"x of shape {xa.shape}: expected (N, C, H, W)")
+    if int(batch_size) < 1:
+        raise PredictError(f"batch_size {batch_size!r}: expected an integer >= 1")
+    try:
+        dev = next(model.parameters()).device
+    except StopIteration:
+        dev = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        with torch.no_grad():
+            for s in range(0, xa.shape[0], int(batch_size)):
+                xb = torch.from_numpy(np.ascontiguousarray(xa[s:s + batch_size])).to(dev)
+                out.append(torch.softmax(model(xb).float(), dim=1).cpu().double().numpy())
+    finally:
+        model.train(was_training)
+    if not out:
+        k = int(getattr(model, "num_classes", 0))
+        return np.zeros((0, k), np.float64)
+    return np.concatenate(out, axis=0)

@@ -22,6 +22,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ml.common.errors import MLError
+
 __all__ = [
     "MEAN", "STD", "PreprocessError", "Layout", "to_chw", "check_composite", "normalize",
     "denormalize",
@@ -35,7 +37,7 @@ STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 Layout = Literal["auto", "chw", "hwc"]
 
 
-class PreprocessError(ValueError):
+class PreprocessError(MLError):
     """A composite is unusable: wrong shape or channel count, NaN/inf, or out of [0, 1]."""
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["Bottleneck", "ResNet50Ref", "count_parameters"]
+__all__ = ["Bottleneck", "ResNet50Ref"]
 
 
 class Bottleneck(nn.Module):
@@ -106,8 +106,3 @@ class ResNet50Ref(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``."""
         return self.fc(self.gap(self.forward_features(x)).flatten(1))
-
-
-def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ml.common.errors import MLError
 from ml.common.metrics import PatchMetrics, patch_metrics, roc_auc, roc_curve, youden_threshold
 
 __all__ = ["UNIDENTIFIABLE", "DEFAULT_THRESHOLD", "VoteError", "Vote", "dx_vote",
@@ -33,7 +34,7 @@ UNIDENTIFIABLE = "unidentifiable"
 DEFAULT_THRESHOLD = 0.8
 
 
-class VoteError(ValueError):
+class VoteError(MLError):
     """Unusable vote input (shapes, negative or non-finite values, all weights zero)."""
 
 

@@ -28,8 +28,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ml.common.processing import CompositeConfig, composite_rgb, normalize_power, \
-    subtract_background
+from ml.common.errors import MLError
+from ml.common.processing import (CompositeConfig, composite_rgb, normalize_power,
+                                  subtract_background)
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, species_spectrum
 
 __all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels", "CHANNEL_ORDER"]
@@ -38,7 +39,7 @@ __all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels
 CHANNEL_ORDER = ("SRS_2930", "SRS_2850", "SHG")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(MLError):
     """No usable calibration record (missing, wrong keys, non-positive scales)."""
 
 

@@ -1,9 +1,10 @@
 """The paper's processing of a raw field: dark subtraction, power normalisation,
 lipid/protein unmixing and the SRASH composite, with a calibration record.
 
-Nothing here depends on the simulator beyond :func:`process_field`'s call of
-``sim.calibration(rng)``: :func:`apply_calibration` takes any field with the attributes of
-:class:`FieldLike` and a calibration dict, so it applies to real data as well.
+:func:`apply_calibration` takes any field with the attributes of :class:`FieldLike` and a
+calibration dict (the keys of :class:`ml.io.composite.Calibration`), so it applies to real
+data as to simulated; :func:`process_field` takes the record from a simulated instrument
+(``sim.calibration(rng)``, e.g. :class:`simulators.instrument.SRASHSimulator`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ml.common.processing import (CompositeConfig, composite_rgb, normalize_power,
-                                   subtract_background, unmix_lipid_protein)
+                                  subtract_background, unmix_lipid_protein)
 from simulators.spectra import species_spectrum
 
 

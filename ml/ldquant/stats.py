@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ml.common.errors import MLError
 from ml.common.plotting import new_figure, save_png
 
 __all__ = ["StatsError", "GroupTest", "INDEX_LABELS", "TESTS", "ALTERNATIVES",
@@ -70,7 +71,7 @@ _JITTER_SEED = 0
 _MIN_N = 3
 
 
-class StatsError(ValueError):
+class StatsError(MLError):
     """Input the statistics or the figure cannot use: NaN, too few tubules, bad options."""
 
 

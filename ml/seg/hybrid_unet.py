@@ -70,12 +70,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ml.dx.lbnet import count_parameters
+from ml.common.errors import MLError
 
 __all__ = ["SegInputError", "MIN_BANDS", "DOWNSAMPLING", "INFERENCE_SECONDS",
            "ConvBNReLU3D", "MSR3D", "PlainBlock3D", "SpectralCompression",
            "AttentionSpectralPool", "SpectralMean", "HybridUNet", "UNet3D", "UNet2D",
-           "count_parameters", "check_stack"]
+           "check_stack"]
 
 #: Smallest number of spectral bands the 3D models accept.
 MIN_BANDS = 4
@@ -86,7 +86,7 @@ INFERENCE_SECONDS: dict[str, float] = {"HybridUNet": 0.7, "HybridUNet(no modules
                                        "UNet2D": 0.3, "UNet3D": 11.4}
 
 
-class SegInputError(ValueError):
+class SegInputError(MLError):
     """A stack of the wrong ndim / shape for a segmentation model, or a bad model option."""
 
 

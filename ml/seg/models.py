@@ -9,7 +9,7 @@ One name per model the study compares (:data:`SEGMENTERS`)::
     unet3d                 baseline 3D UNet
     unet2d                 baseline nnU-Net-style 2D UNet (bands as input channels)
 
-A weights file (:func:`ml.dx.train.save_weights`) records the model name, its constructor
+A weights file (:func:`ml.common.weights.save_weights`) records the model name, its constructor
 arguments and the Raman axis (cm^-1) it was trained on. :func:`segmenter_input` puts a stack
 on that axis: identical axes pass unchanged, a stack whose axis covers the training range is
 linearly interpolated band by band onto it, anything else is refused with
@@ -19,16 +19,16 @@ linearly interpolated band by band onto it, anything else is refused with
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from ml.common.errors import MLError
+from ml.common.weights import (WEIGHTS_DIR, ParamRange, WeightsError, WeightsMetaError,
+                               check_params, load_weights, save_weights)
 from ml.seg.hybrid_unet import MIN_BANDS, HybridUNet, UNet2D, UNet3D
-from ml.dx.train import (ParamRange, WeightsError, WeightsMetaError, check_params, load_weights,
-                      save_weights)
 
 __all__ = ["DEFAULT_WEIGHTS", "SEGMENTERS", "SegModelError", "build_segmenter", "save_segmenter",
            "load_segmenter", "segmenter_input", "labels_from_masks", "check_segmenter_meta",
@@ -48,7 +48,7 @@ _ABLATION_FLAG = {"hybrid-no-msr": "msr", "hybrid-no-compression": "spectral_com
                   "hybrid-no-attention": "attention_skips"}
 
 #: The shipped default segmenter (``srash segment --method hybrid-unet``).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seg_hybrid-unet.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "seg_hybrid-unet.pt"
 
 #: Largest difference (cm^-1) between a stack's and the training Raman axis treated as equal.
 AXIS_TOL_CM1 = 0.5
@@ -60,7 +60,7 @@ MAX_BANDS = 1024
 #: Allowed constructor arguments in a segmenter weights file's ``model`` block, per class,
 #: checked by :func:`load_segmenter` before any model is built. ``num_classes`` is 2
 #: (nucleus, lipid droplet: :func:`labels_from_masks`); widths are capped so that the
-#: largest allowed model stays below :data:`ml.dx.train.MAX_PARAMETERS` (Hybrid-UNet width 64,
+#: largest allowed model stays below :data:`ml.common.weights.MAX_PARAMETERS` (Hybrid-UNet width 64,
 #: width3d 64: 54 M; UNet3D width 32: 24 M; UNet2D 1024 bands, width 64: 32 M).
 PARAM_RANGES: dict[str, dict[str, ParamRange]] = {
     "HybridUNet": {"num_classes": ParamRange(int, choices=(2,)),
@@ -74,7 +74,7 @@ PARAM_RANGES: dict[str, dict[str, ParamRange]] = {
 }
 
 
-class SegModelError(ValueError):
+class SegModelError(MLError):
     """Unknown segmenter name, or a stack the weights cannot segment."""
 
 
@@ -123,8 +123,9 @@ def check_segmenter_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> No
 
     Raises
     ------
-    ml.dx.train.WeightsError
-        No segmenter in the file (e.g. LBNet-Dx weights); :class:`ml.dx.train.WeightsMetaError`
+    ml.common.weights.WeightsError
+        No segmenter in the file (e.g. LBNet-Dx weights);
+        :class:`ml.common.weights.WeightsMetaError`
         naming the key, its value and what is allowed.
     """
     name = meta.get("segmenter")
@@ -156,11 +157,11 @@ def check_segmenter_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> No
 def load_segmenter(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode, metadata) of a file written by :func:`save_segmenter`; the
     metadata is checked (:func:`check_segmenter_meta`) and the tensor shapes compared
-    before any model is built (:func:`ml.dx.train.load_weights`).
+    before any model is built (:func:`ml.common.weights.load_weights`).
 
-    Raises :class:`ml.dx.train.WeightsError` for a missing / corrupted file or one that is not a
-    segmenter's (e.g. LBNet-Dx weights), :class:`ml.dx.train.WeightsMetaError` /
-    :class:`ml.dx.train.WeightsShapeError` for metadata out of range / tensors that do not
+    Raises :class:`ml.common.weights.WeightsError` for a missing / corrupted file or one that is
+    not a segmenter's (e.g. LBNet-Dx weights), :class:`ml.common.weights.WeightsMetaError` /
+    :class:`ml.common.weights.WeightsShapeError` for metadata out of range / tensors that do not
     match it."""
     def factory(meta: dict[str, Any]) -> nn.Module:
         return _construct(meta["segmenter"], meta.get("model", {}))

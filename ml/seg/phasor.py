@@ -47,6 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from ml.common.dice import dice
+from ml.common.errors import MLError
 from ml.common.plotting import new_figure, save_png
 
 __all__ = [
@@ -72,7 +73,7 @@ _CLASS_COLORS: dict[int, str] = {BACKGROUND: "#808080", NUCLEUS: "#1f77b4",
                                  LIPID_DROPLET: "#ff7f0e", CYTOPLASM: "#2ca02c"}
 
 
-class PhasorError(ValueError):
+class PhasorError(MLError):
     """Input unusable for a phasor computation (shape, non-finite values, too few channels,
     bad Raman axis, unknown option)."""
 

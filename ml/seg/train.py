@@ -6,7 +6,7 @@ float stacks, output logits ``(N, 2, H, W)`` with channel 0 = nucleus and channe
 droplet, scored with independent sigmoids.
 
 Data: hyperspectral stacks ``(B, H, W)`` (bands first, any intensity unit) and simulator
-label maps ``(H, W)`` whose codes are :class:`simulators.specimens.base.Label` values
+label maps ``(H, W)`` whose codes are :data:`plans.contract.TRUTH_LABELS` values
 (nucleus = 3, lipid droplet = 4; every other code is background for both masks). Each stack
 is scaled by :func:`normalize_stack` before training and inference, so stacks of different
 brightness give comparable inputs.
@@ -26,7 +26,8 @@ seeded from ``config.seed``; the global torch RNG (dropout, if any) is seeded in
 data, initial weights and thread count give the same history on the CPU. Model
 initialisation is the caller's: seed before constructing the model.
 
-Weights are saved / loaded with :func:`ml.dx.train.save_weights` / :func:`ml.dx.train.load_weights`.
+Weights are saved / loaded with :func:`ml.common.weights.save_weights` /
+:func:`ml.common.weights.load_weights`.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from ml.common.dice import dice, soft_dice_loss
+from ml.common.errors import MLError
 from ml.seg.hybrid_unet import DOWNSAMPLING, MIN_BANDS
-from simulators.specimens.base import Label
+from plans.contract import TRUTH_LABELS
 
 __all__ = [
     "SegTrainError", "SegConfig", "SegTrainResult", "CLASS_NAMES", "masks_from_labels",
@@ -54,13 +56,13 @@ __all__ = [
 
 #: Output channels of the segmenters, in order.
 CLASS_NAMES: tuple[str, str] = ("nucleus", "lipid_droplet")
-_CLASS_LABELS: tuple[int, int] = (int(Label.NUCLEUS), int(Label.LIPID_DROPLET))
+_CLASS_LABELS: tuple[int, int] = (TRUTH_LABELS["nucleus"], TRUTH_LABELS["lipid_droplet"])
 
 #: Percentile of the band-mean image that :func:`normalize_stack` maps to 1.
 NORM_PERCENTILE = 99.0
 
 
-class SegTrainError(ValueError):
+class SegTrainError(MLError):
     """Segmentation training / inference inputs or settings are unusable."""
 
 
@@ -72,13 +74,13 @@ def masks_from_labels(labels: NDArray[np.integer]) -> NDArray[np.float32]:
     Parameters
     ----------
     labels : ndarray of int, shape (H, W)
-        :class:`simulators.specimens.base.Label` codes (nucleus = 3, lipid droplet = 4).
+        :data:`plans.contract.TRUTH_LABELS` codes (nucleus = 3, lipid droplet = 4).
 
     Returns
     -------
     ndarray of float32, shape (2, H, W)
-        Channel 0: 1.0 where ``labels == Label.NUCLEUS``; channel 1: 1.0 where
-        ``labels == Label.LIPID_DROPLET``; 0.0 elsewhere.
+        Channel 0: 1.0 where ``labels`` is the nucleus code; channel 1: 1.0 where it is the
+        lipid-droplet code; 0.0 elsewhere.
 
     Raises
     ------
@@ -92,7 +94,7 @@ def masks_from_labels(labels: NDArray[np.integer]) -> NDArray[np.float32]:
     if lab.dtype.kind not in "iu":
         if lab.dtype.kind != "f" or not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
             raise SegTrainError(f"labels of dtype {lab.dtype}: expected integer label codes "
-                                "(simulators.specimens.base.Label)")
+                                "(plans.contract.TRUTH_LABELS)")
     return np.stack([lab == code for code in _CLASS_LABELS]).astype(np.float32)
 
 

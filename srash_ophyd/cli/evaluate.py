@@ -202,7 +202,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     images.update(_pngs(out, report, curves, cm_patch, cm_sample, dx.class_names))
     report["images"] = images
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    from ml.common.plotting import write_json
+    from ml.common.fileio import write_json
 
     report["report"] = str(write_json(out / "evaluation.json", report))
     if args.json:
@@ -286,7 +286,8 @@ def _gradcam(out: Path, dx, composite, ps, sid: str, fdx) -> str:
 
 
 def _pngs(out: Path, report, curves, cm_patch, cm_sample, names) -> dict[str, str]:
-    from ml.common.plotting import bars_png, confusion_png, montecarlo_png, roc_png
+    from ml.common.plotting import bars_png, confusion_png, roc_png
+    from ml.dx.report import montecarlo_png
 
     task = report["task"]
     imgs = {"roc": str(roc_png(out / "roc.png", curves, title=f"{task}: held-out patches")),

@@ -82,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sample", default=None, help="start.sample_id")
     p.add_argument("--ld-threshold", type=float, default=None,
                    help="lipid-droplet threshold on the 2850 cm^-1 channel in pure-lipid "
-                        "units (default 0.26, ml.ldquant.quantify.DEFAULT_LD_THRESHOLD: best Dice vs "
-                        "simulator truth)")
+                        "units (default 0.26, ml.ldquant.droplets.DEFAULT_LD_THRESHOLD: best "
+                        "Dice vs simulator truth)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv",
                    help="per-tubule table format (default csv)")
     p.add_argument("--overlays", type=int, default=4,
@@ -139,7 +139,8 @@ def run_quantify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ml.io.composite import Calibration, field_channels
-    from ml.ldquant.quantify import QuantError, quant_overlay_png, quantify_field, tubule_dice
+    from ml.ldquant.quantify import QuantError, quant_overlay_png, quantify_field
+    from ml.ldquant.tubules import tubule_dice
 
     from ..catalog import close_catalog, open_catalog
     from ..export import run_tiles
@@ -223,7 +224,7 @@ def run_quantify(args: argparse.Namespace) -> int:
     finally:
         close_catalog(client)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    from ml.common.plotting import write_json
+    from ml.common.fileio import write_json
 
     summary["summary"] = str(write_json(args.out / "summary.json", summary))
     if args.json:

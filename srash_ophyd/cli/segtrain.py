@@ -147,7 +147,7 @@ def _progress(quiet: bool, total: int, desc: str):
 def run_train_seg(args: argparse.Namespace) -> int:
     import torch
 
-    from ml.common.plotting import write_json
+    from ml.common.fileio import write_json
     from ml.seg.models import DEFAULT_WEIGHTS, build_segmenter, save_segmenter
     from ml.seg.train import SegConfig, train_segmenter
 
@@ -231,7 +231,8 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ml.common.dice import dice
-    from ml.common.plotting import bars_png, write_json
+    from ml.common.fileio import write_json
+    from ml.common.plotting import bars_png
     from ml.seg.models import DEFAULT_WEIGHTS, load_segmenter, segmenter_input
     from ml.seg.phasor import LIPID_DROPLET, NUCLEUS, segment_phasor
     from ml.seg.train import predict_masks

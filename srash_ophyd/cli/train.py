@@ -11,7 +11,7 @@ fitted patches themselves).
 
 ``--cv K`` first runs K-fold cross-validation grouped by patient (the paper: 9 folds over
 images, split by sample) with the same settings and reports every fold; the final model is
-then trained as above. Weights are written with :func:`ml.dx.train.save_weights` (metadata:
+then trained as above. Weights are written with :func:`ml.common.weights.save_weights` (metadata:
 model, task, thresholds, training cohort, the specimen seeds used, history, metrics).
 """
 
@@ -117,7 +117,8 @@ def _fit(ds, tr, va, args, label: str, *, n_classes: int) -> tuple[Any, Any, np.
     import torch
 
     from ml.dx.lbnet import LiteBlendNet
-    from ml.dx.train import predict_proba, train_model
+    from ml.dx.predict import predict_proba
+    from ml.dx.train import train_model
 
     cfg = _config(args)
     torch.manual_seed(args.seed)
@@ -131,10 +132,10 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from ml.common.metrics import patch_metrics, youden_threshold
+    from ml.common.weights import save_weights
     from ml.dx.cv import group_kfold
     from ml.dx.lbnet import PARAM_RANGES  # the widths LBNetDx.load accepts back
     from ml.dx.predict import LBNetDx, default_weights_path, get_task
-    from ml.dx.train import save_weights
 
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import load_patches, select_runs
@@ -217,7 +218,7 @@ def run_train(args: argparse.Namespace) -> int:
               "load_seconds": round(t_load, 1), **faults.summary()}
     images = _train_pngs(report_dir, res.history, ds.y[va], pv[:, 1], thr, task)
     report["images"] = images
-    from ml.common.plotting import write_json
+    from ml.common.fileio import write_json
 
     report["report"] = str(write_json(report_dir / "train.json", report))
     if args.json:

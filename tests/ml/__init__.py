@@ -1,1 +1,1 @@
-"""Tests of the ml package (LBNet-Dx building blocks)."""
+"""Tests of the ml package, one folder per subpackage."""

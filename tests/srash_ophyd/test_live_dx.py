@@ -38,7 +38,7 @@ def dx():
 
 @pytest.fixture(scope="module")
 def weights(dx, tmp_path_factory):
-    from ml.dx.train import save_weights
+    from ml.common.weights import save_weights
 
     path = tmp_path_factory.mktemp("w") / "lbnet.pt"
     save_weights(dx.model, path, meta={"model": {"width": 8}, "dx": dx.dx_meta()})

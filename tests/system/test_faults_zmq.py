@@ -45,9 +45,9 @@ def scan(tmp_path_factory):
     """Tiny weights and the documents of one real 1x1 mosaic (frames on disk)."""
     import torch
 
+    from ml.common.weights import save_weights
     from ml.dx.lbnet import LiteBlendNet
     from ml.dx.predict import LBNetDx
-    from ml.dx.train import save_weights
     from srash_ophyd.session import make_session
 
     d = tmp_path_factory.mktemp("zmq")

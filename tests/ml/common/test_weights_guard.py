@@ -1,9 +1,9 @@
 """Weights files are checked before any model is built (issue 12, finding 3) and atomic
 writes honour the umask (finding 7).
 
-Invariants: a tampered file raises a named :class:`ml.dx.train.WeightsError` subclass that names
-the file and the key; the model factory never runs on a real device for such a file (it runs
-at most once on the ``meta`` device, which holds no storage); no pickled code runs; a file
+Invariants: a tampered file raises a named :class:`ml.common.weights.WeightsError` subclass
+that names the file and the key; the model factory never runs on a real device for such a file
+(it runs at most once on the ``meta`` device, which holds no storage); no pickled code runs; a file
 written through :func:`ml.common.fileio.atomic_write` gets the mode a plain ``open()`` gets.
 """
 
@@ -22,15 +22,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import ml.dx.train as mtrain
+import ml.common.weights as mweights
 from ml.common.fileio import atomic_write
+from ml.common.weights import (ParamRange, WeightsError, WeightsMetaError, WeightsShapeError,
+                               load_weights, save_weights)
 from ml.dx.lbnet import PARAM_RANGES, LiteBlendNet
 from ml.dx.predict import LBNetDx, check_dx_meta
 from ml.seg.models import build_segmenter, load_segmenter, save_segmenter
-from ml.dx.train import (ParamRange, WeightsError, WeightsMetaError, WeightsShapeError,
-                      load_weights, save_weights)
 
-SHIPPED = Path(mtrain.__file__).resolve().parents[1] / "weights"
+SHIPPED = mweights.WEIGHTS_DIR
 
 
 def tamper(src: Path, dst: Path, edit_meta: Callable[[Any], Any] | None = None,
@@ -180,6 +180,19 @@ def test_shipped_lbnet_weights_pass_the_checks(name):
     assert dx.meta["model"]["width"] == 32 and dx.model.num_classes == 2
 
 
+def test_default_weights_are_the_shipped_files():
+    """Every application's default weights path is the package data in ``ml/weights/``."""
+    import ml
+    from ml.dx.predict import TASKS, default_weights_path
+    from ml.seg.models import DEFAULT_WEIGHTS
+
+    assert SHIPPED == Path(ml.__file__).resolve().parent / "weights"
+    for task in TASKS:
+        assert default_weights_path(task) == SHIPPED / f"lbnet_{task}.pt"
+        assert default_weights_path(task).is_file()
+    assert DEFAULT_WEIGHTS == SHIPPED / "seg_hybrid-unet.pt" and DEFAULT_WEIGHTS.is_file()
+
+
 # ------------------------------------------------------------------- file level
 def test_unreadable_files_name_the_file(small, tmp_path):
     cases = {"empty.pt": b"", "garbage.pt": b"\x00not a torch file" * 10,
@@ -214,7 +227,7 @@ def test_pickled_code_in_a_weights_file_never_runs(small, tmp_path):
 
 def test_oversized_and_zip_bomb_files_are_refused_before_torch_load(small, tmp_path,
                                                                     monkeypatch):
-    monkeypatch.setattr(mtrain, "MAX_WEIGHTS_BYTES", 2**20)
+    monkeypatch.setattr(mweights, "MAX_WEIGHTS_BYTES", 2**20)
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", b"\x00" * (8 * 2**20))
@@ -224,7 +237,7 @@ def test_oversized_and_zip_bomb_files_are_refused_before_torch_load(small, tmp_p
     with pytest.raises(WeightsError, match="unpack to 8 MiB") as ei:
         LBNetDx.load(bomb)
     assert str(bomb) in str(ei.value)
-    monkeypatch.setattr(mtrain, "MAX_WEIGHTS_BYTES", small.stat().st_size - 1)
+    monkeypatch.setattr(mweights, "MAX_WEIGHTS_BYTES", small.stat().st_size - 1)
     with pytest.raises(WeightsError, match="at most") as ei:
         LBNetDx.load(small)
     assert str(small) in str(ei.value) and loads == []

@@ -11,15 +11,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ml.common.fileio import to_jsonable, write_json
+from ml.common.plotting import ReportError, bars_png, confusion_png, roc_png
 from ml.dx.ablation import (CHANNEL_SUBSETS, AblationError, ChannelMask, _prepare, check_subset,
-                         mask_channels, run_ablation)
-from ml.dx.baselines import (BASELINES, PERCENTILES, BaselineError, feature_names,
-                          fit_baselines, make_baseline, patch_features)
+                            mask_channels, run_ablation)
+from ml.dx.baselines import (BASELINES, PERCENTILES, BaselineError, feature_names, fit_baselines,
+                             make_baseline, patch_features)
 from ml.dx.lbnet import LiteBlendNet
 from ml.dx.montecarlo import accuracy_curve
 from ml.dx.preprocess import MEAN, STD, PreprocessError, normalize
-from ml.common.plotting import (ReportError, bars_png, confusion_png, montecarlo_png, roc_png,
-                       to_jsonable, write_json)
+from ml.dx.report import montecarlo_png
 from ml.dx.train import TrainConfig
 
 seeds = st.integers(0, 2**32 - 1)

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from ml.common.nn import count_parameters
 from ml.dx.gradcam import GradCamError, field_cam, grad_cam, overlay_png, paste_maps
 from ml.dx.lbnet import LiteBlendNet
 from ml.dx.patches import extract_patches
-from ml.dx.refnets import ResNet50Ref, count_parameters
+from ml.dx.refnets import ResNet50Ref
 
 
 class RedDetector(nn.Module):

@@ -15,7 +15,9 @@ from ml.dx.preprocess import MEAN, STD, PreprocessError, denormalize, normalize,
 
 
 def test_package_and_numpy_modules_do_not_import_torch_or_devices():
-    code = ("import sys, ml, ml.dx.preprocess, ml.dx.patches, ml.dx.vote, ml.common.metrics, ml.dx.montecarlo;"
+    code = ("import sys, ml, ml.common, ml.io, ml.dx, ml.seg, ml.ldquant, ml.dx.preprocess, "
+            "ml.dx.patches, ml.dx.vote, ml.common.metrics, ml.dx.montecarlo, ml.dx.predict, "
+            "ml.common.weights, ml.common.processing, ml.io.composite, ml.io.processed;"
             "bad = [m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'srash_ophyd', 'plans', 'bluesky', 'ophyd')];"
             "print(bad); sys.exit(1 if bad else 0)")

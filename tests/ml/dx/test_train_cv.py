@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ml.common.weights import WeightsError, load_weights, save_weights
 from ml.dx.cv import CVError, group_kfold, train_val_split_by_group
 from ml.dx.lbnet import LiteBlendNet
+from ml.dx.predict import predict_proba
 from ml.dx.preprocess import normalize
-from ml.dx.train import (TrainConfig, TrainError, WeightsError, compute_loss, l1_penalty,
-                      load_weights, make_optimizer, predict_proba, save_weights, train_model)
+from ml.dx.train import (TrainConfig, TrainError, compute_loss, l1_penalty, make_optimizer,
+                         train_model)
 
 # ----------------------------------------------------------------------------- cv
 

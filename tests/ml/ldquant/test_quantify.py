@@ -1,4 +1,4 @@
-"""Lipid-droplet quantification per tubule (ml.ldquant.quantify): drawn rings and droplets with known
+"""Lipid-droplet quantification per tubule (ml.ldquant): drawn rings and droplets with known
 areas and intensities, Leydig cells and droplets outside the rings, error cases, and a small
 simulated normal field scored against the simulator's truth."""
 
@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml.ldquant.quantify import (DEFAULT_LD_THRESHOLD, MIN_TUBULE_AREA_UM2, FieldQuant, QuantError,
-                        droplet_threshold, quant_overlay_png, quantify_field,
-                        segment_droplets, segment_tubules, tubule_dice, tubule_indexes)
+from ml.ldquant.droplets import DEFAULT_LD_THRESHOLD, droplet_threshold, segment_droplets
+from ml.ldquant.indexes import tubule_indexes
+from ml.ldquant.quantify import FieldQuant, QuantError, quant_overlay_png, quantify_field
+from ml.ldquant.tubules import MIN_TUBULE_AREA_UM2, segment_tubules, tubule_dice
 
 PX = 0.6  # um per pixel of the drawn fields (the working grid is then 2 x 2 pixels)
 
