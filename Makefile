@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test bench venv clean cohorts weights evaluate cells seg-weights seg-models seg-evaluate quantify
+.PHONY: demo test lint bench venv clean cohorts weights evaluate cells seg-weights seg-models seg-evaluate quantify
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,9 +23,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/srash demo --grid 2x2 --data-dir srash-data --out out/demo
 
-## test: the whole suite (warnings are errors); slow end-to-end tests included
-test: $(STAMP)
+## test: the linters (layering rules, style, types), then the whole suite (warnings are
+## errors); slow end-to-end tests included
+test: lint
 	$(BIN)/python -m pytest -q
+
+## lint: ruff, the import contracts of pyproject.toml (the layering rules) and mypy on the
+## physics and plan packages
+lint: $(STAMP)
+	$(BIN)/ruff check simulators plans srash_ophyd ml tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy simulators plans
 
 ## bench: speed and memory benchmarks (print ratios; results recorded in docs/benchmarks.md)
 bench: $(STAMP)

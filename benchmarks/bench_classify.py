@@ -7,7 +7,8 @@ Measures, in this one run, with ``torch.set_num_threads(--threads)`` (default 2)
     ``normalize`` -> LiteBlendNet (eval, no grad) -> softmax -> ``dx_vote``; median of
     ``--runs`` warm runs (target <= 2 s);
 (b) patches/s of LiteBlendNet and of :class:`ml.dx.refnets.ResNet50Ref` on the same z-scored
-    300 x 300 batches (``--batch`` 20, eval, no grad; the two networks interleaved), and their ratio;
+    300 x 300 batches (``--batch`` 20, eval, no grad; the two networks interleaved), and
+    their ratio;
 (c) Grad-CAM of the field (:func:`ml.dx.gradcam.field_cam`, every valid patch).
 
 Weights are random (untrained): inference time does not depend on the weight values, so
@@ -28,7 +29,6 @@ import time
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
-
 from timing import median_time as _median_time  # benchmarks/timing.py
 
 from ml.common.nn import count_macs, count_parameters

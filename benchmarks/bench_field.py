@@ -76,7 +76,8 @@ def main() -> None:
           f"over {len(warm)} warm fields")
     print(f"  real instrument: {instrument:.1f} s/field -> {out['speedup_vs_instrument']:.0f}x "
           "faster than the instrument")
-    print(f"  resident memory: start {rss0:.0f} MB, after 10 fields {out['rss_mb_after_10']:.0f} MB,"
+    print(f"  resident memory: start {rss0:.0f} MB, "
+          f"after 10 fields {out['rss_mb_after_10']:.0f} MB,"
           f" peak {out['rss_mb_peak']:.0f} MB, end {out['rss_mb_end']:.0f} MB "
           f"(growth 10->{args.fields}: {out['rss_mb_end'] - out['rss_mb_after_10']:+.0f} MB)")
 

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import torch
-
 from timing import median_time  # benchmarks/timing.py
 
 

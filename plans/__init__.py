@@ -16,13 +16,20 @@ from .calibration import dark_frames, flat_field, flat_field_map, power_referenc
 from .grid import GridError, TileGrid, tile_grid
 from .markers import FIELD_KEYS, FieldMarker
 from .scans import SurveyResult, hyperspectral_stack, mosaic, survey_tiles
-from .stubs import (COMPOSITE_CHANNELS, DEFAULT_SHIFTS_CM1, DeviceFailure, acquire_frame,
+from .stubs import (
+                    COMPOSITE_CHANNELS,
+                    DEFAULT_SHIFTS_CM1,
+                    DeviceFailure,
+                    acquire_frame,
                     composite_recipe,
-                    srash_field, tune_raman_shift)
+                    srash_field,
+                    tune_raman_shift,
+)
 from .suspenders import InterlockSuspender, ModeLockSuspender, make_suspenders
 
 __all__ = [
-    "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "FIELD_KEYS", "FieldMarker", "GridError",
+    "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "FIELD_KEYS", "FieldMarker",
+    "GridError",
     "InterlockSuspender", "ModeLockSuspender", "SurveyResult", "TileGrid", "acquire_frame",
     "composite_recipe", "dark_frames", "flat_field", "flat_field_map", "hyperspectral_stack",
     "make_suspenders", "mosaic", "power_reference", "srash_field", "survey_tiles",

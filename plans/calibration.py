@@ -26,8 +26,13 @@ from bluesky.utils import MsgGenerator
 
 from .markers import FieldMarker
 from .scans import _base_md, _check_shifts
-from .stubs import (DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, failures_explained,
-                    srash_field)
+from .stubs import (
+    DEFAULT_SHIFTS_CM1,
+    acquire_frame,
+    composite_recipe,
+    failures_explained,
+    srash_field,
+)
 
 __all__ = ["dark_frames", "flat_field", "flat_field_map", "power_reference"]
 
@@ -63,7 +68,8 @@ def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, n
                  "shutters": [repr(s) for s in shutters], "num": int(num)}
     _md = _base_md("dark_frames", plan_args, detectors, [], md)
     _md.update({"calibration": "dark", "num_points": int(num),
-                "num_intervals": int(num) - 1, "shutters": [getattr(s, "name", repr(s)) for s in shutters]})
+                "num_intervals": int(num) - 1,
+                "shutters": [getattr(s, "name", repr(s)) for s in shutters]})
     _md.update(md or {})
 
     def gen():

@@ -23,8 +23,13 @@ from bluesky.utils import MsgGenerator
 from .contract import PROTEIN_CM1
 from .grid import TileGrid, tile_grid
 from .markers import FieldMarker
-from .stubs import (DEFAULT_SHIFTS_CM1, acquire_frame, composite_recipe, failures_explained,
-                    srash_field)
+from .stubs import (
+    DEFAULT_SHIFTS_CM1,
+    acquire_frame,
+    composite_recipe,
+    failures_explained,
+    srash_field,
+)
 
 __all__ = ["SurveyResult", "hyperspectral_stack", "mosaic", "survey_tiles"]
 

@@ -37,12 +37,18 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable, Reading, Triggerable
 from bluesky.utils import FailedStatus, MsgGenerator, separate_devices, short_uid
 
-from .contract import (COMPOSITE_CHANNELS, DEFAULT_SHIFTS_CM1, DETECTOR_CHANNELS, SHG_CHANNEL,
-                       SRS_CHANNEL)
+from .contract import (
+    COMPOSITE_CHANNELS,
+    DEFAULT_SHIFTS_CM1,
+    DETECTOR_CHANNELS,
+    SHG_CHANNEL,
+    SRS_CHANNEL,
+)
 from .markers import FieldMarker
 
 __all__ = ["COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "acquire_frame",
-           "composite_recipe", "explain_failures", "failures_explained", "srash_field", "tune_raman_shift"]
+           "composite_recipe", "explain_failures", "failures_explained", "srash_field",
+           "tune_raman_shift"]
 
 
 class DeviceFailure(FailedStatus):

@@ -50,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
            "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
-           "make_writer", "open_catalog", "parse_since", "resolve_data_dir", "search_runs", "uri_path"]
+           "make_writer", "open_catalog", "parse_since", "resolve_data_dir", "search_runs",
+           "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
 ENV_DATA_DIR = "SRASH_DATA_DIR"
@@ -411,7 +412,7 @@ def make_writer(client, **kwargs: Any) -> "TiledWriter":
 
     Default batching caches Events/StreamDatums and writes them at the stop document (or
     every 10 000 documents): per-tile cost stays flat over a mosaic, whereas
-    ``batch_size=1`` re-writes and grows with the run length (docs/stack.md: 147 ms/frame at
+    ``batch_size=1`` re-writes and grows with the run length (docs/benchmarks.md: 147 ms/frame at
     25 frames, 246 ms at 100). The consequence: readers of the catalog see a run's events
     once it has stopped; live consumers subscribe to the document stream instead.
     """

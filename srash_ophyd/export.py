@@ -37,13 +37,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from plans.contract import COMPOSITE_CHANNELS, LIPID_CM1, PAIR_TOLERANCE_CM1, PROTEIN_CM1
+
 from .readfaults import FrameError, FrameReader, ReadFaults
 
 __all__ = ["CHANNELS", "ExportError", "Tile", "composite_png", "export_run", "find_image_key",
            "pick_frames", "pixel_um_of", "run_tiles", "stitch", "tile_data"]
 
-CHANNELS = ("SRS_2850", "SRS_2930", "SHG")
-LIPID_CM1, PROTEIN_CM1, TOLERANCE_CM1 = 2850.0, 2930.0, 25.0
+CHANNELS = COMPOSITE_CHANNELS
+TOLERANCE_CM1 = PAIR_TOLERANCE_CM1
 
 
 class ExportError(ValueError):

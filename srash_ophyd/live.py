@@ -75,13 +75,20 @@ from numpy.typing import NDArray
 from ml.dx.predict import FieldDx, LBNetDx, SampleVote
 from ml.dx.vote import Vote
 from ml.io.composite import Calibration
+from plans.contract import LBNET_ANALYSIS
 
 from .catalog import CatalogError, uri_path
 from .export import NO_PAIR, ExportError, Tile, pick_frames, tile_data
 from .readfaults import FrameError, FrameReader, ReadFaults
 from .runstate import IncompleteRunError, require_readable
-from .transport import (DEFAULT_PUB_ADDRESS, DEFAULT_SUB_ADDRESS,  # noqa: F401 (re-exports)
-                        msgpack_dumps, msgpack_loads, serve_live, zmq_publisher)
+from .transport import (  # noqa: F401 (re-exports)
+    DEFAULT_PUB_ADDRESS,
+    DEFAULT_SUB_ADDRESS,
+    msgpack_dumps,
+    msgpack_loads,
+    serve_live,
+    zmq_publisher,
+)
 
 __all__ = ["ANALYSIS", "DEFAULT_PUB_ADDRESS", "DEFAULT_SUB_ADDRESS", "FieldResult",
            "LBNetDxCallback", "LiveDx", "attach_live_dx", "classify_run", "is_srash_scan",
@@ -91,7 +98,7 @@ __all__ = ["ANALYSIS", "DEFAULT_PUB_ADDRESS", "DEFAULT_SUB_ADDRESS", "FieldResul
 log = logging.getLogger("srash.live")
 
 #: ``start["analysis"]`` of the runs written here.
-ANALYSIS = "lbnet-dx"
+ANALYSIS = LBNET_ANALYSIS
 NO_PATCHES = "no-patches"
 
 Publish = Callable[[str, dict], Any]

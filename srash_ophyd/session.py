@@ -39,24 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from plans.contract import diagnosis_of
+
 from .catalog import close_catalog, frames_dir, make_writer, open_catalog, resolve_data_dir
 from .devices.factory import make_microscope
 from .journal import JournaledWriter, journal_dir
 from .signals import TerminationHandler, keep_abort_reason
 
-__all__ = ["PlanOutcome", "Session", "TqdmProgress", "diagnosis_for", "make_session"]
-
-
-def diagnosis_for(phenotype: str | None) -> str | None:
-    """The diagnosis label of a testis phenotype: ``normal`` -> ``"normal"``, any
-    ``NOA-*`` subtype -> ``"NOA"`` (non-obstructive azoospermia); None when unknown."""
-    if phenotype is None:
-        return None
-    if phenotype == "normal":
-        return "normal"
-    if phenotype.upper().startswith("NOA"):
-        return "NOA"
-    return None
+__all__ = ["PlanOutcome", "Session", "TqdmProgress", "make_session"]
 
 
 class TqdmProgress:
@@ -288,7 +278,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     if phenotype is None and specimen == "testis":
         phenotype = "normal"
     md = {"specimen": specimen, "phenotype": phenotype if specimen == "testis" else None,
-          "diagnosis": diagnosis_for(phenotype) if specimen == "testis" else None,
+          "diagnosis": diagnosis_of(phenotype) if specimen == "testis" else None,
           "specimen_seed": int(seed), "noise_seed": int(noise_seed)}
     return Session(RE=RE, mic=mic, catalog=client, writer=writer, plans=plans,
                    data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed,

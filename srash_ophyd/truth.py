@@ -20,11 +20,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from numpy.typing import NDArray
 
+from plans.contract import TRUTH_PLAN
+
 from .docruns import publish_event_run
 
 __all__ = ["TRUTH", "publish_truth", "load_truth", "field_truth", "render_field_truth"]
 
-TRUTH = "simulator-truth"
+TRUTH = TRUTH_PLAN
 
 
 def field_truth(sim: Any) -> tuple[NDArray[np.uint8], dict[str, Any]]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens._raster import sphere_map
+from simulators.specimens.base import Composition, Label, Specimen, Window
 
 settings.register_profile(
     "default", deadline=None, max_examples=25,

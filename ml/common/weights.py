@@ -224,7 +224,8 @@ def _open_checked(p: Path, map_location: str | torch.device) -> Any:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip/EOF/Runtime errors from a corrupted file
         raise WeightsError(f"weights file {str(p)!r} could not be read "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                           f"({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); "
                            f"{hint}") from exc
 
 

@@ -28,7 +28,8 @@ most of the ~2.8M parameters sit in the 4 x 4 and 9 x 9 tail, where they cost fe
 A 300 x 300 patch costs 0.244 GMAC forward (:func:`ml.common.nn.count_macs`); measured on the
 2-core CPU here: forward+backward+AdamW step of a batch of 40 at 300 x 300 ~0.6-0.75 s (plus
 ~0.26 s for :func:`ml.dx.augment.augment`), inference of 100 patches ~0.65 s (a whole
-1200 x 1200 field, patches + model + vote, ~0.9 s). A first design (3x3/2 + 3x3/2 + maxpool stem, two BlendModules) cost
+1200 x 1200 field, patches + model + vote, ~0.9 s). A first design (3x3/2 + 3x3/2 + maxpool
+stem, two BlendModules) cost
 0.39 GMAC and ~1.8 s per training batch; the Grad-CAM map is 4 x 4 per patch (coarse;
 overlapping patches at stride 100 refine it over a field).
 

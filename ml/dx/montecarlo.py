@@ -68,7 +68,8 @@ def _beta(rng: np.random.Generator, a: float, b: float, shape: tuple[int, int]) 
 
 
 def simulate_votes(patch_accuracy: float, *, n_trials: int, rng: np.random.Generator,
-                   n_patches: tuple[int, int] = (30, 90), confidence: tuple[float, float] = (4.0, 1.0),
+                   n_patches: tuple[int, int] = (30, 90),
+                   confidence: tuple[float, float] = (4.0, 1.0),
                    weight_range: tuple[float, float] = (0.2, 1.0), threshold: float = 0.8,
                    chunk: int = 20_000) -> MonteCarloResult:
     """Simulate ``n_trials`` samples and vote each (module docstring for the model).

@@ -32,8 +32,13 @@ from scipy import ndimage
 
 from ml.common.errors import MLError
 from ml.common.weights import WEIGHTS_DIR, ParamRange, WeightsMetaError, check_params, load_weights
-from ml.dx.patches import (MAX_BACKGROUND_FRACTION, PATCH_SIZE, PATCH_STRIDE, PatchSet,
-                           extract_patches)
+from ml.dx.patches import (
+    MAX_BACKGROUND_FRACTION,
+    PATCH_SIZE,
+    PATCH_STRIDE,
+    PatchSet,
+    extract_patches,
+)
 from ml.dx.preprocess import check_composite, normalize, to_chw
 from ml.dx.vote import DEFAULT_THRESHOLD, Vote, dx_vote
 

@@ -29,8 +29,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ml.common.errors import MLError
-from ml.common.processing import (CompositeConfig, composite_rgb, normalize_power,
-                                  subtract_background)
+from ml.common.processing import (
+    CompositeConfig,
+    composite_rgb,
+    normalize_power,
+    subtract_background,
+)
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, species_spectrum
 
 __all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels", "CHANNEL_ORDER"]

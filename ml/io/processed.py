@@ -15,8 +15,13 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from ml.common.processing import (CompositeConfig, composite_rgb, normalize_power,
-                                  subtract_background, unmix_lipid_protein)
+from ml.common.processing import (
+    CompositeConfig,
+    composite_rgb,
+    normalize_power,
+    subtract_background,
+    unmix_lipid_protein,
+)
 from simulators.spectra import species_spectrum
 
 

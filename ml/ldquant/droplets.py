@@ -11,8 +11,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from ml.ldquant._base import (QuantError, _block_mean, _image, _mask, _non_negative, _pixel,
-                              _positive)
+from ml.ldquant._base import (
+    QuantError,
+    _block_mean,
+    _image,
+    _mask,
+    _non_negative,
+    _pixel,
+    _positive,
+)
 
 __all__ = ["DEFAULT_LD_THRESHOLD", "LD_METHODS", "segment_droplets", "droplet_threshold"]
 

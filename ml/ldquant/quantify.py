@@ -75,8 +75,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from ml.common.plotting import new_figure, save_png
 from ml.ldquant._base import QuantError, _images, _non_negative, _number, _pixel
-from ml.ldquant.droplets import (DEFAULT_LD_THRESHOLD, LD_METHODS, droplet_threshold,
-                                 segment_droplets)
+from ml.ldquant.droplets import (
+    DEFAULT_LD_THRESHOLD,
+    LD_METHODS,
+    droplet_threshold,
+    segment_droplets,
+)
 from ml.ldquant.indexes import tubule_indexes
 from ml.ldquant.tubules import MIN_TUBULE_AREA_UM2, segment_tubules
 

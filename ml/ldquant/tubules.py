@@ -15,8 +15,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ml.ldquant._base import (QuantError, _block_mean, _images, _labels, _non_negative, _number,
-                              _pixel, _positive)
+from ml.ldquant._base import (
+    QuantError,
+    _block_mean,
+    _images,
+    _labels,
+    _non_negative,
+    _number,
+    _pixel,
+    _positive,
+)
 
 __all__ = ["MIN_TUBULE_AREA_UM2", "segment_tubules", "tubule_dice"]
 

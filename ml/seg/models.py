@@ -26,8 +26,15 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from ml.common.errors import MLError
-from ml.common.weights import (WEIGHTS_DIR, ParamRange, WeightsError, WeightsMetaError,
-                               check_params, load_weights, save_weights)
+from ml.common.weights import (
+    WEIGHTS_DIR,
+    ParamRange,
+    WeightsError,
+    WeightsMetaError,
+    check_params,
+    load_weights,
+    save_weights,
+)
 from ml.seg.hybrid_unet import MIN_BANDS, HybridUNet, UNet2D, UNet3D
 
 __all__ = ["DEFAULT_WEIGHTS", "SEGMENTERS", "SegModelError", "build_segmenter", "save_segmenter",

@@ -15,8 +15,20 @@ from simulators.errors import SimulatorError
 
 from .. import __version__
 from ..catalog import CatalogError
-from . import (catalog, classify, cohort, demo, evaluate, quantify, scan, segment,
-                       segtrain, shell, simulate, train)
+from . import (
+    catalog,
+    classify,
+    cohort,
+    demo,
+    evaluate,
+    quantify,
+    scan,
+    segment,
+    segtrain,
+    shell,
+    simulate,
+    train,
+)
 
 
 class CLIError(Exception):

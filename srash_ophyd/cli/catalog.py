@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..display import escape_control
+from ..readfaults import add_strict_option
 from ..runstate import run_state
 from . import repair
-from ..readfaults import add_strict_option
 from .options import add_catalog_options
 
 __all__ = ["add_parser", "run_summary"]
@@ -108,7 +108,8 @@ def run_summary(run) -> dict[str, Any]:
     """The row of ``srash catalog search`` for one run."""
     md = run.metadata
     start, stop = md.get("start") or {}, md.get("stop") or {}
-    return {"uid": start.get("uid"), "time": start.get("time"), "time_iso": _when(start.get("time")),
+    return {"uid": start.get("uid"), "time": start.get("time"),
+            "time_iso": _when(start.get("time")),
             "plan": start.get("plan_name"), "sample": start.get("sample_id"),
             "patient": start.get("patient_id"), "diagnosis": start.get("diagnosis"),
             "phenotype": start.get("phenotype"), "shape": start.get("shape"),

@@ -186,8 +186,13 @@ def run_classify_live(args: argparse.Namespace) -> int:
 
     from ..catalog import close_catalog, open_catalog
     from ..live import make_analysis_writer
-    from ..transport import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUB_ADDRESS, ConsumerStats,
-                             parse_address, serve_live)
+    from ..transport import (
+        DEFAULT_MAX_MESSAGE_BYTES,
+        DEFAULT_SUB_ADDRESS,
+        ConsumerStats,
+        parse_address,
+        serve_live,
+    )
 
     # settings first: nothing is loaded, opened or connected for a bad one
     address_arg = args.address or DEFAULT_SUB_ADDRESS

@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Any
 
+from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 from simulators.errors import SettingsError
-from simulators.specimens.testis import PHENOTYPES
 
 from .options import add_catalog_options
 from .scan import parse_grid, parse_overlap
@@ -202,7 +202,7 @@ def run_cohort(args: argparse.Namespace) -> int:
                 outcome = session.run(session.plans.mosaic(
                     [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
                     fov_um=args.fov_um, overlap=overlap, center_um=(cx, cy),
-                    shifts_cm1=(2850.0, 2930.0), md=md))
+                    shifts_cm1=DEFAULT_SHIFTS_CM1, md=md))
             uid = outcome.uids[0] if outcome.uids else None
             if outcome.code:  # the run is closed; a device fault ends that patient only
                 failed.append({**pt, "error": outcome.message})
@@ -213,7 +213,8 @@ def run_cohort(args: argparse.Namespace) -> int:
                 runs.append({**pt, "uid": uid})
         finally:
             session.close()
-        if outcome is not None and outcome.interrupted:  # Ctrl-C / SIGTERM: stop the cohort; rerun resumes it
+        # Ctrl-C / SIGTERM: stop the cohort; running the command again resumes it
+        if outcome is not None and outcome.interrupted:
             interrupted = outcome
             break
     elapsed = time.perf_counter() - t0

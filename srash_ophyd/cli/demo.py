@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from simulators.specimens.testis import PHENOTYPES
+from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 
 from .options import add_catalog_options
 from .scan import parse_grid
@@ -97,12 +97,12 @@ def _images(out: Path, live, dx) -> dict[str, str | None]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from simulators.specimens import make_specimen
+
     from ..live import attach_live_dx
     from ..session import make_session
     from .classify import load_dx
     from .simulate import default_center
-
-    from simulators.specimens import make_specimen
 
     rows, cols = parse_grid(args.grid)
     if rows * cols > 100:
@@ -128,7 +128,7 @@ def run_demo(args: argparse.Namespace) -> int:
         md = session.run_md(sample_id=sample, patient_id=f"P-{seed}", demo=True)
         outcome = session.run(session.plans.mosaic(
             [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
-            fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=(2850.0, 2930.0),
+            fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=DEFAULT_SHIFTS_CM1,
             md=md))
         status, message = outcome.code, outcome.message
         t_scan = time.perf_counter() - t0

@@ -21,15 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 from simulators.errors import SettingsError
 from simulators.specimens import SPECIMEN_KINDS
 
-from .simulate import PHENOTYPES, _floats
 from .options import add_catalog_options
+from .simulate import _floats
 
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
 
-SHIFTS = (2850.0, 2930.0)
+SHIFTS = DEFAULT_SHIFTS_CM1
 
 
 def parse_grid(text: str) -> tuple[int, int]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from plans.contract import PHENOTYPES
 from simulators.specimens import SPECIMEN_KINDS
 
-from .simulate import PHENOTYPES
 from .options import add_catalog_options
 
 BANNER = """SRASH session (simulated microscope)

@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from ml.io.processed import ProcessedField, process_field
+from plans.contract import PHENOTYPES
 from simulators.errors import SettingsError
 from simulators.instrument import FieldResult, build_simulator, noise_generators
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
-
-PHENOTYPES = ("normal", "NOA-SPT", "NOA-SPG", "NOA-SCO")
 
 
 def _floats(text: str) -> list[float]:

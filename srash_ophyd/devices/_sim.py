@@ -89,7 +89,8 @@ def check_time_scale(value: Any) -> float:
 
 
 def complete_after(status, seconds: float, action: Callable[[], None], *,
-                   on_error: Callable[[Exception], Exception] | None = None) -> threading.Timer | None:
+                   on_error: Callable[[Exception], Exception] | None = None
+                   ) -> threading.Timer | None:
     """Run ``action`` and finish ``status`` after ``seconds`` (at once, synchronously, if
     ``seconds <= 0``). An exception from ``action`` fails the status with that exception
     (mapped through ``on_error``). Returns the timer (None when run at once)."""

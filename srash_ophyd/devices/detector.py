@@ -48,6 +48,7 @@ from ophyd import Component as Cpt
 from ophyd import Signal
 from ophyd.status import DeviceStatus
 
+from plans.contract import DETECTOR_CHANNELS
 from simulators.instrument import FrameResult
 
 from ..catalog import file_uri
@@ -56,7 +57,7 @@ from ._sim import DeviceFault, SimDevice, complete_after, translate_limits
 
 __all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector"]
 
-CHANNEL_NAMES = ("SRS", "SHG")
+CHANNEL_NAMES = DETECTOR_CHANNELS
 MIMETYPE = "multipart/related;type=image/tiff"
 FILE_TEMPLATE = "{:06d}.ome.tif"
 

@@ -42,7 +42,8 @@ class EOM(SimDevice):
     frequency = Cpt(SimBackedSignal, getter=lambda d: float(d.backend.frequency_hz),
                     setter=_set_frequency,
                     limits=lambda d: (float(d.backend.config.min_hz),
-                                      float(min(d.backend.config.max_hz, d.backend.rep_rate_hz / 2))),
+                                      float(min(d.backend.config.max_hz,
+                                                d.backend.rep_rate_hz / 2))),
                     egu="Hz", kind="config")
     depth = Cpt(SimBackedSignal, getter=lambda d: float(d.backend.depth),
                 setter=lambda d, v: d.backend.set_depth(float(v)), limits=(0.0, 1.0),

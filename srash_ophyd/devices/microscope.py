@@ -31,6 +31,7 @@ from ophyd import Device
 from simulators.instrument import SRASHSimulator, noise_generators
 from simulators.parts.lasers import check_power_safety as _sim_check_power_safety
 
+from ._sim import LaserSafetyError, check_time_scale
 from .detector import SRASHDetector
 from .eom import EOM
 from .lasers import PumpLaser, StokesLaser
@@ -39,7 +40,6 @@ from .photodiode import Photodiode
 from .pmt import PMT
 from .raman import RamanShiftAxis
 from .scanner import GalvoScanner
-from ._sim import LaserSafetyError, check_time_scale
 from .stage import XYZStage
 
 __all__ = ["SRASHMicroscope"]

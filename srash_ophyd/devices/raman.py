@@ -22,8 +22,8 @@ from ophyd.utils import LimitError
 from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 from simulators.spectra import pump_nm_for_shift, raman_shift_cm1
 
-from .lasers import PumpWavelengthAxis
 from ._sim import SimDevice
+from .lasers import PumpWavelengthAxis
 
 __all__ = ["RamanShiftAxis"]
 

@@ -10,8 +10,7 @@ import pytest
 from bluesky.utils import FailedStatus
 
 import plans
-from plans import (dark_frames, flat_field, flat_field_map, hyperspectral_stack,
-                   power_reference)
+from plans import dark_frames, flat_field, flat_field_map, hyperspectral_stack, power_reference
 
 
 def test_hyperspectral_stack(RE, sink, ref_mic):

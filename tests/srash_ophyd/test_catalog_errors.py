@@ -14,8 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from srash_ophyd import catalog as cat
-from srash_ophyd.catalog import (MAX_VALUE_CHARS, CatalogError, check_criteria,
-                                 check_uid_prefix, parse_since)
+from srash_ophyd.catalog import (
+    MAX_VALUE_CHARS,
+    CatalogError,
+    check_criteria,
+    check_uid_prefix,
+    parse_since,
+)
 from srash_ophyd.display import escape_control, is_control
 
 
@@ -179,8 +184,8 @@ def test_third_party_errors_map_to_exit_2_but_bugs_keep_their_traceback(monkeypa
     import httpx
     import sqlalchemy.exc
 
-    from srash_ophyd.cli import main
     from srash_ophyd.cli import catalog as cmd
+    from srash_ophyd.cli import main
 
     def raising(exc):
         def run(args):

@@ -295,8 +295,13 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_zmq_classify_live_equals_offline(session, dx):
-    from srash_ophyd.live import LBNetDxCallback, classify_run, make_analysis_writer, \
-        serve_live, zmq_publisher
+    from srash_ophyd.live import (
+        LBNetDxCallback,
+        classify_run,
+        make_analysis_writer,
+        serve_live,
+        zmq_publisher,
+    )
 
     p_in, p_out = _free_port(), _free_port()
     proxy = subprocess.Popen(

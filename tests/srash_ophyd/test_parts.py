@@ -5,8 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from bluesky.protocols import (Configurable, Locatable, Movable, Readable, Stageable,
-                               Triggerable, WritesStreamAssets)
+from bluesky.protocols import (
+    Configurable,
+    Locatable,
+    Movable,
+    Readable,
+    Stageable,
+    Triggerable,
+    WritesStreamAssets,
+)
 from ophyd import Kind
 from ophyd.utils import LimitError
 
@@ -14,13 +21,13 @@ from simulators.errors import SafetyLimitError
 from simulators.parts.lasers import PumpLaserSim
 from simulators.parts.stage import XYZStageSim
 from simulators.spectra import pump_nm_for_shift
+from srash_ophyd.devices._sim import DeviceFault, LaserSafetyError
 from srash_ophyd.devices.eom import EOM
 from srash_ophyd.devices.lasers import EpicsPumpLaser, PumpLaser, StokesLaser
 from srash_ophyd.devices.lockin import LockInAmplifier
 from srash_ophyd.devices.pmt import PMT
 from srash_ophyd.devices.raman import RamanShiftAxis
 from srash_ophyd.devices.scanner import GalvoScanner
-from srash_ophyd.devices._sim import DeviceFault, LaserSafetyError
 from srash_ophyd.devices.stage import EpicsXYZStage, XYZStage
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from srash_ophyd.ometiff import write_ome_tiff
-from srash_ophyd.readfaults import (FrameError, FrameReader, ReadFaults, diagnose_frame,
-                                    frame_paths)
+from srash_ophyd.readfaults import FrameError, FrameReader, ReadFaults, diagnose_frame, frame_paths
 from srash_ophyd.runstate import REPAIRED_PREFIX, IncompleteRunError
 
 SHAPE, DTYPE = (2, 16, 16), "<f4"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import bluesky.plans as bp
 import numpy as np
 import pytest
 
-import bluesky.plans as bp
 from srash_ophyd.devices.factory import make_microscope
 from srash_ophyd.ometiff import read_ome_tiff
 

@@ -20,8 +20,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from srash_ophyd.transport import (ADDRESS_HINT, Consumer, ConsumerStats, TransportError,
-                                   msgpack_dumps, msgpack_loads, parse_address)
+from srash_ophyd.transport import (
+    ADDRESS_HINT,
+    Consumer,
+    ConsumerStats,
+    TransportError,
+    msgpack_dumps,
+    msgpack_loads,
+    parse_address,
+)
 
 WAIT = 60.0  # generous deadline for a busy 2-core machine (never asserted on)
 

@@ -34,7 +34,8 @@ def srash(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
 def mosaic_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     p = srash("scan", "--grid", "3x3", "--overlap", "25", "--pixels", str(PIXELS),
-              "--fov-um", str(FOV), "--averages", "16", "--sample", "S-17", "--patient", "P-4", "--phenotype",
+              "--fov-um", str(FOV), "--averages", "16", "--sample", "S-17", "--patient", "P-4",
+              "--phenotype",
               "NOA-SPG", "--seed", "5", "--noise-seed", "2", "--json", cwd=work)
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)

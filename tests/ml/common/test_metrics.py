@@ -10,8 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from ml.common.metrics import (MetricsError, confusion_matrix, patch_metrics, roc_auc, roc_curve,
-                               youden_threshold)
+from ml.common.metrics import (
+    MetricsError,
+    confusion_matrix,
+    patch_metrics,
+    roc_auc,
+    roc_curve,
+    youden_threshold,
+)
 
 seeds = st.integers(0, 2**32 - 1)
 

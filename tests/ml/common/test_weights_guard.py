@@ -24,8 +24,14 @@ from hypothesis import strategies as st
 
 import ml.common.weights as mweights
 from ml.common.fileio import atomic_write
-from ml.common.weights import (ParamRange, WeightsError, WeightsMetaError, WeightsShapeError,
-                               load_weights, save_weights)
+from ml.common.weights import (
+    ParamRange,
+    WeightsError,
+    WeightsMetaError,
+    WeightsShapeError,
+    load_weights,
+    save_weights,
+)
 from ml.dx.lbnet import PARAM_RANGES, LiteBlendNet
 from ml.dx.predict import LBNetDx, check_dx_meta
 from ml.seg.models import build_segmenter, load_segmenter, save_segmenter

@@ -9,8 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ml.common.nn import count_macs, count_parameters
-from ml.dx.augment import (AugmentConfig, adjust_brightness, adjust_contrast, adjust_saturation,
-                           augment, hflip, rotate, vflip)
+from ml.dx.augment import (
+    AugmentConfig,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    augment,
+    hflip,
+    rotate,
+    vflip,
+)
 from ml.dx.lbnet import BlendModule, LiteBlendNet
 
 seeds = st.integers(0, 2**31 - 1)

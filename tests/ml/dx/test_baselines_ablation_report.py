@@ -13,10 +13,24 @@ from hypothesis import strategies as st
 
 from ml.common.fileio import to_jsonable, write_json
 from ml.common.plotting import ReportError, bars_png, confusion_png, roc_png
-from ml.dx.ablation import (CHANNEL_SUBSETS, AblationError, ChannelMask, _prepare, check_subset,
-                            mask_channels, run_ablation)
-from ml.dx.baselines import (BASELINES, PERCENTILES, BaselineError, feature_names, fit_baselines,
-                             make_baseline, patch_features)
+from ml.dx.ablation import (
+    CHANNEL_SUBSETS,
+    AblationError,
+    ChannelMask,
+    _prepare,
+    check_subset,
+    mask_channels,
+    run_ablation,
+)
+from ml.dx.baselines import (
+    BASELINES,
+    PERCENTILES,
+    BaselineError,
+    feature_names,
+    fit_baselines,
+    make_baseline,
+    patch_features,
+)
 from ml.dx.lbnet import LiteBlendNet
 from ml.dx.montecarlo import accuracy_curve
 from ml.dx.preprocess import MEAN, STD, PreprocessError, normalize

@@ -16,8 +16,14 @@ from ml.dx.cv import CVError, group_kfold, train_val_split_by_group
 from ml.dx.lbnet import LiteBlendNet
 from ml.dx.predict import predict_proba
 from ml.dx.preprocess import normalize
-from ml.dx.train import (TrainConfig, TrainError, compute_loss, l1_penalty, make_optimizer,
-                         train_model)
+from ml.dx.train import (
+    TrainConfig,
+    TrainError,
+    compute_loss,
+    l1_penalty,
+    make_optimizer,
+    train_model,
+)
 
 # ----------------------------------------------------------------------------- cv
 

@@ -206,9 +206,12 @@ def test_indexes_by_hand():
     tub[0:5, 0:6] = 7        # 30 px, touches the border
     tub[5:9, 6:11] = 3       # 20 px, inside
     ld = np.zeros((10, 12), bool)
-    ld[1, 1] = ld[1, 2] = True; lip[1, 1], lip[1, 2] = 0.5, 0.7   # one droplet in 7
-    ld[3, 4] = True; lip[3, 4] = 1.2                               # another in 7
-    ld[9, 0] = True; lip[9, 0] = 5.0                               # outside every tubule
+    ld[1, 1] = ld[1, 2] = True  # one droplet in 7
+    lip[1, 1], lip[1, 2] = 0.5, 0.7
+    ld[3, 4] = True  # another in 7
+    lip[3, 4] = 1.2
+    ld[9, 0] = True  # outside every tubule
+    lip[9, 0] = 5.0
     rows = tubule_indexes(lip, tub, ld, pixel_um=2.0, min_area_um2=0.0)
     assert [r["tubule_id"] for r in rows] == [3, 7]
     r3, r7 = rows

@@ -11,8 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as ss
 
-from ml.ldquant.stats import (GroupTest, StatsError, compare_groups, iqr_outliers, is_normal,
-                              quant_figure_png, stars)
+from ml.ldquant.stats import (
+    GroupTest,
+    StatsError,
+    compare_groups,
+    iqr_outliers,
+    is_normal,
+    quant_figure_png,
+    stars,
+)
 
 seeds = st.integers(0, 2**32 - 1)
 small_ints = st.lists(st.integers(-50, 50), min_size=0, max_size=20)

@@ -12,8 +12,18 @@ from hypothesis import strategies as st
 
 from ml.common.dice import dice_per_class, soft_dice_loss
 from ml.common.nn import count_parameters
-from ml.seg.hybrid_unet import (MIN_BANDS, MSR3D, AttentionSpectralPool, HybridUNet, PlainBlock3D,
-                                SegInputError, SpectralCompression, SpectralMean, UNet2D, UNet3D)
+from ml.seg.hybrid_unet import (
+    MIN_BANDS,
+    MSR3D,
+    AttentionSpectralPool,
+    HybridUNet,
+    PlainBlock3D,
+    SegInputError,
+    SpectralCompression,
+    SpectralMean,
+    UNet2D,
+    UNet3D,
+)
 
 seeds = st.integers(0, 2**31 - 1)
 FLAGS = list(itertools.product([True, False], repeat=3))

@@ -10,10 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ml.seg.phasor import (BACKGROUND, CYTOPLASM, LIPID_DROPLET, NUCLEUS, PhasorError,
-                           check_raman_axis, dice, labels_png, median_filter_phasor, orient,
-                           otsu_threshold, phasor_from_signal, phasor_lever_fractions,
-                           phasor_of_spectrum, phasor_png, segment_phasor)
+from ml.seg.phasor import (
+    BACKGROUND,
+    CYTOPLASM,
+    LIPID_DROPLET,
+    NUCLEUS,
+    PhasorError,
+    check_raman_axis,
+    dice,
+    labels_png,
+    median_filter_phasor,
+    orient,
+    otsu_threshold,
+    phasor_from_signal,
+    phasor_lever_fractions,
+    phasor_of_spectrum,
+    phasor_png,
+    segment_phasor,
+)
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -9,8 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml.common.weights import WeightsError, save_weights
-from ml.seg.models import (SEGMENTERS, SegModelError, build_segmenter, labels_from_masks,
-                           load_segmenter, save_segmenter, segmenter_input)
+from ml.seg.models import (
+    SEGMENTERS,
+    SegModelError,
+    build_segmenter,
+    labels_from_masks,
+    load_segmenter,
+    save_segmenter,
+    segmenter_input,
+)
 from ml.seg.phasor import BACKGROUND, CYTOPLASM, LIPID_DROPLET, NUCLEUS
 
 

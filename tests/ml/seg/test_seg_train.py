@@ -8,8 +8,16 @@ import torch
 
 from ml.common.weights import load_weights, save_weights
 from ml.seg.hybrid_unet import HybridUNet
-from ml.seg.train import (SegConfig, SegTrainError, SegTrainResult, evaluate_dice,
-                          masks_from_labels, normalize_stack, predict_masks, train_segmenter)
+from ml.seg.train import (
+    SegConfig,
+    SegTrainError,
+    SegTrainResult,
+    evaluate_dice,
+    masks_from_labels,
+    normalize_stack,
+    predict_masks,
+    train_segmenter,
+)
 from simulators.specimens.base import Label
 
 NUC, LD = int(Label.NUCLEUS), int(Label.LIPID_DROPLET)
