@@ -50,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
            "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
-           "make_writer", "open_catalog", "parse_since", "resolve_data_dir", "search_runs",
+           "get_run", "make_writer", "open_catalog", "parse_since", "resolve_data_dir",
+           "search_runs",
            "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
@@ -491,6 +492,31 @@ def check_uid_prefix(uid: str) -> str:
             "of its characters (hexadecimal digits and dashes, e.g. 5345f2a1), or -1 for the "
             "latest run (-2 the one before...); `srash catalog search` lists them")
     return uid
+
+
+def get_run(client, uid: str):
+    """The run ``uid`` (a full uid or a unique prefix of >= 5 hexadecimal digits/dashes,
+    matched exactly) or ``-N`` (the N-th latest); :class:`CatalogError` otherwise."""
+    if uid.startswith("-") and uid[1:].isdigit():
+        if int(uid[1:]) == 0:
+            raise CatalogError(f"{uid} is not a run: use -1 for the latest (-2 the one "
+                               "before...)")
+        key: Any = int(uid)
+    else:
+        key = check_uid_prefix(uid)
+    try:
+        run = client[key]
+    except (KeyError, IndexError):
+        raise CatalogError(f"no run {uid!r} in the catalog; `srash catalog search` lists "
+                           "them") from None
+    except ValueError as exc:  # ambiguous partial uid
+        raise CatalogError(f"run {uid!r}: {exc}") from None
+    if isinstance(key, str) and not str((run.metadata.get("start") or {}).get("uid", "")
+                                        ).startswith(key):
+        # the catalog's partial-uid lookup is SQL LIKE, which ignores case in SQLite
+        raise CatalogError(f"no run {uid!r} in the catalog (uid prefixes are case-sensitive); "
+                           "`srash catalog search` lists them")
+    return run
 
 
 def _clip(text: str, n: int = 40) -> str:

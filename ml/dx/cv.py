@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ml.common.errors import MLError
 
-__all__ = ["CVError", "group_kfold", "train_val_split_by_group"]
+__all__ = ["CVError", "group_kfold", "split_patients", "train_val_split_by_group"]
 
 RngLike = Union[None, int, np.random.Generator]
 
@@ -160,3 +160,21 @@ def train_val_split_by_group(groups: ArrayLike, val_fraction: float = 0.2,
     val_mask = is_val[inverse]
     return (np.flatnonzero(~val_mask).astype(np.int64),
             np.flatnonzero(val_mask).astype(np.int64))
+
+
+def split_patients(groups: np.ndarray, y: np.ndarray, val_fraction: float, *, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) patch masks: per class, ``round(val_fraction * n_patients)``
+    patients (at least 1, and at least 1 left for training) go to validation, chosen with
+    ``seed``. A patient is never on both sides; every class is on both sides."""
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(y), bool)
+    for k in np.unique(y):
+        pats = sorted(set(groups[y == k].tolist()))
+        if len(pats) < 2:
+            raise ValueError(f"class {k} has {len(pats)} patient(s): need >= 2 to hold one "
+                             "back for validation")
+        n_val = min(max(1, int(round(val_fraction * len(pats)))), len(pats) - 1)
+        chosen = set(rng.choice(np.array(pats, dtype=object), size=n_val, replace=False))
+        val |= np.isin(groups, list(chosen))
+    return ~val, val

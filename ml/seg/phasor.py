@@ -1,6 +1,7 @@
 """Spectral phasor analysis and phasor segmentation of hyperspectral SRS stacks.
 
-Definitions (``docs/physics-notes.md``, "Spectral phasor"; PhasorPy's ``phasor_from_signal``): for the
+Definitions (``docs/physics-notes.md``, "Spectral phasor"; PhasorPy's
+``phasor_from_signal``): for the
 spectrum ``I_k`` of a pixel on ``K`` Raman channels (``k = 0 ... K-1``, increasing Raman
 shift) and harmonic ``n``,
 

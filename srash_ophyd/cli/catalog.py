@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..catalog import get_run
 from ..display import escape_control
 from ..readfaults import add_strict_option
 from ..runstate import run_state
@@ -69,33 +70,6 @@ def _open(args):
     from ..catalog import open_catalog
 
     return open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key, create=False)
-
-
-def _get_run(client, uid: str):
-    """The run ``uid`` (a full uid or a unique prefix of >= 5 hexadecimal digits/dashes,
-    matched exactly) or ``-N`` (the N-th latest); :class:`CatalogError` otherwise."""
-    from ..catalog import CatalogError, check_uid_prefix
-
-    if uid.startswith("-") and uid[1:].isdigit():
-        if int(uid[1:]) == 0:
-            raise CatalogError(f"{uid} is not a run: use -1 for the latest (-2 the one "
-                               "before...)")
-        key: Any = int(uid)
-    else:
-        key = check_uid_prefix(uid)
-    try:
-        run = client[key]
-    except (KeyError, IndexError):
-        raise CatalogError(f"no run {uid!r} in the catalog; `srash catalog search` lists "
-                           "them") from None
-    except ValueError as exc:  # ambiguous partial uid
-        raise CatalogError(f"run {uid!r}: {exc}") from None
-    if isinstance(key, str) and not str((run.metadata.get("start") or {}).get("uid", "")
-                                        ).startswith(key):
-        # the catalog's partial-uid lookup is SQL LIKE, which ignores case in SQLite
-        raise CatalogError(f"no run {uid!r} in the catalog (uid prefixes are case-sensitive); "
-                           "`srash catalog search` lists them")
-    return run
 
 
 def _when(t: float | None) -> str:
@@ -178,7 +152,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     client = _open(args)
     try:
-        run = _get_run(client, args.uid)
+        run = get_run(client, args.uid)
         info = run_summary(run)
         start = run.metadata.get("start") or {}
         info["stop_reason"] = (run.metadata.get("stop") or {}).get("reason") or None
@@ -230,7 +204,7 @@ def run_export(args: argparse.Namespace) -> int:
     faults = ReadFaults(args.strict)
     client = _open(args)
     try:
-        run = _get_run(client, args.uid)
+        run = get_run(client, args.uid)
         require_readable(run)  # a killed scan's run: the repair hint, not a KeyError
         summary = export_run(run, args.out, mosaic=not args.no_mosaic, faults=faults)
     finally:

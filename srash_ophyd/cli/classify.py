@@ -11,18 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..readfaults import add_strict_option
-from .options import add_catalog_options, add_task_option, add_weights_option
+from .options import (
+    ClassifyError,
+    add_catalog_options,
+    add_task_option,
+    add_weights_option,
+    load_dx,
+)
 
 __all__ = ["ClassifyError", "add_parser", "load_dx", "resolve_scan", "run_classify",
            "run_classify_live"]
-
-
-class ClassifyError(ValueError):
-    """Missing weights, a run that cannot be classified, or a failed classification."""
 
 
 def _dx_options(p: argparse.ArgumentParser) -> None:
@@ -77,32 +78,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
-def load_dx(weights: Path | None, task: str | None):
-    """The classifier of ``--weights`` / ``--task``; a clear :class:`ClassifyError` when the
-    weights are missing or for another task."""
-    from ml.dx.predict import LBNetDx, default_weights_path
-
-    path = weights if weights is not None else default_weights_path(task or "normal-vs-noa")
-    if not Path(path).is_file():
-        what = "weights file" if weights is not None else "no shipped weights at"
-        raise ClassifyError(f"{what} {str(path)!r}{' does not exist' if weights else ''}: "
-                            f"train them with `srash train --task {task or 'normal-vs-noa'}` "
-                            "or pass --weights PATH")
-    dx = LBNetDx.load(path, task=task or "normal-vs-noa")
-    if task is not None and dx.task.name != task:
-        raise ClassifyError(f"weights {str(path)!r} are for task {dx.task.name!r}, not "
-                            f"{task!r}")
-    return dx
-
-
 def resolve_scan(client, uid: str):
     """The run ``uid`` (prefix) or, for ``-N``, the N-th latest run that is not an analysis
     run; :class:`~srash_ophyd.catalog.CatalogError` when there is none."""
-    from ..catalog import CatalogError
-    from .catalog import _get_run
+    from ..catalog import CatalogError, get_run
 
     if not (uid.startswith("-") and uid[1:].isdigit()):
-        run = _get_run(client, uid)
+        run = get_run(client, uid)
         if run.metadata["start"].get("analysis"):
             start = run.metadata["start"]
             raise ClassifyError(f"run {uid!r} is a {start['analysis']} analysis run of scan "

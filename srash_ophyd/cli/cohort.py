@@ -24,8 +24,7 @@ from typing import Any
 from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 from simulators.errors import SettingsError
 
-from .options import add_catalog_options
-from .scan import parse_grid, parse_overlap
+from .options import add_catalog_options, parse_grid, parse_overlap
 
 __all__ = ["add_parser", "parse_counts", "cohort_plan", "run_cohort"]
 
@@ -146,7 +145,6 @@ def run_cohort(args: argparse.Namespace) -> int:
 
     from ..catalog import close_catalog, open_catalog
     from ..session import make_session
-    from .simulate import default_center
 
     cells = args.specimen == "cells"
     if args.pixels is None:
@@ -183,7 +181,7 @@ def run_cohort(args: argparse.Namespace) -> int:
             skipped.append(pt["sample_id"])
             continue
         spec = make_specimen(args.specimen, pt["seed"], phenotype=pt["phenotype"])
-        cx, cy = default_center(spec)
+        cx, cy = spec.default_center_um()
         session = make_session(
             data_dir=args.data_dir, catalog_uri=args.catalog, api_key=args.api_key,
             specimen=args.specimen, phenotype=pt["phenotype"], seed=pt["seed"],

@@ -29,8 +29,7 @@ import numpy as np
 
 from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 
-from .options import add_catalog_options
-from .scan import parse_grid
+from .options import add_catalog_options, load_dx, parse_grid
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -101,8 +100,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from ..live import attach_live_dx
     from ..session import make_session
-    from .classify import load_dx
-    from .simulate import default_center
 
     rows, cols = parse_grid(args.grid)
     if rows * cols > 100:
@@ -113,7 +110,7 @@ def run_demo(args: argparse.Namespace) -> int:
     dx = load_dx(args.weights, "normal-vs-noa")
     sub = load_dx(args.subtype_weights, "spt-vs-spg")
     spec = make_specimen("testis", seed, phenotype=phenotype)
-    cx, cy = default_center(spec)
+    cx, cy = spec.default_center_um()
     t0 = time.perf_counter()
     session = make_session(data_dir=args.data_dir, catalog_uri=args.catalog,
                            api_key=args.api_key, specimen="testis", phenotype=phenotype,

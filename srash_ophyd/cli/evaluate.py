@@ -86,7 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..catalog import close_catalog, open_catalog
     from ..dxdata import iter_run_fields, load_patch_sets, select_runs
     from ..readfaults import ReadFaults
-    from .classify import load_dx
+    from .options import load_dx
 
     task = get_task(args.task)
     dx = load_dx(args.weights, task.name)  # clear errors: missing weights, wrong task
@@ -240,10 +240,9 @@ def _baselines(ds, f_test, y_test, thr):
 
 def _ablations(ds, dx, args, x_test, y_test):
     from ml.dx.ablation import CHANNEL_SUBSETS, run_ablation
+    from ml.dx.cv import split_patients
     from ml.dx.lbnet import LiteBlendNet
     from ml.dx.train import TrainConfig
-
-    from .train import split_patients
 
     tr, va = split_patients(ds.groups, ds.y, 0.2, seed=0)
     cfg = TrainConfig(max_epochs=args.ablation_epochs, patience=args.ablation_epochs, seed=0)

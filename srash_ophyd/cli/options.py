@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+from simulators.errors import SettingsError
 
 
 def add_catalog_options(p: argparse.ArgumentParser) -> None:
@@ -71,3 +74,65 @@ def command_line() -> str:
     import sys
 
     return "srash " + shlex.join(redact_argv(sys.argv[1:]))
+
+
+# ---------------------------------------------------------------------------- parsing
+def parse_floats(text: str) -> list[float]:
+    """``"2850,2930"`` -> [2850.0, 2930.0] (argparse ``type=``)."""
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """``"3x3"`` / ``"2x4"`` (rows x columns) -> (rows, cols)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX*,]\s*(\d+)\s*", str(text))
+    if not m:
+        raise SettingsError(f"--grid {text!r} not understood: use ROWSxCOLS, e.g. 3x3")
+    rows, cols = int(m.group(1)), int(m.group(2))
+    if rows < 1 or cols < 1:
+        raise SettingsError(f"--grid {text!r}: rows and columns must be >= 1")
+    if rows * cols > 10000:
+        raise SettingsError(f"--grid {text!r}: {rows * cols} tiles, at most 10000 allowed")
+    return rows, cols
+
+
+def parse_overlap(text: str | float) -> float:
+    """Percent (``10`` or ``10%``) -> fraction 0.1; must be 0 <= overlap < 100 %."""
+    s = str(text).strip().rstrip("%").strip()
+    try:
+        pct = float(s)
+    except ValueError:
+        raise SettingsError(f"--overlap {text!r} not understood: give percent of the field, "
+                            "e.g. 10 or 10%") from None
+    if not 0.0 <= pct < 100.0:
+        raise SettingsError(f"--overlap {pct:g}% not allowed: must be >= 0 and < 100 "
+                            "(percent of the field of view)")
+    return pct / 100.0
+
+
+# ---------------------------------------------------------------------------- classifier
+class ClassifyError(ValueError):
+    """Missing weights, a run that cannot be classified, or a failed classification."""
+
+
+def load_dx(weights: Path | None, task: str | None):
+    """The classifier of ``--weights`` / ``--task``; a clear :class:`ClassifyError` when the
+    weights are missing or for another task."""
+    from ml.dx.predict import LBNetDx, default_weights_path
+
+    path = weights if weights is not None else default_weights_path(task or "normal-vs-noa")
+    if not Path(path).is_file():
+        what = "weights file" if weights is not None else "no shipped weights at"
+        raise ClassifyError(f"{what} {str(path)!r}{' does not exist' if weights else ''}: "
+                            f"train them with `srash train --task {task or 'normal-vs-noa'}` "
+                            "or pass --weights PATH")
+    dx = LBNetDx.load(path, task=task or "normal-vs-noa")
+    if task is not None and dx.task.name != task:
+        raise ClassifyError(f"weights {str(path)!r} are for task {dx.task.name!r}, not "
+                            f"{task!r}")
+    return dx

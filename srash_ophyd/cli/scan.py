@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,39 +24,11 @@ from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 from simulators.errors import SettingsError
 from simulators.specimens import SPECIMEN_KINDS
 
-from .options import add_catalog_options
-from .simulate import _floats
+from .options import add_catalog_options, parse_floats, parse_grid, parse_overlap
 
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
 
 SHIFTS = DEFAULT_SHIFTS_CM1
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"3x3"`` / ``"2x4"`` (rows x columns) -> (rows, cols)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX*,]\s*(\d+)\s*", str(text))
-    if not m:
-        raise SettingsError(f"--grid {text!r} not understood: use ROWSxCOLS, e.g. 3x3")
-    rows, cols = int(m.group(1)), int(m.group(2))
-    if rows < 1 or cols < 1:
-        raise SettingsError(f"--grid {text!r}: rows and columns must be >= 1")
-    if rows * cols > 10000:
-        raise SettingsError(f"--grid {text!r}: {rows * cols} tiles, at most 10000 allowed")
-    return rows, cols
-
-
-def parse_overlap(text: str | float) -> float:
-    """Percent (``10`` or ``10%``) -> fraction 0.1; must be 0 <= overlap < 100 %."""
-    s = str(text).strip().rstrip("%").strip()
-    try:
-        pct = float(s)
-    except ValueError:
-        raise SettingsError(f"--overlap {text!r} not understood: give percent of the field, "
-                            "e.g. 10 or 10%") from None
-    if not 0.0 <= pct < 100.0:
-        raise SettingsError(f"--overlap {pct:g}% not allowed: must be >= 0 and < 100 "
-                            "(percent of the field of view)")
-    return pct / 100.0
 
 
 def mosaic_geometry(rows: int, cols: int, fov_um: float, overlap: float,
@@ -109,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pixels", type=int, default=512, help="pixels per side (default 512)")
     g.add_argument("--dwell-us", type=float, default=10.0, help="pixel dwell (us, default 10)")
     g.add_argument("--averages", type=int, default=1, help="frame averages (default 1)")
-    g.add_argument("--shifts", type=_floats, default=list(SHIFTS),
+    g.add_argument("--shifts", type=parse_floats, default=list(SHIFTS),
                    help="Raman shifts in cm^-1 (default 2850,2930)")
     g.add_argument("--time-scale", type=float, default=0.0,
                    help="run the simulation at this multiple of real instrument time, "
@@ -132,8 +103,6 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     from simulators.specimens import make_specimen
 
     from ..devices._sim import MAX_TIME_SCALE
-    from .simulate import default_center
-
     if args.phenotype is not None and args.specimen != "testis":
         raise SettingsError(f"--phenotype applies to --specimen testis only, not {args.specimen}")
     rows, cols = parse_grid(args.grid)
@@ -146,7 +115,7 @@ def _plan_request(args: argparse.Namespace) -> dict[str, Any]:
     spec = make_specimen(args.specimen, args.seed, phenotype=args.phenotype)
     cx, cy = args.x_um, args.y_um
     if cx is None or cy is None:
-        dx, dy = default_center(spec)
+        dx, dy = spec.default_center_um()
         cx = dx if cx is None else cx
         cy = dy if cy is None else cy
     # range-checks pixels, fov, dwell, averages (raises SettingsError)

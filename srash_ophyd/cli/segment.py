@@ -72,9 +72,8 @@ def resolve_stack(client, uid: str):
     :class:`~srash_ophyd.runstate.IncompleteRunError` when it has no stop document."""
     from tiled.queries import Key
 
-    from ..catalog import CatalogError
+    from ..catalog import CatalogError, get_run
     from ..runstate import require_readable
-    from .catalog import _get_run
 
     if uid.startswith("-") and uid[1:].isdigit():
         stacks = client.search(Key("plan_name") == STACK_PLAN)
@@ -84,7 +83,7 @@ def resolve_stack(client, uid: str):
                                "stack(s); `srash cohort --specimen cells` acquires some")
         run = stacks[-n]
     else:
-        run = _get_run(client, uid)
+        run = get_run(client, uid)
         plan = run.metadata["start"].get("plan_name")
         if plan != STACK_PLAN:
             raise CatalogError(f"run {uid!r} is a {plan!r} run, not a hyperspectral stack")

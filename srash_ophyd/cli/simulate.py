@@ -17,15 +17,7 @@ from simulators.errors import SettingsError
 from simulators.instrument import FieldResult, build_simulator, noise_generators
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
 
-
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
+from .options import parse_floats
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -78,10 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(physically 2865.1/2944.5 cm^-1 with a 1031 nm Stokes).")
     _common(fov)
     ch = fov.add_mutually_exclusive_group()
-    ch.add_argument("--shifts", type=_floats, default=None,
+    ch.add_argument("--shifts", type=parse_floats, default=None,
                     help="Raman shifts in cm^-1, comma-separated (default 2850,2930); the "
                          "pump is tuned to give exactly these")
-    ch.add_argument("--pump-nm", type=_floats, default=None,
+    ch.add_argument("--pump-nm", type=parse_floats, default=None,
                     help="pump wavelengths in nm (the physical shifts are computed)")
     fov.set_defaults(func=run_fov)
     st = ss.add_parser(
@@ -101,7 +93,7 @@ def _build(args: argparse.Namespace):
     specimen = make_specimen(args.specimen, args.seed, phenotype=args.phenotype)
     x, y = args.x_um, args.y_um
     if x is None or y is None:
-        dx, dy = default_center(specimen)
+        dx, dy = _default_center(specimen)
         x = dx if x is None else x
         y = dy if y is None else y
     if not args.dwell_us > 0:
@@ -113,8 +105,7 @@ def _build(args: argparse.Namespace):
     return sim
 
 
-def default_center(specimen) -> tuple[float, float]:
-    """A field centre with something to see (:meth:`Specimen.default_center_um`)."""
+def _default_center(specimen) -> tuple[float, float]:
     x, y = specimen.default_center_um()
     return float(x), float(y)
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..readfaults import add_strict_option
 from .options import add_catalog_options, add_task_option, command_line
 
-__all__ = ["add_parser", "run_train", "split_patients", "zscore_inplace"]
+__all__ = ["add_parser", "run_train", "zscore_inplace"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,24 +73,6 @@ def zscore_inplace(x: np.ndarray) -> np.ndarray:
         x[:, c] -= np.float32(MEAN[c])
         x[:, c] /= np.float32(STD[c])
     return x
-
-
-def split_patients(groups: np.ndarray, y: np.ndarray, val_fraction: float, *, seed: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) patch masks: per class, ``round(val_fraction * n_patients)``
-    patients (at least 1, and at least 1 left for training) go to validation, chosen with
-    ``seed``. A patient is never on both sides; every class is on both sides."""
-    rng = np.random.default_rng(seed)
-    val = np.zeros(len(y), bool)
-    for k in np.unique(y):
-        pats = sorted(set(groups[y == k].tolist()))
-        if len(pats) < 2:
-            raise ValueError(f"class {k} has {len(pats)} patient(s): need >= 2 to hold one "
-                             "back for validation")
-        n_val = min(max(1, int(round(val_fraction * len(pats)))), len(pats) - 1)
-        chosen = set(rng.choice(np.array(pats, dtype=object), size=n_val, replace=False))
-        val |= np.isin(groups, list(chosen))
-    return ~val, val
 
 
 def _epoch_printer(quiet: bool, label: str):
@@ -187,6 +169,8 @@ def run_train(args: argparse.Namespace) -> int:
         cv_report = {"folds": folds, "accuracy_mean": float(np.mean(accs)),
                      "accuracy_std": float(np.std(accs)), "youden_threshold_oof": thr_cv,
                      "youden_j_oof": j_cv}
+    from ml.dx.cv import split_patients
+
     tr, va = split_patients(ds.groups, ds.y, args.val_fraction, seed=args.seed)
     model, res, pv = _fit(ds, tr, va, args, "final", n_classes=k)
     thr, j = youden_threshold(pv[:, 1], ds.y[va])

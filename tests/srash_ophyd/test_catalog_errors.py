@@ -209,7 +209,7 @@ def test_third_party_errors_map_to_exit_2_but_bugs_keep_their_traceback(monkeypa
 
 
 def test_show_and_export_refuse_minus_zero_before_any_lookup():
-    from srash_ophyd.cli.catalog import _get_run
+    from srash_ophyd.catalog import get_run as _get_run
 
     class NoLookups:
         def __getitem__(self, key):

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from srash_ophyd.cli import main
-from srash_ophyd.cli.scan import mosaic_geometry, parse_grid, parse_overlap
+from srash_ophyd.cli.options import parse_grid, parse_overlap
+from srash_ophyd.cli.scan import mosaic_geometry
 
 
 @pytest.mark.parametrize("argv", [

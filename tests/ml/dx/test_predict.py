@@ -86,7 +86,7 @@ def test_missing_weights_say_so(tmp_path):
 @given(n0=st.integers(2, 8), n1=st.integers(2, 8), frac=st.floats(0.05, 0.9),
        seed=st.integers(0, 100))
 def test_patient_split_never_shares_a_patient_and_keeps_both_classes(n0, n1, frac, seed):
-    from srash_ophyd.cli.train import split_patients
+    from ml.dx.cv import split_patients
 
     groups, y = [], []
     for k, n in ((0, n0), (1, n1)):
@@ -101,7 +101,7 @@ def test_patient_split_never_shares_a_patient_and_keeps_both_classes(n0, n1, fra
 
 
 def test_patient_split_refuses_a_single_patient_class():
-    from srash_ophyd.cli.train import split_patients
+    from ml.dx.cv import split_patients
 
     with pytest.raises(ValueError, match="need >= 2"):
         split_patients(np.array(["a", "b", "b"], object), np.array([0, 1, 1]), 0.2, seed=0)
