@@ -12,20 +12,38 @@ Geometry: :func:`tile_grid` / :class:`TileGrid`. Suspenders: :func:`make_suspend
 Event layout of a field: :mod:`plans.stubs` and :mod:`plans.markers`.
 """
 
-from .calibration import dark_frames, flat_field, flat_field_map, power_reference
-from .grid import GridError, TileGrid, tile_grid
-from .markers import FIELD_KEYS, FieldMarker
-from .scans import SurveyResult, hyperspectral_stack, mosaic, survey_tiles
-from .stubs import (
-                    COMPOSITE_CHANNELS,
-                    DEFAULT_SHIFTS_CM1,
-                    DeviceFailure,
-                    acquire_frame,
-                    composite_recipe,
-                    srash_field,
-                    tune_raman_shift,
-)
-from .suspenders import InterlockSuspender, ModeLockSuspender, make_suspenders
+import importlib
+from typing import Any
+
+# Names are loaded on first use (PEP 562), so that ``import plans.contract`` (which ml may do)
+# does not import bluesky and every plan module with it.
+_WHERE = {
+    "dark_frames": "calibration", "flat_field": "calibration", "flat_field_map": "calibration",
+    "power_reference": "calibration",
+    "GridError": "grid", "TileGrid": "grid", "tile_grid": "grid",
+    "FIELD_KEYS": "markers", "FieldMarker": "markers",
+    "SurveyResult": "scans", "hyperspectral_stack": "scans", "mosaic": "scans",
+    "survey_tiles": "scans",
+    "COMPOSITE_CHANNELS": "stubs", "DEFAULT_SHIFTS_CM1": "stubs", "DeviceFailure": "stubs",
+    "acquire_frame": "stubs", "composite_recipe": "stubs", "srash_field": "stubs",
+    "tune_raman_shift": "stubs",
+    "InterlockSuspender": "suspenders", "ModeLockSuspender": "suspenders",
+    "make_suspenders": "suspenders",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plans' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "FIELD_KEYS", "FieldMarker",

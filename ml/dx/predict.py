@@ -41,6 +41,7 @@ from ml.dx.patches import (
 )
 from ml.dx.preprocess import check_composite, normalize, to_chw
 from ml.dx.vote import DEFAULT_THRESHOLD, Vote, dx_vote
+from plans.contract import DIAGNOSES, DIAGNOSIS_OF, PHENOTYPES
 
 __all__ = ["Task", "TASKS", "TaskError", "PredictError", "FieldDx", "SampleVote", "LBNetDx",
            "default_weights_path", "field_patches", "check_dx_meta", "dx_meta_ranges",
@@ -76,8 +77,9 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "normal-vs-noa": Task("normal-vs-noa", ("normal", "NOA"),
-                          (("normal",), ("NOA-SPT", "NOA-SPG", "NOA-SCO"))),
+    "normal-vs-noa": Task("normal-vs-noa", DIAGNOSES,
+                          tuple(tuple(p for p in PHENOTYPES if DIAGNOSIS_OF[p] == d)
+                                for d in DIAGNOSES)),
     "spt-vs-spg": Task("spt-vs-spg", ("NOA-SPT", "NOA-SPG"), (("NOA-SPT",), ("NOA-SPG",))),
 }
 

@@ -35,12 +35,13 @@ from ml.common.processing import (
     normalize_power,
     subtract_background,
 )
+from plans.contract import DISPLAY_RGB
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, species_spectrum
 
 __all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels", "CHANNEL_ORDER"]
 
 #: Channel order of the classifier's composite (channels-first).
-CHANNEL_ORDER = ("SRS_2930", "SRS_2850", "SHG")
+CHANNEL_ORDER = DISPLAY_RGB
 
 
 class CalibrationError(MLError):

@@ -22,6 +22,7 @@ from ml.common.processing import (
     subtract_background,
     unmix_lipid_protein,
 )
+from plans.contract import LIPID_CM1, PAIR_TOLERANCE_CM1, PROTEIN_CM1
 from simulators.spectra import species_spectrum
 
 
@@ -96,9 +97,10 @@ def apply_calibration(field: FieldLike, calibration: dict[str, Any], *,
                          references_v=refs)
     nominal = np.asarray(field.nominal_shifts_cm1)
     if n_srs >= 2:
-        il = int(np.argmin(np.abs(nominal - 2850)))
-        ip = int(np.argmin(np.abs(nominal - 2930)))
-        if il != ip and abs(nominal[il] - 2850) <= 25 and abs(nominal[ip] - 2930) <= 25:
+        il = int(np.argmin(np.abs(nominal - LIPID_CM1)))
+        ip = int(np.argmin(np.abs(nominal - PROTEIN_CM1)))
+        if (il != ip and abs(nominal[il] - LIPID_CM1) <= PAIR_TOLERANCE_CM1
+                and abs(nominal[ip] - PROTEIN_CM1) <= PAIR_TOLERANCE_CM1):
             res.lipid, res.protein = unmix_lipid_protein(
                 out[il], out[ip], volts_per_unit=g, irf_fwhm_cm1=irf,
                 shifts_cm1=[field.raman_shifts_cm1[il], field.raman_shifts_cm1[ip]])
