@@ -97,13 +97,7 @@ def instrument_calibration(sim: Any, *, seed: int = 0) -> dict[str, Any]:
     reference powers (what ``power_reference`` on the lipid standard measures). Keys as in
     :class:`ml.io.composite.Calibration`; the composite the classifier sees is built from it.
     """
-    dark = sim.dark_levels(np.random.default_rng(seed))
-    r = sim.response
-    return {"srs_dark_v": dark["srs_v"], "shg_dark_v": dark["shg_v"],
-            "srs_volts_per_unit": float(sim.srs_volts_per_unit()),
-            "shg_volts_per_unit": float(sim.shg_volts_per_unit()),
-            "ref_pump_mw": float(r.ref_pump_mw), "ref_stokes_mw": float(r.ref_stokes_mw),
-            "irf_fwhm_cm1": float(r.irf_fwhm_cm1),
+    return {**sim.calibration(np.random.default_rng(seed)),
             "source": "instrument model at the run's settings (dark frame + lipid standard)"}
 
 
