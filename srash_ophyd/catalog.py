@@ -43,6 +43,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ml.io.frames import file_uri, uri_path  # noqa: F401 (re-exported)
+
 from .display import is_control as _is_control
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,9 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
            "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
-           "get_run", "make_writer", "open_catalog", "parse_since", "resolve_data_dir",
-           "search_runs",
-           "uri_path"]
+           "get_run", "make_analysis_writer", "make_writer", "open_catalog", "parse_since",
+           "resolve_data_dir", "search_runs", "serialization_registry", "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
 ENV_DATA_DIR = "SRASH_DATA_DIR"
@@ -79,25 +80,6 @@ def last_database() -> Path | None:
     """The ``catalog.db`` of the embedded catalog this process opened last (None if none):
     named in messages about database errors that surface later, e.g. while reading."""
     return _last_db
-
-
-def file_uri(path: str | os.PathLike) -> str:
-    """The ``file://localhost/...`` URI of an absolute ``path``, written the way tiled reads
-    it back: tiled takes the URI's path verbatim (no percent-decoding), so the path is not
-    percent-encoded either (``Path.as_uri()`` would turn a space into ``%20``, which tiled then
-    refuses as outside its readable storage)."""
-    return "file://localhost" + str(Path(path).absolute())
-
-
-def uri_path(uri: str) -> Path:
-    """The local path of a ``file://`` URI written by :func:`file_uri` (as tiled reads it:
-    verbatim). ``CatalogError`` for other schemes."""
-    from urllib.parse import urlparse
-
-    u = urlparse(uri)
-    if u.scheme not in ("file", ""):
-        raise CatalogError(f"URI {uri!r} is not a local file")
-    return Path(u.path)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -172,7 +154,8 @@ def open_catalog(data_dir: str | os.PathLike | None = None, uri: str | None = No
                 readable_storage=readable,
                 init_if_not_exists=not exists,  # costs ~4 s: only for a new database
                 specs=[ROOT_SPEC])
-            ctx = Context.from_app(build_app(adapter, include_routers=include_routers or []))
+            ctx = Context.from_app(build_app(adapter, include_routers=include_routers or [],
+                                             serialization_registry=serialization_registry()))
         except sqlalchemy.exc.DatabaseError as exc:  # OperationalError included
             raise CatalogError(_database_problem(db, exc)) from None
         try:
@@ -420,6 +403,26 @@ def make_writer(client, **kwargs: Any) -> "TiledWriter":
     from bluesky_tiled_plugins import TiledWriter
 
     return TiledWriter(client, **kwargs)
+
+
+def make_analysis_writer(client) -> "TiledWriter":
+    """A TiledWriter for analysis runs: ``max_array_size=0`` stores every event array as
+    zarr (tiled's SQLite tables cannot hold the list columns that small arrays become)."""
+    return make_writer(client, max_array_size=0)
+
+
+def serialization_registry() -> Any:
+    """tiled's default serializers plus bluesky's ``application/json-seq`` exporter of a
+    run's documents, so that ``run.documents()`` works on this catalog (stored runs are
+    replayed through the same document consumers as live ones)."""
+    import copy
+
+    from bluesky_tiled_plugins.exporters import json_seq_exporter
+    from tiled.media_type_registration import default_serialization_registry
+
+    registry = copy.deepcopy(default_serialization_registry)
+    registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
+    return registry
 
 
 # ---------------------------------------------------------------------------- queries

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.common.processing import to_uint8
+from ml.common.plotting import save_rgb_png as save_png
 from ml.io.processed import ProcessedField
 from simulators.instrument import FieldResult
 
@@ -27,17 +27,6 @@ def field_rgb(proc: ProcessedField) -> np.ndarray:
     if proc.data.shape[0] == 1:
         chans = [chans[0]] * 3
     return np.stack(chans, axis=-1)
-
-
-def save_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write a (y, x, 3) [0, 1] float or uint8 image as PNG."""
-    from PIL import Image
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    arr = rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
-    Image.fromarray(arr).save(p)
-    return p
 
 
 def save_field_png(path: str | Path, proc: ProcessedField) -> Path:

@@ -5,7 +5,7 @@ A scan killed with SIGKILL (or a power loss, or a crash of the writer) leaves
 - its journal ``<data_dir>/journal/<uid>.jsonl`` (:mod:`srash_ophyd.journal`): every document
   up to the kill, each frame's file already on disk before its event was journaled;
 - in the catalog, a run with a start document (and descriptors) but no events and no stop
-  document (an ``open`` run, :mod:`srash_ophyd.runstate`).
+  document (an ``open`` run, :mod:`ml.io.runstate`).
 
 For every journal whose run has no stop document in the catalog (and whose journal is not
 locked by a scan still running), :func:`repair` keeps the longest whole prefix of the
@@ -13,7 +13,7 @@ documents whose frame files exist and open as TIFF, deletes the partial run from
 (its frame files are external: they stay), writes the kept documents again through the
 catalog writer with the same run uid, and closes the run with a stop document:
 ``exit_status "abort"``, a reason starting with
-:data:`~srash_ophyd.runstate.REPAIRED_PREFIX` that says how many frames and fields were
+:data:`~ml.io.runstate.REPAIRED_PREFIX` that says how many frames and fields were
 recovered, and the real ``num_events``. The journal is then deleted.
 
 What it cannot recover is reported, never guessed: an ``open`` run without a journal (its
@@ -30,9 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ml.io.runstate import REPAIRED_PREFIX, run_state
+
 from .catalog import CatalogError, file_uri, make_writer, uri_path
 from .journal import iter_journals, journal_dir, read_journal
-from .runstate import REPAIRED_PREFIX, run_state
 
 __all__ = ["RepairResult", "repair"]
 

@@ -277,3 +277,22 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     return Session(RE=RE, mic=mic, catalog=client, writer=writer, plans=plans,
                    data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed,
                    journal=journal)
+
+
+def attach_live_dx(target: Any, dx: Any, publish: Any = None, *,
+                   target_pixel_um: float | None = None, queue_size: int = 1_000_000,
+                   **callback_kwargs: Any) -> Any:
+    """Live LBNet-Dx on a session's (or a bare RunEngine's) documents: an
+    :class:`ml.dx.live.LBNetDxCallback` subscribed behind a buffering thread, so the
+    RunEngine never waits for the classifier. ``publish`` defaults, for a session, to an
+    analysis writer on its catalog (a writer of its own: the session's writer is called
+    from the RunEngine thread). Returns the :class:`ml.dx.live.LiveDx` handle."""
+    from ml.dx.live import LBNetDxCallback, LiveDx
+
+    from .catalog import make_analysis_writer
+
+    RE = getattr(target, "RE", target)
+    if publish is None and getattr(target, "catalog", None) is not None:
+        publish = make_analysis_writer(target.catalog)
+    cb = LBNetDxCallback(dx, publish, target_pixel_um=target_pixel_um, **callback_kwargs)
+    return LiveDx(RE, cb, queue_size=queue_size)

@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ml.dx.live import LBNetDxCallback
     from ml.dx.predict import LBNetDx
-
-    from .live import LBNetDxCallback
 
 __all__ = ["ADDRESS_HINT", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_PUB_ADDRESS",
            "DEFAULT_SUB_ADDRESS", "DOCUMENT_NAMES", "Consumer", "ConsumerStats",
@@ -459,7 +458,7 @@ def serve_live(address: str | tuple, dx: "LBNetDx", publish: Callable[[str, dict
     one; its ``on_done`` is replaced."""
     from bluesky.callbacks.buffer import BufferingWrapper
 
-    from .live import LBNetDxCallback
+    from ml.dx.live import LBNetDxCallback
 
     stop = stop if stop is not None else threading.Event()
     results: list[dict[str, Any]] = []

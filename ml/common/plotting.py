@@ -29,7 +29,8 @@ from numpy.typing import ArrayLike
 from ml.common.errors import ReportError
 from ml.common.fileio import atomic_write
 
-__all__ = ["ReportError", "new_figure", "save_png", "roc_png", "confusion_png", "bars_png"]
+__all__ = ["ReportError", "new_figure", "save_png", "save_rgb_png", "roc_png", "confusion_png",
+           "bars_png"]
 
 
 def new_figure(size: tuple[float, float], *, dpi: int = 120) -> Any:
@@ -46,6 +47,19 @@ def new_figure(size: tuple[float, float], *, dpi: int = 120) -> Any:
 def save_png(fig: Any, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG atomically (the parent folder is created); returns the path."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def save_rgb_png(path: str | os.PathLike, rgb: Any) -> Path:
+    """Write a ``(y, x, 3)`` image (float in [0, 1], or uint8) as an RGB PNG atomically."""
+    from PIL import Image
+
+    from ml.common.processing import to_uint8
+
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ReportError(f"an RGB image must have shape (y, x, 3), not {arr.shape}")
+    arr = arr if arr.dtype == np.uint8 else to_uint8(arr)
+    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 def _rate_array(v: Any, what: str) -> np.ndarray:

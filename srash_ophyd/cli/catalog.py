@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ml.io.frames import add_strict_option
+from ml.io.runstate import run_state
+
 from ..catalog import get_run
 from ..display import escape_control
-from ..readfaults import add_strict_option
-from ..runstate import run_state
 from . import repair
 from .options import add_catalog_options
 
@@ -196,10 +197,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from ml.io.frames import ReadFaults
+    from ml.io.runstate import require_readable
+    from ml.io.stitch import export_run
+
     from ..catalog import close_catalog
-    from ..export import export_run
-    from ..readfaults import ReadFaults
-    from ..runstate import require_readable
 
     faults = ReadFaults(args.strict)
     client = _open(args)

@@ -1,6 +1,6 @@
 """``srash classify RUN`` (after the fact) and ``srash classify-live`` (0MQ, during scans).
 
-Both run :class:`srash_ophyd.live.LBNetDxCallback`, so a stored scan classified later gives
+Both run :class:`ml.dx.live.LBNetDxCallback`, so a stored scan classified later gives
 the numbers the live classifier gave; each writes an analysis run (``start["analysis"] ==
 "lbnet-dx"``, ``start["scan_uid"]``) into the catalog. ``RUN`` -1 is the latest scan (analysis
 runs are skipped), -2 the one before...
@@ -13,7 +13,8 @@ import json
 import sys
 from typing import Any
 
-from ..readfaults import add_strict_option
+from ml.io.frames import add_strict_option
+
 from .options import (
     ClassifyError,
     add_catalog_options,
@@ -55,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Subscribe to a bluesky 0MQ proxy (msgpack documents; start one with "
                     "`bluesky-0MQ-proxy --in-address tcp://127.0.0.1:5577 --out-address "
                     "tcp://127.0.0.1:5578` and publish from the session with "
-                    "srash_ophyd.live.zmq_publisher) and classify each SRASH scan field by "
+                    "srash_ophyd.transport.zmq_publisher) and classify each SRASH scan field by "
                     "field, writing an analysis run per scan into the catalog. Frame files "
                     "are read from the paths in the documents. Messages are decoded without "
                     "pickle (numeric arrays only); bad, unknown or over-size messages are "
@@ -138,10 +139,11 @@ def _print_summary(s: dict[str, Any], stored: bool) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def run_classify(args: argparse.Namespace) -> int:
-    from ..catalog import close_catalog
-    from ..live import classify_run, make_analysis_writer
-    from ..readfaults import ReadFaults
-    from ..runstate import require_readable
+    from ml.dx.live import classify_run
+    from ml.io.frames import ReadFaults
+    from ml.io.runstate import require_readable
+
+    from ..catalog import close_catalog, make_analysis_writer
 
     dx = load_dx(args.weights, args.task)  # before the catalog: fail fast
     client = _open(args)
@@ -166,8 +168,7 @@ def run_classify_live(args: argparse.Namespace) -> int:
     import logging
     import math
 
-    from ..catalog import close_catalog, open_catalog
-    from ..live import make_analysis_writer
+    from ..catalog import close_catalog, make_analysis_writer, open_catalog
     from ..transport import (
         DEFAULT_MAX_MESSAGE_BYTES,
         DEFAULT_SUB_ADDRESS,

@@ -84,8 +84,10 @@ def parse_stack(text: str) -> tuple[float, float, float]:
 
 def _store_truth(session, scan_uid: str) -> str:
     """Publish the simulator's labels of the current field as the scan's truth run."""
-    from ..live import make_analysis_writer
-    from ..truth import field_truth, publish_truth
+    from ml.io.truth import publish_truth
+
+    from ..catalog import make_analysis_writer
+    from ..simtruth import field_truth
 
     run = session.catalog[scan_uid]
     labels, window = field_truth(session.mic.sim)

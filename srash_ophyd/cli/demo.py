@@ -61,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _stitch_maps(fields, maps: list[np.ndarray]) -> np.ndarray:
     """Feather-blend per-field (3, H, W) maps at the fields' stage positions."""
-    from ..export import Tile, stitch
+    from ml.io.runs import Tile
+    from ml.io.stitch import stitch
 
     tiles = [Tile(index=i, x_um=f.x_um, y_um=f.y_um, pixel_um=f.pixel_um, data=m,
                   events=(0, 0), shifts_cm1=(0.0, 0.0)) for i, (f, m) in
@@ -98,8 +99,7 @@ def _images(out: Path, live, dx) -> dict[str, str | None]:
 def run_demo(args: argparse.Namespace) -> int:
     from simulators.specimens import make_specimen
 
-    from ..live import attach_live_dx
-    from ..session import make_session
+    from ..session import attach_live_dx, make_session
 
     rows, cols = parse_grid(args.grid)
     if rows * cols > 100:

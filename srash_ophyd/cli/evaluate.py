@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..readfaults import add_strict_option
+from ml.io.frames import add_strict_option
+
 from .options import add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["add_parser", "run_evaluate", "sample_summary"]
@@ -81,11 +82,11 @@ def sample_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ml.common.metrics import confusion_matrix, patch_metrics, roc_curve
+    from ml.dx.data import iter_run_fields, load_patch_sets, select_runs
     from ml.dx.predict import SampleVote, get_task
+    from ml.io.frames import ReadFaults
 
-    from ..catalog import close_catalog, open_catalog
-    from ..dxdata import iter_run_fields, load_patch_sets, select_runs
-    from ..readfaults import ReadFaults
+    from ..catalog import close_catalog, open_catalog, search_runs
     from .options import load_dx
 
     task = get_task(args.task)
@@ -99,8 +100,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
         faults = ReadFaults(args.strict)  # killed runs, unreadable frame files
-        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None,
-                           faults=faults)
+        crit = {"cohort": args.cohort, "split": args.split or None}
+        found = search_runs(client, plan="mosaic", phenotype=list(task.all_phenotypes),
+                            **crit).values()
+        runs = select_runs(found, task, criteria=crit, faults=faults)
         overlap = sorted({r.metadata["start"].get("specimen_seed") for r in runs} & used_seeds)
         if overlap and not args.allow_seed_overlap:
             raise ValueError(

@@ -21,9 +21,9 @@ Outputs: ``tubules.csv`` (or ``.parquet``), ``summary.json``, the four-panel
 (``analysis="ld-quantification"``, linked to the source scans by ``scan_uids``) with a
 ``tubules`` stream (one event per tubule) and a ``tests`` stream (one event per test).
 For simulated scans the tubule segmentation is scored against the simulator's truth
-(:func:`srash_ophyd.truth.render_field_truth`): Dice per truth tubule.
+(:func:`srash_ophyd.simtruth.render_field_truth`): Dice per truth tubule.
 
-Faults (:mod:`srash_ophyd.readfaults`): runs without a stop document (killed scans) are
+Faults (:mod:`ml.io.frames`): runs without a stop document (killed scans) are
 left out and fields with an unreadable frame file skipped, each with one warning line; the
 summary lists them (``skipped_runs``, ``bad_frames``) and the runs used that stopped early
 (``incomplete_runs``). ``--strict`` stops at the first instead.
@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..readfaults import add_strict_option
+from ml.io.frames import add_strict_option
+
 from .options import add_catalog_options
 
 __all__ = ["add_parser", "run_quantify", "COMPARISONS", "group_of"]
@@ -139,13 +140,13 @@ def run_quantify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ml.io.composite import Calibration, field_channels
+    from ml.io.frames import ReadFaults
+    from ml.io.runs import run_tiles
     from ml.ldquant.quantify import QuantError, quant_overlay_png, quantify_field
     from ml.ldquant.tubules import tubule_dice
 
     from ..catalog import close_catalog, open_catalog
-    from ..export import run_tiles
-    from ..readfaults import ReadFaults
-    from ..truth import render_field_truth
+    from ..simtruth import render_field_truth
 
     t0 = time.perf_counter()
     if args.ld_threshold is not None and not 0.0 < args.ld_threshold < 10.0:
@@ -313,8 +314,9 @@ def _figure_png(out: Path, panels) -> Path:
 
 
 def _store(client, runs, rows, tests, args) -> str:
-    from ..docruns import publish_run
-    from ..live import make_analysis_writer
+    from ml.io.publish import publish_run
+
+    from ..catalog import make_analysis_writer
 
     num = {"source": "srash quantify", "dtype": "number", "shape": []}
     text = {"source": "srash quantify", "dtype": "string", "shape": []}

@@ -1,7 +1,7 @@
 """``srash segment RUN``: sub-cellular segmentation of a hyperspectral SRS stack.
 
 ``--method phasor`` (:func:`ml.seg.phasor.segment_phasor`, automatic GMM clusters in phasor
-space, no hand-placed cursors) on the processed stack (:func:`srash_ophyd.hsdata.run_stack`).
+space, no hand-placed cursors) on the processed stack (:func:`ml.io.stacks.run_stack`).
 The label map is written back to the catalog as an analysis run linked to the stack::
 
     start   analysis="segmentation", plan_name="srash-segment", scan_uid, sample_id, method,
@@ -69,11 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def resolve_stack(client, uid: str):
     """A hyperspectral-stack run by uid (prefix) or ``-N`` (N-th latest stack);
-    :class:`~srash_ophyd.runstate.IncompleteRunError` when it has no stop document."""
+    :class:`~ml.io.runstate.IncompleteRunError` when it has no stop document."""
     from tiled.queries import Key
 
+    from ml.io.runstate import require_readable
+
     from ..catalog import CatalogError, get_run
-    from ..runstate import require_readable
 
     if uid.startswith("-") and uid[1:].isdigit():
         stacks = client.search(Key("plan_name") == STACK_PLAN)
@@ -92,10 +93,10 @@ def resolve_stack(client, uid: str):
 
 
 def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) -> str:
+    from ml.io.publish import publish_event_run
     from ml.seg.phasor import CLASS_NAMES
 
-    from ..docruns import publish_event_run
-    from ..live import make_analysis_writer
+    from ..catalog import make_analysis_writer
 
     md = {k: start.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort", "split")}
     nan = float("nan")
@@ -140,12 +141,12 @@ def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, 
 
 def run_segment(args: argparse.Namespace) -> int:
     from ml.common.dice import dice
+    from ml.io.stacks import run_stack
+    from ml.io.truth import load_truth
     from ml.seg.phasor import CLASS_NAMES, LIPID_DROPLET, NUCLEUS, labels_png, phasor_png
     from simulators.specimens.base import Label
 
     from ..catalog import close_catalog, open_catalog
-    from ..hsdata import run_stack
-    from ..truth import load_truth
 
     t0 = time.perf_counter()
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)

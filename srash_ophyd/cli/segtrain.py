@@ -1,7 +1,7 @@
 """``srash train-seg`` and ``srash evaluate-seg``: the nucleus / lipid-droplet segmenters.
 
 Data: the ``hyperspectral_stack`` runs of a cohort (``srash cohort --specimen cells``) with
-their simulator-truth label maps, processed by :func:`srash_ophyd.hsdata.run_stack`. Every
+their simulator-truth label maps, processed by :func:`ml.io.stacks.run_stack`. Every
 stack of one training set must share one Raman axis; the weights remember it
 (:mod:`ml.seg.models`).
 
@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..readfaults import add_strict_option
+from ml.io.frames import add_strict_option
+
 from .options import add_catalog_options, command_line
 
 __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg", "split_stacks"]
@@ -115,18 +116,20 @@ def _common_axis(stacks) -> np.ndarray:
 
 
 def _load(args: argparse.Namespace):
-    """(stacks, truth labels, :class:`~srash_ophyd.readfaults.ReadFaults`): stacks of
+    """(stacks, truth labels, :class:`~ml.io.frames.ReadFaults`): stacks of
     killed scans or with an unreadable band are skipped with a warning (``--strict``:
     an error)."""
-    from ..catalog import close_catalog, open_catalog
-    from ..hsdata import load_stacks
-    from ..readfaults import ReadFaults
+    from ml.io.frames import ReadFaults
+    from ml.io.stacks import load_stacks
+
+    from ..catalog import close_catalog, open_catalog, search_runs
 
     faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
-        stacks, labels = load_stacks(client, cohort=args.cohort, split=args.split or None,
-                                     faults=faults)
+        crit = {"cohort": args.cohort, "split": args.split or None}
+        found = search_runs(client, plan="hyperspectral_stack", **crit).values()
+        stacks, labels = load_stacks(found, client, criteria=crit, faults=faults)
     finally:
         close_catalog(client)
     return stacks, labels, faults

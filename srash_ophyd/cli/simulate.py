@@ -136,7 +136,8 @@ def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bo
 
 
 def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dict[str, Any]:
-    from ..ometiff import write_ome_tiff
+    from ml.io.ometiff import write_ome_tiff
+
     from ..preview import save_field_png, save_stack_png
 
     proc: ProcessedField | None = None

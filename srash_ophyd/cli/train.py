@@ -1,7 +1,7 @@
 """``srash train``: train LBNet-Dx on catalog runs selected by query.
 
 Data: the mosaic runs of the task's phenotypes in ``--cohort`` (and ``--split``), their
-fields rebuilt into composites (:mod:`srash_ophyd.dxdata`), valid patches cut with the
+fields rebuilt into composites (:mod:`ml.dx.data`), valid patches cut with the
 classifier's patching rule, at most ``--patches-per-field`` per field (seeded subsample).
 Patients are split into training and validation groups (``--val-fraction``, never a patient
 on both sides, every class on both sides); the validation patients drive early stopping
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..readfaults import add_strict_option
+from ml.io.frames import add_strict_option
+
 from .options import add_catalog_options, add_task_option, command_line
 
 __all__ = ["add_parser", "run_train", "zscore_inplace"]
@@ -116,12 +117,12 @@ def run_train(args: argparse.Namespace) -> int:
     from ml.common.metrics import patch_metrics, youden_threshold
     from ml.common.weights import save_weights
     from ml.dx.cv import group_kfold
+    from ml.dx.data import load_patches, select_runs
     from ml.dx.lbnet import PARAM_RANGES  # the widths LBNetDx.load accepts back
     from ml.dx.predict import LBNetDx, default_weights_path, get_task
+    from ml.io.frames import ReadFaults
 
-    from ..catalog import close_catalog, open_catalog
-    from ..dxdata import load_patches, select_runs
-    from ..readfaults import ReadFaults
+    from ..catalog import close_catalog, open_catalog, search_runs
 
     if args.epochs < 1 or args.patience < 1:
         raise ValueError("--epochs and --patience must be >= 1")
@@ -138,8 +139,10 @@ def run_train(args: argparse.Namespace) -> int:
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
         faults = ReadFaults(args.strict)  # killed runs, unreadable frame files
-        runs = select_runs(client, task, cohort=args.cohort, split=args.split or None,
-                           faults=faults)
+        crit = {"cohort": args.cohort, "split": args.split or None}
+        found = search_runs(client, plan="mosaic", phenotype=list(task.all_phenotypes),
+                            **crit).values()
+        runs = select_runs(found, task, criteria=crit, faults=faults)
         # the classifier's default patching rule (LBNetDx stores the same in dx_meta)
         ds = load_patches(runs, task, patches_per_field=args.patches_per_field or None,
                           seed=args.seed, progress=not args.quiet, faults=faults)

@@ -48,11 +48,11 @@ from ophyd import Component as Cpt
 from ophyd import Signal
 from ophyd.status import DeviceStatus
 
+from ml.io.ometiff import write_ome_tiff
 from plans.contract import DETECTOR_CHANNELS
 from simulators.instrument import FrameResult
 
 from ..catalog import file_uri
-from ..ometiff import write_ome_tiff
 from ._sim import DeviceFault, SimDevice, complete_after, translate_limits
 
 __all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector"]

@@ -10,8 +10,8 @@ import pytest
 from bluesky import RunEngine
 from event_model import DocumentNames, schema_validators
 
+from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.devices.factory import make_microscope
-from srash_ophyd.ometiff import read_ome_tiff
 
 
 class DocSink:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from bluesky.utils import FailedStatus
 
+from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.devices._sim import DeviceFault
 from srash_ophyd.devices.factory import make_microscope
-from srash_ophyd.ometiff import read_ome_tiff
 
 
 def _frames(sink) -> list[tuple[dict, np.ndarray, Path]]:

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ml.io.runstate import REPAIRED_PREFIX, IncompleteRunError, require_readable, run_state
 from plans import DeviceFailure
 from srash_ophyd.catalog import uri_path
 from srash_ophyd.cli.options import redact_argv
 from srash_ophyd.journal import JournaledWriter, journal_dir, read_journal
 from srash_ophyd.repair import repair
-from srash_ophyd.runstate import REPAIRED_PREFIX, IncompleteRunError, require_readable, run_state
 from tests.sessions import here_mosaic, small_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(

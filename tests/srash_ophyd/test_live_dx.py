@@ -1,4 +1,4 @@
-"""Live LBNet-Dx on the document stream (srash_ophyd.live): live == offline, failures and a
+"""Live LBNet-Dx on the document stream (ml.dx.live): live == offline, failures and a
 slow classifier never hold the RunEngine, the analysis run in the catalog, the CLI, 0MQ."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def mosaic(s, sample: str) -> str:
 @pytest.fixture(scope="module")
 def live_scan(session, dx):
     """One 1x2 mosaic classified live (composites kept); the handle closed afterwards."""
-    from srash_ophyd.live import attach_live_dx
+    from srash_ophyd.session import attach_live_dx
 
     live = attach_live_dx(session, dx, keep_composites=True)
     t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def dx_variant(dx, classify):
 
 # ------------------------------------------------------------------------------- fast
 def test_a_run_without_calibration_is_recorded_not_raised(dx, caplog):
-    from srash_ophyd.live import LBNetDxCallback
+    from ml.dx.live import LBNetDxCallback
 
     out = []
     cb = LBNetDxCallback(dx, lambda n, d: out.append(n))
@@ -106,7 +106,7 @@ def test_a_run_without_calibration_is_recorded_not_raised(dx, caplog):
 
 
 def test_msgpack_round_trip_keeps_arrays():
-    from srash_ophyd.live import msgpack_dumps, msgpack_loads
+    from srash_ophyd.transport import msgpack_dumps, msgpack_loads
 
     doc = {"data": {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "x": 1.5},
            "seq_nums": {"start": 1, "stop": 2}}
@@ -130,8 +130,8 @@ def test_cli_help_lists_both_commands(capsys):
 # ------------------------------------------------------------------------------- slow
 @pytest.mark.slow
 def test_live_equals_offline_and_run_fields(session, dx, live_scan):
-    from srash_ophyd.dxdata import run_fields
-    from srash_ophyd.live import classify_run
+    from ml.dx.data import run_fields
+    from ml.dx.live import classify_run
 
     uid, live = live_scan
     assert live.status == "success" and live.error is None and live.scan_uid == uid
@@ -192,7 +192,9 @@ def test_analysis_run_is_in_the_catalog(session, dx, live_scan):
 
 @pytest.mark.slow
 def test_a_failing_classifier_does_not_stop_the_scan(session, dx, caplog):
-    from srash_ophyd.live import attach_live_dx, classify_run, make_analysis_writer
+    from ml.dx.live import classify_run
+    from srash_ophyd.catalog import make_analysis_writer
+    from srash_ophyd.session import attach_live_dx
 
     def broken(composite):
         raise RuntimeError("classifier exploded")
@@ -221,7 +223,8 @@ def test_a_failing_classifier_does_not_stop_the_scan(session, dx, caplog):
 
 @pytest.mark.slow
 def test_a_slow_classifier_does_not_hold_the_run_engine(session, dx):
-    from srash_ophyd.live import attach_live_dx, classify_run
+    from ml.dx.live import classify_run
+    from srash_ophyd.session import attach_live_dx
 
     entered, release = threading.Event(), threading.Event()
 
@@ -295,13 +298,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_zmq_classify_live_equals_offline(session, dx):
-    from srash_ophyd.live import (
-        LBNetDxCallback,
-        classify_run,
-        make_analysis_writer,
-        serve_live,
-        zmq_publisher,
-    )
+    from ml.dx.live import LBNetDxCallback, classify_run
+    from srash_ophyd.catalog import make_analysis_writer
+    from srash_ophyd.transport import serve_live, zmq_publisher
 
     p_in, p_out = _free_port(), _free_port()
     proxy = subprocess.Popen(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ml.io.publish import publish_run
 from srash_ophyd.cli.quantify import COMPARISONS, group_of
-from srash_ophyd.docruns import publish_run
-from srash_ophyd.truth import render_field_truth
+from srash_ophyd.simtruth import render_field_truth
 
 
 @pytest.mark.parametrize("phenotype, groups", [

@@ -1,4 +1,4 @@
-"""The readers' fault policy (:mod:`srash_ophyd.readfaults`) without a catalog: diagnosis of
+"""The readers' fault policy (:mod:`ml.io.frames`) without a catalog: diagnosis of
 bad frame files, the warn / strict policy, run states, and frame reads that name the file."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srash_ophyd.ometiff import write_ome_tiff
-from srash_ophyd.readfaults import FrameError, FrameReader, ReadFaults, diagnose_frame, frame_paths
-from srash_ophyd.runstate import REPAIRED_PREFIX, IncompleteRunError
+from ml.io.frames import FrameError, FrameReader, ReadFaults, diagnose_frame, frame_paths
+from ml.io.ometiff import write_ome_tiff
+from ml.io.runstate import REPAIRED_PREFIX, IncompleteRunError
 
 SHAPE, DTYPE = (2, 16, 16), "<f4"
 
@@ -164,7 +164,7 @@ def test_default_warning_goes_to_stderr(capsys):
 
 def test_a_stack_names_its_first_unreadable_band_and_a_killed_stack_is_refused(frame,
                                                                                tmp_path):
-    from srash_ophyd.hsdata import _read_bands, run_stack
+    from ml.io.stacks import _read_bands, run_stack
 
     paths = [frame, tmp_path / "band1.ome.tif", frame]
 
@@ -200,8 +200,8 @@ def test_live_classifier_skips_a_field_whose_frame_file_is_unreadable(tmp_path, 
     import torch
 
     from ml.dx.lbnet import LiteBlendNet
+    from ml.dx.live import LBNetDxCallback
     from ml.dx.predict import LBNetDx
-    from srash_ophyd.live import LBNetDxCallback
 
     torch.manual_seed(0)
     dx = LBNetDx(LiteBlendNet(width=8), task="normal-vs-noa")

@@ -6,8 +6,8 @@ import bluesky.plans as bp
 import numpy as np
 import pytest
 
+from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.devices.factory import make_microscope
-from srash_ophyd.ometiff import read_ome_tiff
 
 
 @pytest.mark.slow

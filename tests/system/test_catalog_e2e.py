@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.catalog import uri_path
 from srash_ophyd.cli import main
-from srash_ophyd.ometiff import read_ome_tiff
 
 # third-party: tiled's in-process Context uses starlette's TestClient over httpx, which
 # starlette deprecates (nothing in this project can change that)

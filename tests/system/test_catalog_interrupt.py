@@ -9,7 +9,7 @@ import pytest
 from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
 
-from srash_ophyd.export import run_tiles
+from ml.io.runs import run_tiles
 from tests.sessions import here_mosaic, small_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(

@@ -20,8 +20,8 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
                  "--data-dir", str(data), "--json", "--quiet"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["acquired"] == 1 and out["runs"][0]["truth_uid"]
-    from srash_ophyd.catalog import close_catalog, open_catalog
-    from srash_ophyd.truth import load_truth
+    from ml.io.truth import load_truth
+    from srash_ophyd.catalog import close_catalog, open_catalog, search_runs
 
     c = open_catalog(data)
     try:
@@ -34,14 +34,15 @@ def test_cells_cohort_stores_stacks_and_truth(tmp_path, capsys):
         assert md["legend"]["nucleus"] == 3 and md["legend"]["lipid_droplet"] == 4
         assert set(np.unique(labels)) <= set(md["legend"].values())
         assert md["sample_id"] == "hc-cells-000" and md["window"]["nx"] == 64
-        from srash_ophyd.hsdata import load_stacks, run_stack
+        from ml.io.stacks import load_stacks, run_stack
 
         st = run_stack(run)
-        stacks, labs = load_stacks(c, cohort="hc")
+        hc = search_runs(c, plan="hyperspectral_stack", cohort="hc").values()
+        stacks, labs = load_stacks(hc, c)
         assert len(stacks) == 1 and np.array_equal(stacks[0].data, st.data)
         assert np.array_equal(labs[0], labels)
         with pytest.raises(ValueError, match="srash cohort --specimen cells"):
-            load_stacks(c, cohort="nope")
+            load_stacks(search_runs(c, plan="hyperspectral_stack", cohort="nope").values(), c)
         assert st.data.shape == (11, 64, 64) and np.all(np.diff(st.raman_cm1) > 0)
         # processed spectra: background ~0; cell pixels carry the CH-stretch band
         bg, cell = labels == 0, labels > 0

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from ml.io.ometiff import read_ome_tiff
 from simulators.specimens import SPECIMEN_KINDS, Label, make_specimen
 from srash_ophyd.cli import main
-from srash_ophyd.ometiff import read_ome_tiff
 
 
 def run_json(capsys, *argv: str) -> dict:

@@ -90,15 +90,15 @@ def test_evaluate_reports_everything_on_held_out_seeds(trained, capsys):
 
 
 def test_one_pass_patch_sets_equal_separate_loads(trained):
+    from ml.dx.data import load_patch_sets, load_patches, select_runs
     from ml.dx.predict import get_task
-    from srash_ophyd.catalog import close_catalog, open_catalog
-    from srash_ophyd.dxdata import load_patch_sets, load_patches, select_runs
+    from srash_ophyd.catalog import close_catalog, open_catalog, search_runs
 
     _, data = trained
     task = get_task("normal-vs-noa")
     c = open_catalog(data)
     try:
-        runs = select_runs(c, task, cohort="tr")
+        runs = select_runs(search_runs(c, plan="mosaic", cohort="tr").values(), task)
         sets = load_patch_sets(runs, task, [(8, 0), (3, 1)], progress=False)
         for ds, (ppf, seed) in zip(sets, [(8, 0), (3, 1)]):
             one = load_patches(runs, task, patches_per_field=ppf, seed=seed, progress=False)

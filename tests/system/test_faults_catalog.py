@@ -20,8 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
+from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.cli import main
-from srash_ophyd.ometiff import read_ome_tiff
 
 # third-party: tiled's in-process Context uses starlette's TestClient over httpx, which
 # starlette deprecates (nothing in this project can change that)

@@ -67,7 +67,7 @@ def cat(tmp_path_factory):
 
 
 def _corrupt(path: Path, kind: str) -> None:
-    from srash_ophyd.ometiff import write_ome_tiff
+    from ml.io.ometiff import write_ome_tiff
 
     if kind == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

@@ -122,7 +122,7 @@ def test_cohort_seeds_are_unique_and_deterministic():
 
 
 def test_resample_keeps_the_field_area():
-    from srash_ophyd.dxdata import resample
+    from ml.dx.data import resample
 
     a = np.random.default_rng(0).uniform(0, 1, (3, 100, 100)).astype(np.float32)
     assert resample(a, 0.3, 0.3) is a

@@ -20,12 +20,13 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
+from ml.common.errors import MLError
 from ml.common.fileio import create_temp_beside
 
 SETTINGS_NAMESPACE = "srash/settings"
 
 
-class OMETiffError(ValueError):
+class OMETiffError(MLError):
     """A file is not a readable SRASH OME-TIFF (malformed, missing metadata...)."""
 
 

@@ -1,18 +1,18 @@
 """Classifier composites of catalog runs (the offline half of LBNet-Dx's input path).
 
-A mosaic run's fields are rebuilt with :func:`srash_ophyd.export.run_tiles` (raw detector
+A mosaic run's fields are rebuilt with :func:`ml.io.runs.run_tiles` (raw detector
 volts + the frame powers and shifts from the event columns), and turned into the
 classifier's [0, 1] composite with :func:`ml.io.composite.field_composite` and the run's
-``start["calibration"]`` record. The live callback (:mod:`srash_ophyd.live`) reads the same
+``start["calibration"]`` record. The live callback (:mod:`ml.dx.live`) reads the same
 files and calls the same function, so both paths give bit-identical composites.
 
 Fields whose pixel size differs from the classifier's (``target_pixel_um``) are resampled
 with linear interpolation (:func:`resample`) so that a 300 px patch always spans the same
 tissue area (90 um at the paper's 0.3 um/px).
 
-Faults (:mod:`srash_ophyd.readfaults`): :func:`select_runs` leaves out runs without a stop
+Faults (:mod:`ml.io.frames`): :func:`select_runs` leaves out runs without a stop
 document (one warning each), fields with an unreadable frame file are skipped with a warning
-naming the file; a :class:`~srash_ophyd.readfaults.ReadFaults` with ``strict=True`` stops at
+naming the file; a :class:`~ml.io.frames.ReadFaults` with ``strict=True`` stops at
 the first instead.
 """
 
@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ml.common.errors import MLError
 from ml.io.composite import Calibration, field_composite
-
-from .export import ExportError, Tile, run_tiles
-from .readfaults import ReadFaults
+from ml.io.frames import ReadFaults
+from ml.io.runs import ExportError, Tile, run_tiles
 
 __all__ = ["FieldComposite", "run_fields", "tile_composite", "resample",
            "DatasetError", "PatchDataset", "select_runs", "iter_run_fields", "load_patches",
@@ -79,7 +79,7 @@ def run_fields(run, *, target_pixel_um: float | None = None,
     """Yield the classifier composite of every complete field of a mosaic run, in
     acquisition order. Raises :class:`ml.io.composite.CalibrationError` when the run has no
     calibration record, :class:`ExportError` when it has no image stream; fields with an
-    unreadable frame file: :func:`srash_ophyd.export.run_tiles` (``faults``)."""
+    unreadable frame file: :func:`ml.io.runs.run_tiles` (``faults``)."""
     cal = Calibration.from_dict(run.metadata["start"].get("calibration"))
     tiles, _ = run_tiles(run, faults=faults)
     for t in tiles:
@@ -89,34 +89,28 @@ def run_fields(run, *, target_pixel_um: float | None = None,
 
 
 # --------------------------------------------------------------------------- datasets
-class DatasetError(ValueError):
+class DatasetError(MLError):
     """The catalog query found no usable runs, or one class is missing."""
 
 
-def select_runs(client, task, *, cohort: str | None = None, split: str | None = None,
-                sample: str | None = None, patient: str | None = None,
+def select_runs(found: Iterable[Any], task, *, criteria: Mapping[str, Any] | None = None,
                 faults: ReadFaults | None = None) -> list:
-    """Mosaic runs of ``task``'s phenotypes matching the criteria (oldest first).
+    """The usable runs among ``found`` (mosaic runs a catalog search returned for
+    ``criteria``, e.g. ``srash_ophyd.catalog.search_runs(client, plan="mosaic",
+    phenotype=task.all_phenotypes, cohort=...)``), oldest first.
 
     Only runs whose start document has a ``phenotype`` the task labels are returned; runs
     that stopped part-way are kept (their complete fields are usable; ``faults`` lists
     them as incomplete), runs without a stop document are left out with a warning
-    (``faults.strict``: :class:`~srash_ophyd.runstate.IncompleteRunError`).
+    (``faults.strict``: :class:`~ml.io.runstate.IncompleteRunError`).
     """
-    from tiled.queries import In, Key
-
-    res = client.search(Key("plan_name") == "mosaic").search(
-        In("phenotype", list(task.all_phenotypes)))
-    for key, value in (("cohort", cohort), ("split", split), ("sample_id", sample),
-                       ("patient_id", patient)):
-        if value is not None:
-            res = res.search(Key(key) == value)
     faults = faults if faults is not None else ReadFaults()
-    found = list(res.values())
+    phenotypes = set(task.all_phenotypes)
+    found = [r for r in found
+             if (r.metadata.get("start") or {}).get("phenotype") in phenotypes]
     runs = faults.runs(found)
     if not runs:
-        crit = {k: v for k, v in (("cohort", cohort), ("split", split), ("sample", sample),
-                                  ("patient", patient)) if v is not None}
+        crit = {k: v for k, v in (criteria or {}).items() if v is not None}
         killed = (f" ({len(found)} found, none with a stop document: run `srash catalog "
                   "repair`)") if found else ""
         raise DatasetError(f"no {'readable ' if found else ''}mosaic runs of phenotypes "

@@ -7,25 +7,25 @@ analysis: dark level subtracted (the run's ``calibration`` record) and each band
 to the reference powers (``S (P_P0 P_S0) / (P_P P_S)``), in volts at reference power, bands
 in increasing Raman shift.
 
-Faults (:mod:`srash_ophyd.readfaults`): a run without a stop document is an
-:class:`~srash_ophyd.runstate.IncompleteRunError` for :func:`run_stack` and skipped with a
+Faults (:mod:`ml.io.frames`): a run without a stop document is an
+:class:`~ml.io.runstate.IncompleteRunError` for :func:`run_stack` and skipped with a
 warning by :func:`load_stacks`; a band whose frame file cannot be read makes the stack
-unusable (:class:`~srash_ophyd.readfaults.FrameError` naming the file), which
+unusable (:class:`~ml.io.frames.FrameError` naming the file), which
 :func:`load_stacks` skips with a warning unless ``strict``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ml.common.processing import normalize_power, subtract_background
 from ml.io.composite import Calibration
-
-from .export import ExportError, find_image_key, pixel_um_of
-from .readfaults import FrameError, FrameReader, ReadFaults
+from ml.io.frames import FrameError, FrameReader, ReadFaults
+from ml.io.runs import ExportError, find_image_key, pixel_um_of
 
 __all__ = ["Stack", "load_stacks", "run_stack"]
 
@@ -46,11 +46,11 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
 
     Raises :class:`ExportError` for a run without an image stream or with fewer than 2
     bands, :class:`ml.io.composite.CalibrationError` without a calibration record,
-    :class:`~srash_ophyd.runstate.IncompleteRunError` without a stop document and
-    :class:`~srash_ophyd.readfaults.FrameError` (the first bad band's file) when a frame
+    :class:`~ml.io.runstate.IncompleteRunError` without a stop document and
+    :class:`~ml.io.frames.FrameError` (the first bad band's file) when a frame
     file cannot be read.
     """
-    from .runstate import require_readable
+    from ml.io.runstate import require_readable
 
     require_readable(run)
     start = dict(run.metadata["start"])
@@ -79,7 +79,7 @@ def run_stack(run, *, stream_name: str = "primary") -> Stack:
 def _read_bands(stream, key: str, uid: str, shifts: NDArray[np.float64]
                 ) -> NDArray[np.float32]:
     """The (B, C, H, W) image column in one request; when that fails, band by band to name
-    the first unreadable file (:class:`~srash_ophyd.readfaults.FrameError`)."""
+    the first unreadable file (:class:`~ml.io.frames.FrameError`)."""
     node = stream[key]
     dk = stream.metadata["data_keys"][key]
     reader = FrameReader(node, uid, dk.get("shape"), dk.get("dtype_numpy"))
@@ -91,21 +91,21 @@ def _read_bands(stream, key: str, uid: str, shifts: NDArray[np.float64]
         raise ExportError(f"run {uid}: the image column cannot be read ({exc})") from exc
 
 
-def load_stacks(client, *, cohort: str | None = None, split: str | None = None,
-                require_truth: bool = True, faults: ReadFaults | None = None
+def load_stacks(found: Iterable[Any], client: Any, *,
+                criteria: Mapping[str, Any] | None = None, require_truth: bool = True,
+                faults: ReadFaults | None = None
                 ) -> tuple[list[Stack], list[NDArray[np.uint8] | None]]:
-    """Processed stacks of the ``hyperspectral_stack`` runs matching ``cohort``/``split``
-    (oldest first) and their simulator-truth label maps (None where a stack has none, or
-    the stack is skipped when ``require_truth``). Runs without a stop document and stacks
-    with an unreadable frame file are skipped with a warning (``faults``; ``strict``
-    raises). Raises :class:`ExportError` when nothing usable matches."""
-    from .catalog import search_runs
-    from .truth import load_truth
+    """Processed stacks of the ``hyperspectral_stack`` runs in ``found`` (what a catalog
+    search for ``criteria`` returned, oldest first) and their simulator-truth label maps
+    looked up in ``client`` (None where a stack has none, or the stack is skipped when
+    ``require_truth``). Runs without a stop document and stacks with an unreadable frame
+    file are skipped with a warning (``faults``; ``strict`` raises). Raises
+    :class:`ExportError` when nothing usable matches."""
+    from ml.io.truth import load_truth
 
     faults = faults if faults is not None else ReadFaults()
-    res = search_runs(client, plan="hyperspectral_stack", cohort=cohort, split=split)
     stacks, labels = [], []
-    for run in faults.runs(res.values()):
+    for run in faults.runs(list(found)):
         try:
             st = run_stack(run)
         except FrameError as err:
@@ -117,8 +117,9 @@ def load_stacks(client, *, cohort: str | None = None, split: str | None = None,
         stacks.append(st)
         labels.append(None if truth is None else truth[0])
     if not stacks:
+        crit = {k: v for k, v in (criteria or {}).items() if v is not None}
         skipped = len(faults.skipped_runs) + len(faults.bad_frames)
         raise ExportError(f"no {'readable ' if skipped else ''}hyperspectral stacks"
-                          f"{' with truth' if require_truth else ''} match cohort={cohort!r}, "
-                          f"split={split!r}: acquire some with `srash cohort --specimen cells`")
+                          f"{' with truth' if require_truth else ''} match {crit or 'the catalog'}"
+                          ": acquire some with `srash cohort --specimen cells`")
     return stacks, labels

@@ -1,9 +1,9 @@
 """Publish a small derived run (a few streams of events) as bluesky documents.
 
-Used for the simulator-truth runs (:mod:`srash_ophyd.truth`), the segmentation analysis
+Used for the simulator-truth runs (:mod:`ml.io.truth`), the segmentation analysis
 runs (``srash segment``) and the lipid-droplet quantification runs (``srash quantify``):
 start (``metadata``), one descriptor per stream, its events, stop "success". Send the
-documents to :func:`srash_ophyd.live.make_analysis_writer` so arrays go to zarr.
+documents to :func:`ml.dx.live.make_analysis_writer` so arrays go to zarr.
 """
 
 from __future__ import annotations

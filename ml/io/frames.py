@@ -3,10 +3,10 @@
 One policy for every reader (``export``, ``classify``, ``quantify``, ``train``, ``evaluate``,
 ``segment``, ``train-seg``, ``evaluate-seg``):
 
-- a run without a stop document (``open``, :mod:`srash_ophyd.runstate`: a killed scan whose
+- a run without a stop document (``open``, :mod:`ml.io.runstate`: a killed scan whose
   events are not in the catalog) is skipped by readers of many runs, with one warning line
   naming its uid and sample; addressed directly it is an
-  :class:`~srash_ophyd.runstate.IncompleteRunError`;
+  :class:`~ml.io.runstate.IncompleteRunError`;
 - runs stopped early (``aborted`` / ``failed`` / ``repaired``) are used for the fields they
   hold and listed as incomplete in the readers' summaries;
 - a frame file that cannot be read (missing, truncated, not a TIFF, of another shape than the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -31,16 +32,17 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from .catalog import CatalogError, uri_path
-from .runstate import require_readable, run_state
+from ml.common.errors import MLError
+from ml.io.runstate import require_readable, run_state
 
-__all__ = ["FrameError", "FrameReader", "ReadFaults", "add_strict_option", "diagnose_frame",
-           "frame_paths", "read_frame", "run_label"]
+__all__ = ["FrameError", "FrameReader", "NotLocalError", "ReadFaults", "add_strict_option",
+           "diagnose_frame", "file_uri", "frame_paths", "read_frame", "read_frame_file",
+           "run_label", "uri_path"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-class FrameError(ValueError):
+class FrameError(MLError):
     """A frame file of a run cannot be read. ``uid``, ``field`` (the plan's field index, or
     a band / event label), ``event`` (index in the stream), ``path`` (None when unknown) and
     ``why`` say which and why."""
@@ -56,6 +58,29 @@ class FrameError(ValueError):
     def as_dict(self) -> dict[str, Any]:
         return {"uid": self.uid, self.what: _plain(self.field), "event": self.event,
                 "path": self.path, "why": self.why}
+
+
+class NotLocalError(MLError):
+    """A frame URI that is not a local ``file://`` URI (e.g. on another machine's server)."""
+
+
+def file_uri(path: str | os.PathLike) -> str:
+    """The ``file://localhost/...`` URI of an absolute ``path``, written the way tiled reads
+    it back: tiled takes the URI's path verbatim (no percent-decoding), so the path is not
+    percent-encoded either (``Path.as_uri()`` would turn a space into ``%20``, which tiled then
+    refuses as outside its readable storage)."""
+    return "file://localhost" + str(Path(path).absolute())
+
+
+def uri_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI written by :func:`file_uri` (as tiled reads it:
+    verbatim). :class:`NotLocalError` for other schemes."""
+    from urllib.parse import urlparse
+
+    u = urlparse(uri)
+    if u.scheme not in ("file", ""):
+        raise NotLocalError(f"URI {uri!r} is not a local file")
+    return Path(u.path)
 
 
 def _plain(v: Any) -> Any:
@@ -100,7 +125,7 @@ class ReadFaults:
     # ------------------------------------------------------------------ runs
     def usable(self, run: Any) -> bool:
         """True when ``run``'s events can be read; an ``open`` run is skipped with a warning
-        (``strict``: :class:`~srash_ophyd.runstate.IncompleteRunError`). Early-stopped runs
+        (``strict``: :class:`~ml.io.runstate.IncompleteRunError`). Early-stopped runs
         are noted as incomplete and used."""
         state = run_state(run)
         start = dict(getattr(run, "metadata", run).get("start") or {})
@@ -157,11 +182,10 @@ def frame_paths(node: Any) -> list[str] | None:
 
 
 def _uri_path(uri: str) -> str:
-    """The path of a ``file://`` URI (:func:`srash_ophyd.catalog.uri_path`); other URIs as
-    they are."""
+    """The path of a ``file://`` URI (:func:`uri_path`); other URIs as they are."""
     try:
         return str(uri_path(uri))
-    except CatalogError:
+    except NotLocalError:
         return uri
 
 
@@ -208,6 +232,32 @@ def diagnose_frame(path: str | None, shape: Sequence[int] | None = None,
             d for d in shape if d != 1):
         return f"holds a {got} image, the stream's descriptor says {tuple(shape)}"
     return truncated if size < need else None
+
+
+def read_frame_file(path: str | os.PathLike, *, uid: str | None, field: Any,
+                    shape: Sequence[int] | None = None, dtype: str | None = None,
+                    event: int | None = None) -> NDArray:
+    """The ``(channel, y, x)`` data of a detector frame file read directly (a live or
+    replayed document stream names the file); :class:`FrameError` naming the run, the
+    field and the file when it is missing, damaged, not a TIFF or not of the stream's
+    ``shape`` (the descriptor's), with the reason :func:`diagnose_frame` finds."""
+    from ml.io.ometiff import OMETiffError, read_ome_tiff
+
+    why = None
+    try:
+        with _quiet_tifffile() as problems:
+            data = read_ome_tiff(path).data
+        if problems:
+            why = f"damaged TIFF: {_one_line(problems[0])}"
+        elif shape is not None and tuple(d for d in data.shape if d != 1) != tuple(
+                d for d in shape if d != 1):
+            why = f"holds a {tuple(data.shape)} image, the stream's descriptor says " \
+                  f"{tuple(shape)}"
+    except (OMETiffError, OSError) as exc:
+        why = diagnose_frame(str(path), shape, dtype) or _one_line(exc)
+    if why is not None:
+        raise FrameError(uid, field, str(path), why, event=event)
+    return data
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

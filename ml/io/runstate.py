@@ -22,15 +22,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from .catalog import CatalogError
+from ml.common.errors import MLError
 
-__all__ = ["IncompleteRunError", "REPAIRED_PREFIX", "RunState", "require_readable",
+__all__ = ["IncompleteRunError", "RunError", "REPAIRED_PREFIX", "RunState", "require_readable",
            "run_state"]
 
 REPAIRED_PREFIX = "incomplete: recovered by srash catalog repair"
 
 
-class IncompleteRunError(CatalogError):
+class RunError(MLError):
+    """A stored run cannot be read as asked (no stop document, no such stream, nothing
+    usable); the message says which run and what to do."""
+
+
+class IncompleteRunError(RunError):
     """A run that has no stop document (killed, or still running) was addressed directly."""
 
 
