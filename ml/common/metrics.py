@@ -1,4 +1,4 @@
-"""Binary patch-level metrics, ROC and Youden's threshold, in numpy (no scikit-learn).
+"""Binary patch-level metrics, ROC and Youden's threshold (scikit-learn's, behind our checks).
 
 Conventions (used everywhere in :mod:`ml`):
 
@@ -10,6 +10,12 @@ Conventions (used everywhere in :mod:`ml`):
 training results (the paper found 0.393); the threshold returned is one of the observed
 scores. :func:`roc_auc` is the trapezoidal area under that ROC, which equals the
 Mann-Whitney ``U / (n_pos n_neg)`` with ties counted one half.
+
+The curve, the area and the confusion matrix are :func:`sklearn.metrics.roc_curve`
+(``drop_intermediate=False``: one point per distinct score), :func:`sklearn.metrics.roc_auc_score`
+and :func:`sklearn.metrics.confusion_matrix`; this module adds the input checks
+(:class:`MetricsError` says what is wrong) and the one-class convention of
+:func:`patch_metrics` (AUC NaN, no exception).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn import metrics as _skm
 
 from ml.common.errors import MLError
 
@@ -48,21 +55,9 @@ def _check(y_true: ArrayLike, y_score: ArrayLike, *, need_both: bool = True,
     return y, s
 
 
-def _roc_counts(y: NDArray[np.int64], s: NDArray[np.float64],
-                ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Cumulative true/false positive counts at each distinct score, decreasing."""
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    # last index of each run of equal scores
-    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
-    tps = np.cumsum(y_sorted)[last]
-    fps = (last + 1) - tps
-    return tps, fps, s_sorted[last]
-
-
 def roc_curve(y_true: ArrayLike, y_score: ArrayLike,
               ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """ROC points for every distinct threshold.
+    """ROC points for every distinct threshold (:func:`sklearn.metrics.roc_curve`).
 
     Returns
     -------
@@ -70,16 +65,26 @@ def roc_curve(y_true: ArrayLike, y_score: ArrayLike,
         Rate of negatives / positives with ``score >= thresholds[i]``; ``thresholds`` are
         the distinct scores in decreasing order preceded by ``+inf`` (the (0, 0) point), so
         the curve runs from (0, 0) to (1, 1).
+
+    Raises
+    ------
+    MetricsError
+        Shapes, labels other than 0/1, non-finite scores, or only one class in ``y_true``.
     """
     y, s = _check(y_true, y_score)
-    tps, fps, thr = _roc_counts(y, s)
-    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]], np.r_[np.inf, thr]
+    fpr, tpr, thr = _skm.roc_curve(y, s, drop_intermediate=False)
+    return (np.asarray(fpr, np.float64), np.asarray(tpr, np.float64),
+            np.asarray(thr, np.float64))
 
 
 def roc_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
-    """Area under the ROC curve (trapezoidal; ties count one half)."""
-    fpr, tpr, _ = roc_curve(y_true, y_score)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    """Area under the ROC curve (trapezoidal; ties count one half), dimensionless in [0, 1].
+
+    :func:`sklearn.metrics.roc_auc_score`; raises :class:`MetricsError` where
+    :func:`roc_curve` does (both classes are needed).
+    """
+    y, s = _check(y_true, y_score)
+    return float(_skm.roc_auc_score(y, s))
 
 
 def youden_threshold(y_score: ArrayLike, y_true: ArrayLike) -> tuple[float, float]:
@@ -102,21 +107,29 @@ def youden_threshold(y_score: ArrayLike, y_true: ArrayLike) -> tuple[float, floa
         The maximum, in [0, 1] (0 when no threshold beats chance).
     """
     y, s = _check(y_true, y_score)
-    tps, fps, thr = _roc_counts(y, s)
-    p, n = int(tps[-1]), int(fps[-1])
-    # J * p * n in exact integers, so equal J ties exactly and the first (highest) wins
+    fpr, tpr, thr = _skm.roc_curve(y, s, drop_intermediate=False)
+    p, n = int(y.sum()), int(y.size - y.sum())
+    # back to integer counts (the rates are count / p and count / n), then J * p * n in
+    # exact integers, so equal J ties exactly and the first (highest) threshold wins
+    tps = np.rint(np.asarray(tpr) * p).astype(np.int64)[1:]
+    fps = np.rint(np.asarray(fpr) * n).astype(np.int64)[1:]
+    thr = np.asarray(thr, np.float64)[1:]
     jpn = tps * n - fps * p
     k = int(np.argmax(jpn))
     return float(thr[k]), max(float(jpn[k]) / (p * n), 0.0)
 
 
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike) -> NDArray[np.int64]:
-    """2 x 2 counts: rows true (0, 1), columns predicted (0, 1): ``[[TN, FP], [FN, TP]]``."""
+    """2 x 2 counts: rows true (0, 1), columns predicted (0, 1): ``[[TN, FP], [FN, TP]]``.
+
+    :func:`sklearn.metrics.confusion_matrix` with ``labels=[0, 1]`` (so a class absent from
+    both inputs still has its row and column of zeros).
+    """
     y, p = _check(y_true, y_pred, need_both=False)
     if not np.isin(p, (0, 1)).all():
         raise MetricsError("y_pred must hold only 0 and 1")
     p = p.astype(np.int64)
-    return np.bincount(2 * y + p, minlength=4).reshape(2, 2).astype(np.int64)
+    return np.asarray(_skm.confusion_matrix(y, p, labels=[0, 1]), dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["count_parameters", "count_macs"]
 
@@ -14,34 +15,20 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 300, 300)) -> int:
-    """Multiply-accumulates of one forward pass (Conv2d and Linear layers only), per batch.
+    """Multiply-accumulates of one forward pass, per batch (MACs = FLOPs / 2).
 
-    Counted with forward hooks on a zero input in eval mode; FLOPs ~ 2 x MACs.
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a zero input of
+    ``input_shape`` in eval mode (the model's mode is restored afterwards). It counts the
+    matrix-product operators (convolutions of any dimension and their transposes, linear
+    layers, matrix products, attention), at 2 FLOPs per multiply-accumulate; element-wise
+    operators (activations, batch norm, pooling, additions) are not counted.
     """
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out.numel() * k
-
-    def lin_hook(m: nn.Linear, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(lin_hook))
     was_training = model.training
     model.eval()
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(input_shape))
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
-    return int(total)
+    return int(counter.get_total_flops()) // 2

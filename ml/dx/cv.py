@@ -1,4 +1,4 @@
-"""Cross-validation splits by group (sample / patient), never by patch -- numpy only.
+"""Cross-validation splits by group (sample / patient), never by patch.
 
 The SRASH paper chose its hyperparameters by 9-fold cross-validation "over images", folds
 split by sample: every patch of one sample (patient) lands in the same fold, so a test fold
@@ -7,18 +7,23 @@ such folds; :func:`train_val_split_by_group` carves a validation set (for early 
 out of a training set the same way.
 
 ``groups`` is any 1-D array of hashable, sortable labels (ints or strings), one per patch.
-Folds are balanced by *patch count*: groups are dealt, largest first, to the fold with the
-fewest patches so far (ties: fewest groups, then lowest fold index). With ``rng`` given, the
-order of equally sized groups is shuffled first, so different seeds give different folds;
-the same seed always gives the same folds.
+The folds are scikit-learn's :class:`sklearn.model_selection.StratifiedGroupKFold`: whole
+groups are dealt to folds so that each fold's share of every class (``y``, the patient's
+label on each of its patches) stays as even as the groups allow, ties going to the fold
+with the fewest patches; without ``y`` every patch counts as one class, so the folds are
+balanced by patch count. With ``rng`` given, groups of equal class spread are taken in a
+shuffled order, so different seeds give different folds; the same seed always gives the
+same folds.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn.model_selection import StratifiedGroupKFold
 
 from ml.common.errors import MLError
 
@@ -51,15 +56,20 @@ def _rng(rng: RngLike) -> np.random.Generator | None:
     raise CVError(f"rng {rng!r}: expected None, an int seed or a numpy Generator")
 
 
-def _group_order(counts: NDArray[np.int64], rng: np.random.Generator | None) -> NDArray[np.int64]:
-    """Group indices, largest first; equal sizes in label order, or shuffled by ``rng``."""
-    idx = np.arange(counts.size)
-    if rng is not None:
-        idx = rng.permutation(counts.size)
-    return idx[np.argsort(-counts[idx], kind="stable")]
+def _seed(rng: RngLike) -> int | None:
+    """The int ``random_state`` scikit-learn takes (None: no shuffling)."""
+    if rng is None:
+        return None
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2**32))
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) \
+            and 0 <= int(rng) < 2**32:
+        return int(rng)
+    raise CVError(f"rng {rng!r}: expected None, an int seed in [0, 2**32) or a numpy "
+                  "Generator")
 
 
-def group_kfold(groups: ArrayLike, n_splits: int = 9, *,
+def group_kfold(groups: ArrayLike, n_splits: int = 9, *, y: ArrayLike | None = None,
                 rng: RngLike = None) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """K folds split by group: each group lies entirely in exactly one test fold.
 
@@ -69,45 +79,62 @@ def group_kfold(groups: ArrayLike, n_splits: int = 9, *,
         ``(n,)`` group label (sample / patient id) of each patch.
     n_splits : int
         Number of folds (default 9, the paper's); 2 <= n_splits <= number of groups.
+    y : array_like, keyword-only
+        ``(n,)`` class label of each patch (the patient's label); folds are stratified by
+        it. None (default): one class, folds balanced by patch count only.
     rng : None, int or numpy.random.Generator, keyword-only
-        Shuffles the order of equally sized groups before dealing; ``None`` keeps label
-        order. Deterministic for a given seed.
+        Shuffles the order of groups of equal class spread before dealing; ``None`` keeps
+        label order. Deterministic for a given seed.
 
     Returns
     -------
     list of (train_idx, test_idx)
         ``n_splits`` pairs of sorted int64 patch indices; test folds are disjoint, cover all
-        ``n`` patches, each holds at least one group, and ``train_idx`` is the complement.
+        ``n`` patches, and ``train_idx`` is the complement.
 
     Raises
     ------
     CVError
-        ``n_splits`` < 2 or larger than the number of distinct groups; malformed groups.
+        ``n_splits`` < 2 or larger than the number of distinct groups; ``n_splits`` larger
+        than the patch count of every class; ``y`` not one label per patch; malformed
+        groups; a fold left without any group.
     """
     if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)):
         raise CVError(f"n_splits {n_splits!r}: expected an integer >= 2")
     k = int(n_splits)
     if k < 2:
         raise CVError(f"n_splits {k}: expected >= 2")
-    uniq, inverse, counts = _groups(groups)
+    uniq, inverse, _ = _groups(groups)
     if k > uniq.size:
         raise CVError(f"n_splits {k} exceeds the number of groups ({uniq.size}): every fold "
                       f"needs at least one whole group; use n_splits <= {uniq.size}")
-    gen = _rng(rng)
-    fold_of_group = np.empty(uniq.size, np.int64)
-    load = np.zeros(k, np.int64)
-    ngroups = np.zeros(k, np.int64)
-    for gi in _group_order(counts, gen):
-        f = min(range(k), key=lambda j: (load[j], ngroups[j], j))
-        fold_of_group[gi] = f
-        load[f] += counts[gi]
-        ngroups[f] += 1
-    fold_of_patch = fold_of_group[inverse]
+    n = inverse.size
+    if y is None:
+        labels = np.zeros(n, np.int64)
+    else:
+        labels = np.asarray(y)
+        if labels.shape != (n,):
+            raise CVError(f"y of shape {labels.shape} for {n} patches: expected one class "
+                          "label per patch")
+        _, counts = np.unique(labels, return_counts=True)
+        if (counts < k).all():
+            raise CVError(f"n_splits {k} exceeds the patch count of every class "
+                          f"({', '.join(str(int(c)) for c in counts)}): use fewer folds")
+    seed = _seed(rng)
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=seed is not None, random_state=seed)
+    with warnings.catch_warnings():
+        # a class with fewer patches than folds cannot be in every fold; that is expected
+        # for small classes and the folds stay valid
+        warnings.filterwarnings("ignore", message="The least populated class in y",
+                                category=UserWarning)
+        splits = list(cv.split(np.zeros((n, 1)), labels, inverse))
     out = []
-    for f in range(k):
-        test = np.flatnonzero(fold_of_patch == f).astype(np.int64)
-        train = np.flatnonzero(fold_of_patch != f).astype(np.int64)
-        out.append((train, test))
+    for train, test in splits:
+        if test.size == 0:
+            raise CVError(f"{k} folds over {uniq.size} groups: the class-balanced dealing "
+                          "left a fold empty (it can when n_splits is close to the number of "
+                          "groups); use fewer folds or another rng seed")
+        out.append((np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)))
     return out
 
 

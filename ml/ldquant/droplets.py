@@ -7,10 +7,13 @@ rule; :func:`droplet_threshold` gives the automatic (Otsu) threshold alone.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from ml.common import morphology as _morph
 from ml.ldquant._base import (
     QuantError,
     _block_mean,
@@ -23,11 +26,10 @@ from ml.ldquant._base import (
 
 __all__ = ["DEFAULT_LD_THRESHOLD", "LD_METHODS", "segment_droplets", "droplet_threshold"]
 
-#: Default LD threshold on ``lipid`` (pure-lipid units). Best Dice against the simulator's
-#: LD labels among 0.22-0.30 (inside tubules, 16 tuning fields: 0.22 -> 0.902, 0.24 -> 0.922,
-#: 0.25 -> 0.927, 0.26 -> 0.930, 0.27 -> 0.926, 0.28 -> 0.924, 0.30 -> 0.907; 16 held-out
-#: fields: 0.26 -> 0.935). The truth label is an in-focus droplet volume fraction >= 0.25
-#: of a droplet of density ~0.8-1.3, hence a threshold near 0.25 of pure lipid.
+#: Default LD threshold on ``lipid`` (pure-lipid units): the best Dice against the
+#: simulator's LD labels among 0.22-0.30 (the scan: ``docs/measured/ldquant-droplets.md``).
+#: The truth label is an in-focus droplet volume fraction >= 0.25 of a droplet of density
+#: ~0.8-1.3, hence a threshold near 0.25 of pure lipid.
 DEFAULT_LD_THRESHOLD: float = 0.26
 
 #: Droplet thresholding methods of :func:`segment_droplets`.
@@ -39,23 +41,12 @@ _TISSUE_LIPID = 0.04      # cellular tissue (cytoplasm ~0.05-0.2) for the Otsu /
 
 # ----------------------------------------------------------------------------- droplets
 
-def _otsu(values: NDArray[np.floating], bins: int = 256) -> float:
-    """Otsu's threshold of 1-D values (between-class variance maximum; the middle of a
-    plateau of maxima)."""
-    lo, hi = float(values.min()), float(np.percentile(values, 99.9))
-    if not hi > lo:
-        return hi
-    h, e = np.histogram(values, bins=bins, range=(lo, hi))
-    c = 0.5 * (e[:-1] + e[1:])
-    w0 = np.cumsum(h, dtype=np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(h * c, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
-    var = np.where(np.isfinite(var), var, -1.0)
-    # the middle of the maximum's plateau (separated classes: every bin in the gap ties)
-    top = np.flatnonzero(var >= var.max() * (1.0 - 1e-9))
-    return float(0.5 * (c[top[0]] + c[top[-1]]))
+def _otsu(values: NDArray[np.floating]) -> float:
+    """Otsu's threshold of the tissue values above which droplets lie: the values above
+    their 99.9th percentile (the brightest droplet cores) are left out, the rest go to
+    :func:`ml.common.morphology.otsu_threshold` (256 bins)."""
+    v = np.asarray(values, dtype=np.float64)
+    return _morph.otsu_threshold(v[v <= np.percentile(v, 99.9)], bins=256)
 
 
 def _stats_mask(lip: NDArray[np.float32], mask: ArrayLike | None) -> NDArray[np.bool_]:
@@ -89,8 +80,9 @@ def droplet_threshold(lipid: ArrayLike, /, *, mask: ArrayLike | None = None) -> 
     """The automatic LD threshold of ``method="otsu"`` (pure-lipid units).
 
     Otsu's threshold of ``lipid`` over ``mask`` (default: cellular tissue, ``lipid > 0.04``;
-    interstitium and empty space below it would pull the threshold down), the histogram
-    (256 bins) clipped at its 99.9th percentile.
+    interstitium and empty space below it would pull the threshold down), the values above
+    their 99.9th percentile left out, on a 256-bin histogram (scikit-image's Otsu,
+    :func:`ml.common.morphology.otsu_threshold`: pixels ``> threshold`` are droplets).
     """
     lip = _image(lipid, "lipid")
     return _otsu(lip[_stats_mask(lip, mask)])
@@ -120,16 +112,16 @@ def segment_droplets(lipid: ArrayLike, /, *, pixel_um: float,
         ``"local"``: ``lipid - median(lipid over background_um) > k x robust SD`` of that
         residual over the tissue (1.4826 x MAD).
     k : float
-        Robust-SD multiple of ``"local"``. Default 18 (in-tubule Dice on the tuning
-        fields: k = 10 -> 0.82, 12 -> 0.86, 15 -> 0.90, 18 -> 0.91, 20 -> 0.90, 25 -> 0.83).
+        Robust-SD multiple of ``"local"``. Default 18, the best in-tubule Dice of a scan of
+        ``k`` (``docs/measured/ldquant-droplets.md``).
     background_um : float
         Window (um) of the local median of ``"local"``. Default 5 (a few droplets wide).
     min_area_um2 : float
-        Connected droplets (8-connectivity) smaller than this are dropped (um^2). Default 0
-        (keep all: on simulated fields dropping droplets < 0.1 um^2, single 0.3 um pixels,
-        lowers the in-tubule Dice from 0.930 to 0.916 -- small, partial-volume droplets are
-        real; the fixed threshold is ~15 noise SD above the cytoplasm, so noise pixels do
-        not pass).
+        Connected droplets (8-connectivity) smaller than this are dropped (um^2;
+        :func:`ml.common.morphology.remove_small_objects`). Default 0 (keep all: small,
+        partial-volume droplets are real, and dropping them lowers the in-tubule Dice on
+        simulated fields, ``docs/measured/ldquant-droplets.md``; the fixed threshold is far
+        above the cytoplasm's noise, so noise pixels do not pass).
     mask : array of bool (H, W), optional
         Pixels the automatic statistics use (default: ``lipid > 0.04``, cellular tissue).
 
@@ -160,9 +152,15 @@ def segment_droplets(lipid: ArrayLike, /, *, pixel_um: float,
         sd = 1.4826 * float(np.median(np.abs(rs - np.median(rs))))
         out = r > kk * max(sd, 1e-6)
     if min_area > 0 and out.any():
-        lab, n = ndimage.label(out, structure=np.ones((3, 3), bool))
-        cnt = np.bincount(lab.ravel())
-        good = cnt * px * px >= min_area
-        good[0] = False
-        out = good[lab]
+        out = _morph.remove_small_objects(out, _min_pixels(min_area, px), connectivity=2)
     return out
+
+
+def _min_pixels(area_um2: float, px: float) -> int:
+    """Smallest pixel count ``n`` with ``n * px * px >= area_um2`` (exactly, in floats)."""
+    n = max(1, int(math.ceil(area_um2 / (px * px))))
+    while n > 1 and (n - 1) * px * px >= area_um2:
+        n -= 1
+    while n * px * px < area_um2:
+        n += 1
+    return n

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
+from ml.common.morphology import convex_fill, disk
 from ml.ldquant._base import (
     QuantError,
     _block_mean,
@@ -46,41 +46,13 @@ _LUMEN_RIM_FRACTION = 0.8  # empty space whose rim is this much one tubule is it
 
 # ----------------------------------------------------------------------------- morphology
 
-def _disk(radius_px: float) -> NDArray[np.bool_]:
-    r = max(0, int(math.floor(radius_px + 1e-9)))
-    y, x = np.ogrid[-r:r + 1, -r:r + 1]
-    return x * x + y * y <= radius_px * radius_px + 1e-9
-
-
 def _padded(op: Any, m: NDArray[np.bool_], radius_px: float) -> NDArray[np.bool_]:
     """Binary opening/closing with the field edge extended (edge-replicated), so that
     shapes cut by the border are not eroded from the border."""
     if radius_px < 1:
         return m.copy()
     r = int(math.ceil(radius_px)) + 1
-    return op(np.pad(m, r, mode="edge"), _disk(radius_px))[r:-r, r:-r]
-
-
-def _hull_fill(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Pixels whose centres lie in the convex hull of the centres of ``m`` (digital convex
-    fill, no outward bias); ``m`` itself when its centres are collinear."""
-    ys, xs = np.nonzero(m)
-    out = m.copy()
-    if ys.size < 3:
-        return out
-    pts = np.column_stack([ys, xs]).astype(np.float64)
-    try:
-        hull = ConvexHull(pts)
-    except QhullError:  # collinear centres: the mask is its own hull
-        return out
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    yy = np.arange(y0, y1, dtype=np.float64)[:, None]
-    xx = np.arange(x0, x1, dtype=np.float64)[None, :]
-    inside = np.ones((y1 - y0, x1 - x0), bool)
-    for a, b, c in hull.equations:
-        inside &= a * yy + b * xx + c <= 1e-9
-    out[y0:y1, x0:x1] |= inside
-    return out
+    return op(np.pad(m, r, mode="edge"), disk(radius_px))[r:-r, r:-r]
 
 
 def _relabel(lab: NDArray[np.integer]) -> NDArray[np.int32]:
@@ -143,9 +115,9 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
         tissue. Default 0.033 (epithelium 0.035-0.07, interstitium 0.02-0.03).
     leydig_lipid : float
         A candidate whose 75th percentile of lipid (LD-clipped, 1.5 um smoothing) exceeds
-        this is a Leydig-cell cluster, not a tubule (pure-lipid units). Default 0.075
-        (32 simulated fields, cores >= 283 um^2: tubules <= 0.063; non-tubule cores that
-        pass the ring test, mostly Leydig clusters in fibrotic SCO interstitium, >= 0.091).
+        this is a Leydig-cell cluster, not a tubule (pure-lipid units). Default 0.075,
+        between the tubules' and the Leydig clusters' values on simulated fields
+        (``docs/measured/ldquant-tubules.md``).
     core_um : float
         Epithelium candidates are eroded by this radius (um) and rebuilt within it, which
         cuts thin bridges to Leydig cells through wall gaps. Default 6.
@@ -154,10 +126,10 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
         Default 5.
     min_ring_fraction : float
         Least fraction of a candidate's outline (field border and lumen edges excluded) on
-        the SHG ring. Default 0.3 (tubule cores >= 283 um^2: 0.42-1, 5th percentile 0.59,
-        NOA walls with gaps included; it rejects SHG-free interstitial pieces of normal
-        testis, while Leydig clusters inside SCO fibrosis pass it and are rejected by
-        ``leydig_lipid``).
+        the SHG ring. Default 0.3, below every tubule core's fraction on simulated fields,
+        NOA walls with gaps included (``docs/measured/ldquant-tubules.md``); it rejects
+        SHG-free interstitial pieces of normal testis, while Leydig clusters inside SCO
+        fibrosis pass it and are rejected by ``leydig_lipid``.
     merge_um : float
         Kept epithelium pieces closer than ~2 x this (um) are one tubule (a morphological
         closing of that radius). Default 3 (two tubules are >= 14 um apart: two walls and
@@ -192,7 +164,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     are merged; (4) the interiors flood their SHG-positive surroundings (a geodesic
     competition, so a wall goes to the tubule it encloses); (5) each tubule keeps its wall
     pixels above ``wall_fraction`` of its wall brightness, opened by ``wall_open_um``;
-    (6) the tubule is the convex hull of epithelium + wall, limited to ``wall_max_um``
+    (6) the tubule is the convex hull of epithelium + wall
+    (:func:`ml.common.morphology.convex_fill`), limited to ``wall_max_um``
     from its epithelium (nearest epithelium wins between tubules); (7) empty space
     (protein below ``tissue_protein``) whose rim, the field border aside, is >= 80 % one
     tubule is that tubule's lumen (a lumen cut by the field border, which the hull of the
@@ -208,7 +181,7 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     fraction is 0.8.
 
     Known limits: a border-cut profile showing only its wall and a few um of epithelium
-    can be missed (one of 162 truth tubules on the 32 simulated fields); the convex hull
+    can be missed (how often: ``docs/measured/ldquant-tubules.md``); the convex hull
     overestimates strongly non-convex (folded, damaged) tubules; step (7) could hand empty
     space outside the section to a tubule cut by the section edge if that tubule alone
     bounds it in the field.
@@ -252,7 +225,7 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
 
     # (2) cores rebuilt within core_um
     if core_um / p >= 1:
-        cores = ndimage.binary_erosion(epi, _disk(core_um / p), border_value=1)
+        cores = ndimage.binary_erosion(epi, disk(core_um / p), border_value=1)
     else:
         cores = epi
     lab, n = ndimage.label(cores)
@@ -263,7 +236,7 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     keep = np.zeros(n + 1, bool)
     if n:
         idx = np.arange(1, n + 1)
-        near_wall = ndimage.binary_dilation(wall, _disk(ring_um / p)) if ring_um / p >= 1 \
+        near_wall = ndimage.binary_dilation(wall, disk(ring_um / p)) if ring_um / p >= 1 \
             else wall
         # outlines of the hole-filled cores: a lumen's edge is not part of the outline
         holes = ndimage.binary_fill_holes(lab > 0) & (lab == 0)
@@ -318,8 +291,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
             if nwl:
                 touch = np.unique(wl[wj & (dum <= _TOUCH_BAND_UM)])
                 wj = np.isin(wl, touch[touch > 0])
-            h = _hull_fill(ij | wj)
-            h &= _hull_fill(ij) | ((near == j) & (dum <= wall_max))
+            h = convex_fill(ij | wj)
+            h &= convex_fill(ij) | ((near == j) & (dum <= wall_max))
             out[h & ((out == 0) | (near == j))] = j
         # (7) empty space (lumen) enclosed by one tubule, the field border aside
         dark, nd = ndimage.label(P <= tissue_protein)

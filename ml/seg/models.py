@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from ml.common.errors import MLError
+from ml.common.morphology import MorphologyError, otsu_threshold
 from ml.common.weights import (
     WEIGHTS_DIR,
     ParamRange,
@@ -36,6 +37,7 @@ from ml.common.weights import (
     save_weights,
 )
 from ml.seg.hybrid_unet import MIN_BANDS, HybridUNet, UNet2D, UNet3D
+from plans.contract import TRUTH_LABELS
 
 __all__ = ["DEFAULT_WEIGHTS", "SEGMENTERS", "SegModelError", "build_segmenter", "save_segmenter",
            "load_segmenter", "segmenter_input", "labels_from_masks", "check_segmenter_meta",
@@ -209,22 +211,26 @@ def segmenter_input(stack: ArrayLike, raman_cm1: ArrayLike,
 
 
 def labels_from_masks(masks: ArrayLike, intensity: ArrayLike) -> NDArray[np.uint8]:
-    """A label map in :mod:`ml.seg.phasor`'s codes from a segmenter's masks.
+    """A label map in the truth-label codes (:data:`plans.contract.TRUTH_LABELS`, the codes
+    of :mod:`ml.seg.phasor` too) from a segmenter's masks.
 
-    Lipid droplet where the droplet mask is set, else nucleus where the nucleus mask is set,
-    else cytoplasm where ``intensity`` (the band-mean image) exceeds its Otsu threshold
-    (:func:`ml.seg.phasor.otsu_threshold`, clipped at the 95th percentile as the phasor path
-    does), else background. ``masks``: bool (2, H, W), channel 0 nucleus, 1 lipid droplet.
+    ``lipid_droplet`` where the droplet mask is set, else ``nucleus`` where the nucleus mask
+    is set, else ``cytoplasm`` where ``intensity`` (the band-mean image) exceeds its Otsu
+    threshold (:func:`ml.common.morphology.otsu_threshold`, clipped at the 95th percentile
+    as the phasor path does), else ``background``. ``masks``: bool (2, H, W), channel 0
+    nucleus, 1 lipid droplet.
     """
-    from ml.seg.phasor import CYTOPLASM, LIPID_DROPLET, NUCLEUS, otsu_threshold
-
     m = np.asarray(masks, bool)
     im = np.asarray(intensity, np.float64)
     if m.ndim != 3 or m.shape[0] != 2 or im.shape != m.shape[1:]:
         raise SegModelError(f"masks {m.shape} and intensity {im.shape}: expected (2, H, W) "
                             "and (H, W)")
-    out = np.zeros(im.shape, np.uint8)
-    out[im > otsu_threshold(im, clip_percentile=95.0)] = CYTOPLASM
-    out[m[0]] = NUCLEUS
-    out[m[1]] = LIPID_DROPLET
+    try:
+        thr = otsu_threshold(im, clip_percentile=95.0)
+    except MorphologyError as exc:
+        raise SegModelError(f"intensity: {exc}") from None
+    out = np.full(im.shape, TRUTH_LABELS["background"], np.uint8)
+    out[im > thr] = TRUTH_LABELS["cytoplasm"]
+    out[m[0]] = TRUTH_LABELS["nucleus"]
+    out[m[1]] = TRUTH_LABELS["lipid_droplet"]
     return out

@@ -1,7 +1,7 @@
 """Spectral phasor analysis and phasor segmentation of hyperspectral SRS stacks.
 
-Definitions (``docs/physics-notes.md``, "Spectral phasor"; PhasorPy's
-``phasor_from_signal``): for the
+Definitions (``docs/physics-notes.md``, "Spectral phasor"), computed by PhasorPy's
+:func:`phasorpy.phasor.phasor_from_signal` behind this module's input checks: for the
 spectrum ``I_k`` of a pixel on ``K`` Raman channels (``k = 0 ... K-1``, increasing Raman
 shift) and harmonic ``n``,
 
@@ -20,19 +20,19 @@ Segmentation (:func:`segment_phasor`, Fu & Xie 2014 pipeline): intensity thresho
 summed intensity (Otsu by default), ``(G, S)``, a few passes of a NaN-aware 3x3 median filter
 on G and S (never on the intensity), then either a Gaussian mixture in the (G, S) plane
 (``method="gmm"``, deterministic for a given ``seed``) or hand-placed circular cursors
-(``method="cursors"``), then morphological clean-up. Output codes: :data:`BACKGROUND` (0),
-:data:`NUCLEUS` (1), :data:`LIPID_DROPLET` (2), :data:`CYTOPLASM` (3, cytoplasm or other
-tissue above the threshold).
+(``method="cursors"``), then morphological clean-up (:mod:`ml.common.morphology`, on
+scikit-image). Output codes are the truth-label codes of
+:data:`plans.contract.TRUTH_LABELS`, so a label map compares directly with a truth map:
+:data:`BACKGROUND` (0), :data:`CYTOPLASM` (2, cytoplasm or other tissue above the
+threshold), :data:`NUCLEUS` (3), :data:`LIPID_DROPLET` (4).
 
-Measured performance (``tests/ml/test_phasor.py``; ``cells`` specimen seed 3, 128 x 128 px
-over 60 um (0.47 um/px), 34 bands 2800-3047.5 cm^-1 step 7.5, 1 average, 40/40 mW,
-dark-subtracted and power-normalised with ``process_field``): Dice vs the simulator's truth
-nucleus 0.920, lipid droplets 0.894 (seed 5: 0.898 / 0.942; seeds 1-10: nucleus
-0.89-0.975, droplets 0.86-0.96, whole cell ~0.99), 0.3-0.9 s per segmentation on one
-shared CPU core. Without the droplet trimming (``droplet_level=None``) droplet Dice drops
-to ~0.4-0.5 (the median-filtered phasor spreads droplets over their blur), and a plain
-Otsu threshold (no percentile clip) fails on fields with many bright droplets (seeds
-5-9: the threshold lands between droplets and cytoplasm).
+The median filter stays this module's (numpy ``nanmedian``): PhasorPy 0.7's NaN-aware
+:func:`phasorpy.phasor.phasor_filter_median` returns a wrong value for windows holding an
+even number of valid pixels (its quickselect averages the lower median with an element
+that is not the upper one), which every pixel next to the background has.
+
+Measured Dice against the simulator's truth, timings, and the effect of the droplet
+trimming and of the percentile-clipped threshold: ``docs/measured/seg-phasor.md``.
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from phasorpy.phasor import phasor_from_signal as _pp_phasor_from_signal
 from scipy import ndimage
 
+from ml.common import morphology as _morph
 from ml.common.dice import dice
 from ml.common.errors import MLError
 from ml.common.plotting import new_figure, save_png
+from plans.contract import TRUTH_LABELS
 
 __all__ = [
     "PhasorError", "PhasorSegmentation", "BACKGROUND", "NUCLEUS", "LIPID_DROPLET",
@@ -59,17 +62,17 @@ __all__ = [
     "labels_png",
 ]
 
-#: Label code: below the intensity threshold (no specimen).
-BACKGROUND = 0
-#: Label code: nucleus (phase near the DNA/protein phase).
-NUCLEUS = 1
-#: Label code: lipid droplet (phase near the lipid phase).
-LIPID_DROPLET = 2
-#: Label code: cytoplasm or any other above-threshold pixel.
-CYTOPLASM = 3
-#: Names of the label codes.
-CLASS_NAMES: dict[int, str] = {BACKGROUND: "background", NUCLEUS: "nucleus",
-                               LIPID_DROPLET: "lipid droplet", CYTOPLASM: "cytoplasm"}
+#: Label code (``TRUTH_LABELS["background"]``): below the intensity threshold (no specimen).
+BACKGROUND: int = TRUTH_LABELS["background"]
+#: Label code (``TRUTH_LABELS["nucleus"]``): nucleus (phase near the DNA/protein phase).
+NUCLEUS: int = TRUTH_LABELS["nucleus"]
+#: Label code (``TRUTH_LABELS["lipid_droplet"]``): lipid droplet (phase near the lipid phase).
+LIPID_DROPLET: int = TRUTH_LABELS["lipid_droplet"]
+#: Label code (``TRUTH_LABELS["cytoplasm"]``): cytoplasm or any other above-threshold pixel.
+CYTOPLASM: int = TRUTH_LABELS["cytoplasm"]
+#: Contract name of each label code this module writes (code -> name).
+CLASS_NAMES: dict[int, str] = {TRUTH_LABELS[n]: n for n in
+                               ("background", "nucleus", "lipid_droplet", "cytoplasm")}
 _CLASS_COLORS: dict[int, str] = {BACKGROUND: "#808080", NUCLEUS: "#1f77b4",
                                  LIPID_DROPLET: "#ff7f0e", CYTOPLASM: "#2ca02c"}
 
@@ -119,23 +122,21 @@ def phasor_from_signal(signal: ArrayLike, /, *, axis: int = 0, harmonic: int = 1
     if isinstance(harmonic, bool) or not isinstance(harmonic, (int, np.integer)) \
             or harmonic < 1:
         raise PhasorError(f"harmonic {harmonic!r}: expected an integer >= 1")
-    x = np.moveaxis(x.astype(np.float64, copy=False), axis, -1)
-    k = x.shape[-1]
+    x = x.astype(np.float64, copy=False)
+    k = x.shape[axis]
     if k < 2 * harmonic + 1:
         raise PhasorError(f"{k} spectral channels for harmonic {harmonic}: need at least "
                           f"2*harmonic+1 = {2 * harmonic + 1}")
     if not np.isfinite(x).all():
         raise PhasorError(f"signal has {int((~np.isfinite(x)).sum())} NaN/inf value(s): "
                           "expected finite intensities (mask or fill them first)")
-    ang = 2.0 * np.pi * harmonic * np.arange(k) / k
-    total = x.sum(axis=-1)
-    gc = x @ np.cos(ang)
-    sc = x @ np.sin(ang)
-    ok = total != 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(ok, gc / np.where(ok, total, 1.0), np.nan)
-        s = np.where(ok, sc / np.where(ok, total, 1.0), np.nan)
-    return total / k, g, s
+    mean, g, s = _pp_phasor_from_signal(x, axis=int(axis), harmonic=int(harmonic),
+                                        dtype=np.float64)
+    mean, g, s = (np.asarray(a, dtype=np.float64) for a in (mean, g, s))
+    zero = mean == 0  # no phasor where the summed intensity is zero (PhasorPy: NaN or inf)
+    if zero.any():
+        g, s = np.where(zero, np.nan, g), np.where(zero, np.nan, s)
+    return mean, g, s
 
 
 def phasor_of_spectrum(spectrum: ArrayLike, /, *, harmonic: int = 1) -> tuple[float, float]:
@@ -218,7 +219,10 @@ def median_filter_phasor(g: ArrayLike, s: ArrayLike, /, *, passes: int = 1, size
 
     NaN-aware: NaN pixels (no phasor) stay NaN and are ignored in their neighbours'
     medians; pixels outside the image are ignored too (windows shrink at the edges). The
-    intensity is never filtered (common phasor practice).
+    intensity is never filtered (common phasor practice). Same filter as PhasorPy's
+    ``phasor_filter_median`` except at the image edge (PhasorPy replicates edge pixels) and
+    for an even count of valid pixels in a window, where this is the true median (the
+    mean of the two middle values) -- see the module docstring.
     """
     G = np.array(g, dtype=np.float64)
     S = np.array(s, dtype=np.float64)
@@ -247,40 +251,24 @@ def median_filter_phasor(g: ArrayLike, s: ArrayLike, /, *, passes: int = 1, size
 
 def otsu_threshold(values: ArrayLike, /, *, bins: int = 256,
                    clip_percentile: float | None = None) -> float:
-    """Otsu's threshold of the finite ``values`` (numpy; ``bins``-bin histogram).
+    """Otsu's threshold of the finite ``values`` (unit of ``values``).
 
-    ``clip_percentile`` (0-100): values above that percentile are clipped to it first, so
+    :func:`ml.common.morphology.otsu_threshold` (scikit-image's Otsu on a ``bins``-bin
+    histogram): ``clip_percentile`` (0-100) clips values above that percentile first, so
     that a few very bright objects (lipid droplets) cannot pull the threshold above the
     dimmer tissue (a plain Otsu split then separates droplets from everything else).
+    Pixels ``> threshold`` are foreground; the threshold is the upper edge of the lower
+    class's last bin. Constant input returns that constant.
 
-    Maximises the between-class variance ``w0 w1 (mu0 - mu1)^2`` over the bin edges;
-    returns the upper edge of the last bin of the lower class (pixels ``> threshold`` are
-    foreground), or the middle of the plateau when several edges tie (an empty gap between
-    the classes). Constant input returns that constant.
+    Raises
+    ------
+    PhasorError
+        No finite value, ``clip_percentile`` outside (0, 100], ``bins`` < 2.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        raise PhasorError("no finite values to threshold")
-    if clip_percentile is not None:
-        if not 0 < clip_percentile <= 100:
-            raise PhasorError(f"clip_percentile {clip_percentile!r}: expected a percentile "
-                              "in (0, 100]")
-        v = np.minimum(v, np.percentile(v, clip_percentile))
-    lo, hi = float(v.min()), float(v.max())
-    if lo == hi:
-        return lo
-    hist, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    centers = 0.5 * (edges[:-1] + edges[1:])
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = v.size - w0
-    m0 = np.cumsum(hist * centers)
-    mt = m0[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mt * w0 / v.size - m0) ** 2 / (w0 * w1 / v.size)
-    between[~np.isfinite(between)] = -1.0
-    best = np.flatnonzero(between == between.max())  # a plateau across an empty gap
-    return float(0.5 * (edges[best[0] + 1] + edges[best[-1] + 1]))
+    try:
+        return _morph.otsu_threshold(values, bins=bins, clip_percentile=clip_percentile)
+    except _morph.MorphologyError as exc:
+        raise PhasorError(str(exc)) from None
 
 
 def reference_phases(raman_cm1: ArrayLike, /, *, harmonic: int = 1,
@@ -340,21 +328,6 @@ def _assign_classes(centres: NDArray, refs: dict[str, tuple[float, float]],
         i_nuc = rest[int(np.argmin([_phase_dist(phase[i], ph_nuc) for i in rest]))]
         classes[i_nuc] = NUCLEUS
     return classes
-
-
-def _disk(radius: int) -> NDArray[np.bool_]:
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius
-
-
-def _remove_small(mask: NDArray[np.bool_], min_px: int) -> NDArray[np.bool_]:
-    if min_px <= 1 or not mask.any():
-        return mask
-    lab, n = ndimage.label(mask)
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= min_px
-    keep[0] = False
-    return keep[lab]
 
 
 def _droplet_level(lip: NDArray[np.bool_], mean: NDArray[np.float64],
@@ -498,14 +471,15 @@ def segment_phasor(stack: ArrayLike, raman_cm1: ArrayLike, /, *, harmonic: int =
     # morphological clean-up
     nuc = raw == NUCLEUS
     if opening_radius > 0:
-        nuc = ndimage.binary_opening(nuc, structure=_disk(opening_radius))
+        nuc = ndimage.binary_opening(nuc, structure=_morph.disk(opening_radius))
     if closing_radius > 0:
-        nuc = ndimage.binary_closing(nuc, structure=_disk(closing_radius), border_value=0)
-    nuc = ndimage.binary_fill_holes(_remove_small(nuc & fg, min_nucleus_px)) & fg
+        nuc = ndimage.binary_closing(nuc, structure=_morph.disk(closing_radius),
+                                     border_value=0)
+    nuc = ndimage.binary_fill_holes(_morph.remove_small_objects(nuc & fg, min_nucleus_px)) & fg
     lip = raw == LIPID_DROPLET
     if droplet_level is not None and lip.any():
         lip = _droplet_level(lip, mean, raw == CYTOPLASM, droplet_level)
-    lip = _remove_small(lip, min_droplet_px)
+    lip = _morph.remove_small_objects(lip, min_droplet_px)
     labels = np.where(fg, CYTOPLASM, BACKGROUND).astype(np.int64)
     labels[nuc] = NUCLEUS
     labels[lip] = LIPID_DROPLET

@@ -1,4 +1,5 @@
-"""Patch metrics, ROC / AUC and Youden's threshold (numpy only)."""
+"""Patch metrics, ROC / AUC and Youden's threshold (scikit-learn behind our checks): the
+laws they must obey, whoever computes them."""
 
 from __future__ import annotations
 
@@ -75,6 +76,31 @@ def test_roc_curve_endpoints_and_monotone():
     assert np.isinf(thr[0]) and np.all(np.diff(thr[1:]) < 0)
 
 
+@given(seeds, st.integers(2, 60), st.booleans())
+def test_roc_points_are_the_rates_at_each_distinct_score(seed, n, ties):
+    r = np.random.default_rng(seed)
+    y = r.integers(0, 2, n)
+    y[0], y[1] = 0, 1
+    s = r.random(n) + 0.3 * y
+    if ties:
+        s = np.round(s, 1)
+    fpr, tpr, thr = roc_curve(y, s)
+    np.testing.assert_array_equal(thr[1:], np.unique(s)[::-1])  # every distinct score
+    for f, t, th in zip(fpr, tpr, thr):
+        assert f == pytest.approx(np.mean(s[y == 0] >= th))
+        assert t == pytest.approx(np.mean(s[y == 1] >= th))
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), min_size=1, max_size=60))
+def test_confusion_matrix_counts_each_pair(pairs):
+    y, p = np.array(pairs).T
+    cm = confusion_matrix(y, p)
+    assert cm.shape == (2, 2) and cm.dtype == np.int64
+    for a in (0, 1):
+        for b in (0, 1):
+            assert cm[a, b] == int(((y == a) & (p == b)).sum())
+
+
 def test_patch_metrics_known_case():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     s = np.array([0.1, 0.2, 0.3, 0.6, 0.2, 0.5, 0.6, 0.7, 0.8, 0.9])
@@ -108,3 +134,9 @@ def test_metrics_errors():
         patch_metrics([0, 1], [0.1], 0.5)
     with pytest.raises(MetricsError, match="NaN"):
         roc_auc([0, 1], [0.1, np.nan])
+    with pytest.raises(MetricsError, match="both classes"):
+        roc_auc([1, 1, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(MetricsError, match="both classes"):
+        roc_curve([0, 0], [0.1, 0.2])
+    with pytest.raises(MetricsError, match="y_pred must hold only 0 and 1"):
+        confusion_matrix([0, 1], [0, 2])

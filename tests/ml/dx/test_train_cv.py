@@ -1,8 +1,10 @@
-"""Group cross-validation (numpy) and the LBNet training loop / weights I/O (torch, CPU)."""
+"""Group cross-validation (scikit-learn's StratifiedGroupKFold behind our checks) and the
+LBNet training loop / weights I/O (torch, CPU)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.model_selection import StratifiedGroupKFold
 
 from ml.common.weights import WeightsError, load_weights, save_weights
 from ml.dx.cv import CVError, group_kfold, train_val_split_by_group
@@ -76,6 +79,70 @@ def test_group_kfold_balances_counts_and_errors():
         group_kfold(np.zeros((2, 2)), 2)
     with pytest.raises(CVError, match="empty"):
         group_kfold([], 2)
+
+
+# patients: (number of patches, label) each
+patient_lists = st.lists(st.tuples(st.integers(1, 15), st.integers(0, 1)), min_size=2,
+                         max_size=30)
+
+
+@given(patient_lists, st.integers(2, 9), st.one_of(st.none(), st.integers(0, 2**32 - 1)))
+def test_stratified_group_kfold_invariants(patients, k, seed):
+    sizes = [n for n, _ in patients]
+    groups = np.repeat(np.arange(len(patients)) * 7 + 3, sizes)   # arbitrary patient ids
+    y = np.repeat([lab for _, lab in patients], sizes)
+    if k > len(patients):
+        with pytest.raises(CVError, match="exceeds the number of groups"):
+            group_kfold(groups, k, y=y, rng=seed)
+        return
+    per_class = np.bincount(y, minlength=2)
+    if (per_class[per_class > 0] < k).all():
+        with pytest.raises(CVError, match="patch count of every class"):
+            group_kfold(groups, k, y=y, rng=seed)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = [np.sort(t) for _, t in StratifiedGroupKFold(
+            k, shuffle=seed is not None, random_state=seed).split(np.zeros((y.size, 1)), y,
+                                                                  groups)]
+    if any(t.size == 0 for t in ref):   # the heuristic can leave a fold empty: refused
+        with pytest.raises(CVError, match="left a fold empty"):
+            group_kfold(groups, k, y=y, rng=seed)
+        return
+    folds = group_kfold(groups, k, y=y, rng=seed)
+    assert len(folds) == k
+    # every patch in exactly one test fold; train is the complement
+    assert np.array_equal(np.sort(np.concatenate([t for _, t in folds])), np.arange(y.size))
+    owner: dict[int, int] = {}
+    for f, (train, test) in enumerate(folds):
+        assert test.size > 0
+        assert np.array_equal(np.union1d(train, test), np.arange(y.size))
+        assert np.intersect1d(train, test).size == 0
+        for grp in set(groups[test].tolist()):      # no patient in two folds
+            assert owner.setdefault(grp, f) == f
+    # class balance: a class with at least k patients is in every test fold ...
+    for c in (0, 1):
+        if len({g for g, lab in zip(groups.tolist(), y.tolist()) if lab == c}) >= k:
+            assert all((y[t] == c).any() for _, t in folds)
+    # ... and the folds are exactly StratifiedGroupKFold's
+    for (_, t), rt in zip(folds, ref):
+        np.testing.assert_array_equal(t, rt)
+
+
+def test_empty_fold_is_refused():
+    # a case where StratifiedGroupKFold's dealing leaves one of 8 folds without a patient
+    sizes, labels = [7, 5, 12, 1, 8, 2, 9, 12], [1, 0, 0, 1, 1, 0, 0, 1]
+    groups, y = np.repeat(np.arange(8), sizes), np.repeat(labels, sizes)
+    with pytest.raises(CVError, match="left a fold empty"):
+        group_kfold(groups, 8, y=y, rng=459786576)
+    assert len(group_kfold(groups, 4, y=y, rng=459786576)) == 4
+
+
+def test_group_kfold_y_errors():
+    with pytest.raises(CVError, match="one class label per patch"):
+        group_kfold([0, 1, 2], 2, y=[0, 1])
+    with pytest.raises(CVError, match="rng"):
+        group_kfold([0, 1, 2], 2, rng=-1)
 
 
 @given(st.lists(st.integers(0, 10), min_size=2, max_size=100),

@@ -234,7 +234,7 @@ def test_droplet_methods():
     assert (segment_droplets(flat, pixel_um=PX) == truth).all()
     assert not segment_droplets(flat, pixel_um=PX, threshold=0.7).any()
     t = droplet_threshold(flat)
-    assert 0.15 < t < 0.5
+    assert flat[~truth].max() <= t < 0.6   # separates the background from the droplets
     assert (segment_droplets(flat, pixel_um=PX, method="otsu") == truth).all()
     # local background: droplets on a ramp that crosses the fixed threshold
     ramp = (flat + np.linspace(0.0, 0.3, 200, dtype=np.float32)[None, :]).astype(np.float32)

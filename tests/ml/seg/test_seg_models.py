@@ -19,6 +19,7 @@ from ml.seg.models import (
     segmenter_input,
 )
 from ml.seg.phasor import BACKGROUND, CYTOPLASM, LIPID_DROPLET, NUCLEUS
+from plans.contract import TRUTH_LABELS
 
 
 @pytest.mark.parametrize("name", list(SEGMENTERS))
@@ -92,5 +93,8 @@ def test_labels_from_masks_precedence():
     lab = labels_from_masks(masks, intensity)
     assert lab[0, 0] == LIPID_DROPLET and lab[1, 0] == NUCLEUS
     assert lab[3, 3] == CYTOPLASM and lab[3, 0] == BACKGROUND
+    # the truth vocabulary, code for code
+    assert (lab[0, 0], lab[1, 0], lab[3, 3], lab[3, 0]) == tuple(
+        TRUTH_LABELS[n] for n in ("lipid_droplet", "nucleus", "cytoplasm", "background"))
     with pytest.raises(SegModelError, match=r"expected \(2, H, W\)"):
         labels_from_masks(masks[:1], intensity)
