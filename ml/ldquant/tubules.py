@@ -208,7 +208,7 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     fraction is 0.8.
 
     Known limits: a border-cut profile showing only its wall and a few um of epithelium
-    can be missed (one of 162 truth tubules on the 32 simulated fields); the convex hull
+    can be missed (how often, measured: see docs/measured/ldquant.md); the convex hull
     overestimates strongly non-convex (folded, damaged) tubules; step (7) could hand empty
     space outside the section to a tubule cut by the section edge if that tubule alone
     bounds it in the field.
