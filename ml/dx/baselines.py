@@ -32,20 +32,16 @@ Models (:data:`BASELINES`), all ``sklearn`` estimators fitted on the features:
 * ``"GradientBoosting"``: ``HistGradientBoostingClassifier`` (scikit-learn's histogram
   gradient tree boosting, defaults: 100 iterations, learning rate 0.1, 31 leaves, no early
   stopping below 10 000 samples) -- our stand-in for "gradient tree boosting"; the exact
-  ``GradientBoostingClassifier`` (100 depth-3 trees) took 20 s instead of 2 s on the
-  3000-patch set below.
+  ``GradientBoostingClassifier`` (100 depth-3 trees) was much slower on the same
+  features (measured: see docs/measured/dx.md).
 
 Every model gets ``random_state=seed`` where it has one; results are deterministic. Fits
 and predictions run with one OpenMP thread (``threadpoolctl``): on a 2-core machine shared
 with another busy process, HistGradientBoosting's many short parallel regions stalled with
-two threads (22-110 s instead of 2-3 s).
+two threads.
 
-Timing (this 2-core CPU, another process using about one core meanwhile; 3000 training +
-1000 test patches of 3 x 300 x 300 px, 324 features; peak memory 4.5 GB, nearly all the
-patches themselves): features 12.7 s (3.2 ms per patch); fit + predict SVM 4.7 s, KNN
-0.1 s, DecisionTree 0.3 s, GradientBoosting 2.0 s on a separable set, and 6.6 s, 0.1 s,
-3.7 s, 2.1 s with shuffled labels (the slow case: most points support vectors, deep
-trees); ~20-25 s per :func:`fit_baselines` call.
+Timings and memory of :func:`patch_features` and of each model's fit + predict (measured:
+see docs/measured/dx.md).
 """
 
 from __future__ import annotations

@@ -25,13 +25,11 @@ brackets)::
 reduces the resolution 8x before anything wide runs (a non-overlapping 4x4 stride-4 conv,
 then a stride-2 conv): nothing is computed at 150 or 300 px beyond the patchify conv, and
 most of the ~2.8M parameters sit in the 4 x 4 and 9 x 9 tail, where they cost few FLOPs.
-A 300 x 300 patch costs 0.244 GMAC forward (:func:`ml.common.nn.count_macs`); measured on the
-2-core CPU here: forward+backward+AdamW step of a batch of 40 at 300 x 300 ~0.6-0.75 s (plus
-~0.26 s for :func:`ml.dx.augment.augment`), inference of 100 patches ~0.65 s (a whole
-1200 x 1200 field, patches + model + vote, ~0.9 s). A first design (3x3/2 + 3x3/2 + maxpool
-stem, two BlendModules) cost
-0.39 GMAC and ~1.8 s per training batch; the Grad-CAM map is 4 x 4 per patch (coarse;
-overlapping patches at stride 100 refine it over a field).
+This stem replaced a first design (3x3/2 + 3x3/2 + maxpool stem, two BlendModules) that was
+too slow to train within the CPU budget. The Grad-CAM map is 4 x 4 per patch (coarse;
+overlapping patches at stride 100 refine it over a field). MACs per patch
+(:func:`ml.common.nn.count_macs`), training and inference times (measured: see
+docs/measured/dx.md).
 
 Grad-CAM: ``model.cam_layer`` is the module whose output is the last convolutional
 feature map; :meth:`LiteBlendNet.forward_features` returns that map. The network takes

@@ -34,28 +34,10 @@ Tubules cut by the field border are kept, flagged ``touches_border``, when their
 area (wall included) is at least ``min_area_um2`` (default: a 60 um disc, 2827 um^2);
 smaller profiles are dropped (a sliver's LD percentage is not representative).
 
-Measured on simulated 360 um fields (1200 x 1200 px at 0.3 um, ``testis`` specimen, one
-field per patient seed, 8 seeds per phenotype; seeds 1-4 at the section centre chose the
-defaults, seeds 5-8 400-1000 um away were held out):
-
-* tubule Dice per truth tubule (visible area >= 2827 um^2), tuning / held-out:
-  normal 0.993 / 0.994, NOA-SPT 0.929 / 0.992 (one of 32 SPT tubules missed: a border
-  sliver showing only its wall and ~5 um of epithelium; the other 31: mean 0.991,
-  min 0.971), NOA-SPG 0.990 / 0.987, NOA-SCO 0.980 / 0.987; all 162: mean 0.983, median
-  0.992, matched ones >= 0.923. ~0.3 s per field on one shared CPU core.
-* LD Dice against the truth ``LIPID_DROPLET`` label inside the truth tubules, tuning /
-  held-out: fixed 0.26 -> 0.930 / 0.935 (0.24: 0.922 / 0.925, 0.25: 0.927 / 0.930,
-  0.27: 0.926 / 0.934, 0.28: 0.924 / 0.930); Otsu -> 0.928 / 0.930; local background +
-  18 robust SD -> 0.914 / 0.928; fixed 0.26 dropping droplets < 0.1 um^2 -> 0.916 / 0.914.
-
-Group pattern on the same 32 fields (defaults; 161 tubules, Student's t / Mann-Whitney as
-in :func:`ml.ldquant.stats.compare_groups`): LD area % normal 1.60 +/- 0.09 (SEM) > NOA 0.24 +/-
-0.02 (p < 1e-21) and SPT 0.32 > SPG 0.014 (p < 1e-11), as in the paper; LD mean intensity
-normal 0.479 +/- 0.003 < NOA 0.498 +/- 0.006 (p = 0.026, carried by SCO 0.531; SPT 0.493,
-SPG 0.427), and SPT > SPG (p = 3e-7) where the paper finds no difference. The intensity
-follows droplet size (partial volume, axial PSF FWHM ~0.74 um) and crowding as much as
-density: the simulator's NOA droplets are 1.3-1.5x denser but smaller (SPT 0.7-0.9 um,
-SPG 0.6-0.8 um against normal 0.95-1.2 um) and SPG's are few and isolated.
+The defaults were chosen on simulated 360 um ``testis`` fields of patient seeds 1-4 per
+phenotype and checked on seeds 5-8 (held out). Tubule and droplet Dice against simulator
+truth, the droplet-threshold comparison behind the default, the group pattern and run
+times (measured: see docs/measured/ldquant.md).
 
 Bad input raises :class:`QuantError` (a :class:`ValueError`).
 """

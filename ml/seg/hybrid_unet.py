@@ -45,16 +45,13 @@ Spectral-last layout: internally every 3D tensor is ``(N, C, H, W, B)`` (the inp
 permuted once), and 3D kernels are written ``(y, x, B)``. This is mathematically the same
 network, but PyTorch's CPU convolution picks oneDNN only when ``N*C*D*H`` (the first four
 sizes) exceeds 20480; with the spectral axis in ``D`` a single ``(C=16, B=7, 128, 128)``
-stack fell back to the native kernel, ~10x slower (0.31 s vs 0.03 s for one (7,3,3) conv).
+stack fell back to the much slower native kernel (measured: see docs/measured/seg-unet.md).
 
-Measured on the 2-core CPU here (``torch.set_num_threads(2)``, ``torch.inference_mode``,
-eval mode, one ``(1, 1, 50, 512, 512)`` stack, best of 3 with the machine otherwise quiet):
-Hybrid-UNet ~0.7 s (budget 2 s; 1.1 s with 1 thread; 0.93M parameters); all three modules
-ablated ~0.4 s (0.46M); baselines UNet2D ~0.3 s (1.95M), UNet3D ~11 s (1.47M, full-resolution
-3D convolutions). With another process loading the 2 cores, single Hybrid-UNet runs of up
-to ~2.8 s were seen (thread contention), so keep an eye on the budget on shared machines.
-The stride-2 spatial / stride-4 spectral stem keeps all 3D work at <= 256 x 256 x 13.
-(``INFERENCE_SECONDS`` holds these numbers.)
+The stride-2 spatial / stride-4 spectral stem keeps all 3D work at <= 256 x 256 x 13; it
+was chosen for the inference budget of 2 s per ``(1, 1, 50, 512, 512)`` stack on a 2-core
+CPU. Parameters: Hybrid-UNet 0.93M, all three modules ablated 0.46M, UNet2D 1.95M, UNet3D
+1.47M. Inference times (measured: see docs/measured/seg-unet.md) are held in
+``INFERENCE_SECONDS``.
 
 Baselines: :class:`UNet3D` (a 3D UNet on ``(B, H, W)``, full 3D decoder, final 1x1x1 conv
 to 2 channels, logits averaged over B) and :class:`UNet2D` (nnU-Net style, bands as input
@@ -81,7 +78,7 @@ __all__ = ["SegInputError", "MIN_BANDS", "DOWNSAMPLING", "INFERENCE_SECONDS",
 MIN_BANDS = 4
 #: ``H`` and ``W`` must be multiples of this (4 halvings).
 DOWNSAMPLING = 16
-#: Measured seconds per (1, 1, 50, 512, 512) stack, 2 CPU threads (see module docstring).
+#: Measured seconds per (1, 1, 50, 512, 512) stack, 2 CPU threads (docs/measured/seg-unet.md).
 INFERENCE_SECONDS: dict[str, float] = {"HybridUNet": 0.7, "HybridUNet(no modules)": 0.4,
                                        "UNet2D": 0.3, "UNet3D": 11.4}
 
