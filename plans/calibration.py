@@ -24,6 +24,7 @@ import numpy as np
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from .errors import PlanError
 from .markers import FieldMarker
 from .scans import _base_md, _check_shifts
 from .stubs import (
@@ -62,7 +63,7 @@ def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, n
         The run uid.
     """
     if int(num) != num or num < 1:
-        raise ValueError(f"num {num!r} not allowed: integer >= 1")
+        raise PlanError(f"num {num!r} not allowed: integer >= 1")
     shutters = list(shutters)
     plan_args = {"detectors": [repr(d) for d in detectors],
                  "shutters": [repr(s) for s in shutters], "num": int(num)}
@@ -153,7 +154,7 @@ def flat_field(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Mov
     shifts = _check_shifts(shifts_cm1)
     pos = [(float(p[0]), float(p[1])) for p in positions_um]
     if not pos:
-        raise ValueError("positions_um is empty: give at least one (x, y) stage position")
+        raise PlanError("positions_um is empty: give at least one (x, y) stage position")
     plan_args = {"detectors": [repr(d) for d in detectors], "raman": repr(raman),
                  "x": repr(x), "y": repr(y), "positions_um": [list(p) for p in pos],
                  "shifts_cm1": shifts}
@@ -207,7 +208,7 @@ def flat_field_map(images: Sequence[Any], *, dark: Any = None) -> np.ndarray:
     """
     stack = np.asarray([np.asarray(im, dtype=np.float64) for im in images])
     if stack.ndim != 4 or stack.shape[0] < 1:
-        raise ValueError(f"images must be a non-empty sequence of (channel, y, x) arrays, got "
+        raise PlanError(f"images must be a non-empty sequence of (channel, y, x) arrays, got "
                          f"shape {stack.shape}")
     if dark is not None:
         d = np.asarray(dark, dtype=np.float64)

@@ -29,10 +29,12 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
+from .errors import PlanError
+
 __all__ = ["GridError", "TileGrid", "tile_grid"]
 
 
-class GridError(ValueError):
+class GridError(PlanError):
     """A mosaic grid that cannot be acquired (bad shape, overlap, mask or stage limits)."""
 
 

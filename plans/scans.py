@@ -21,6 +21,7 @@ from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
 from .contract import PROTEIN_CM1
+from .errors import PlanError
 from .grid import TileGrid, tile_grid
 from .markers import FieldMarker
 from .stubs import (
@@ -65,7 +66,7 @@ def _base_md(plan_name: str, plan_args: dict, detectors: Sequence[Readable],
 def _check_shifts(shifts_cm1: Sequence[float]) -> list[float]:
     shifts = [float(s) for s in shifts_cm1]
     if not shifts or not all(math.isfinite(s) for s in shifts):
-        raise ValueError(f"shifts_cm1 {tuple(shifts_cm1)!r} not allowed: give one or more "
+        raise PlanError(f"shifts_cm1 {tuple(shifts_cm1)!r} not allowed: give one or more "
                          "finite Raman shifts in cm^-1")
     return shifts
 
@@ -136,10 +137,10 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
     SurveyResult
     """
     if background is None and not shutters:
-        raise ValueError("the survey needs a background: pass background=<V> or shutters="
+        raise PlanError("the survey needs a background: pass background=<V> or shutters="
                          "[pump.shutter, stokes.shutter] to take a dark frame")
     if int(survey_pixels) != survey_pixels or survey_pixels < 8:
-        raise ValueError(f"survey_pixels {survey_pixels!r} not allowed: integer >= 8")
+        raise PlanError(f"survey_pixels {survey_pixels!r} not allowed: integer >= 8")
     motors = [x, y]
     _md = _base_md("mosaic_survey", {"shape": [grid.rows, grid.cols],
                                      "survey_pixels": int(survey_pixels),
@@ -283,7 +284,7 @@ def mosaic(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable
     shifts = _check_shifts(shifts_cm1)
     skw = dict(survey_kwargs or {})
     if survey and skw.get("background") is None and not skw.get("shutters"):
-        raise ValueError("survey=True needs survey_kwargs with background=<V> or shutters="
+        raise PlanError("survey=True needs survey_kwargs with background=<V> or shutters="
                          "[...] (a dark frame is taken)")
     plan_args = {"detectors": [repr(d) for d in detectors], "raman": repr(raman),
                  "x": repr(x), "y": repr(y), "rows": grid.rows, "cols": grid.cols,
@@ -375,9 +376,9 @@ def hyperspectral_stack(detectors: Sequence[Readable], raman: Movable, *, start_
     """
     a, b, s = float(start_cm1), float(stop_cm1), float(step_cm1)
     if not all(math.isfinite(v) for v in (a, b, s)) or s == 0:
-        raise ValueError(f"step_cm1 {step_cm1!r} not allowed: must be finite and non-zero")
+        raise PlanError(f"step_cm1 {step_cm1!r} not allowed: must be finite and non-zero")
     if (b - a) * s < 0:
-        raise ValueError(f"step_cm1 {s:g} points away from stop_cm1: {a:g} -> {b:g} cm^-1 "
+        raise PlanError(f"step_cm1 {s:g} points away from stop_cm1: {a:g} -> {b:g} cm^-1 "
                          "needs a step of that sign")
     n = int(math.floor((b - a) / s + 1e-6)) + 1
     shifts = [a + i * s for i in range(n)]

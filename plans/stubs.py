@@ -44,6 +44,7 @@ from .contract import (
     SHG_CHANNEL,
     SRS_CHANNEL,
 )
+from .errors import PlanError
 from .markers import FieldMarker
 
 __all__ = ["COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "acquire_frame",
@@ -219,7 +220,7 @@ def srash_field(detectors: Sequence[Readable], raman: Movable, *,
     """
     shifts = [float(s) for s in shifts_cm1]
     if not shifts:
-        raise ValueError("shifts_cm1 is empty: give at least one Raman shift (cm^-1)")
+        raise PlanError("shifts_cm1 is empty: give at least one Raman shift (cm^-1)")
     marker = _DEFAULT_MARKER if marker is None else marker
     if field_index is not None:
         marker.field_index = int(field_index)

@@ -35,6 +35,8 @@ from typing import Any
 
 from bluesky.suspenders import SuspendBoolLow
 
+from .errors import PlanError
+
 __all__ = ["InterlockSuspender", "ModeLockSuspender", "make_suspenders"]
 
 
@@ -64,7 +66,7 @@ class ModeLockSuspender(SuspendBoolLow):
         kwargs.setdefault("tripped_message", self.default_message)
         super().__init__(signal, sleep=sleep, **kwargs)
         if poll_period_s is not None and not float(poll_period_s) > 0:
-            raise ValueError(f"poll_period_s {poll_period_s!r} not allowed: > 0 or None")
+            raise PlanError(f"poll_period_s {poll_period_s!r} not allowed: > 0 or None")
         self.poll_period_s = None if poll_period_s is None else float(poll_period_s)
         self._poller: threading.Thread | None = None
         self._stop_poll = threading.Event()

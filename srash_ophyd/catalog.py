@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ml.io.frames import file_uri, uri_path  # noqa: F401 (re-exported)
 
 from .display import is_control as _is_control
+from .errors import SrashError
 
 if TYPE_CHECKING:  # pragma: no cover
     from bluesky_tiled_plugins import TiledWriter
@@ -69,7 +70,7 @@ _UID_PREFIX = re.compile(r"[0-9A-Fa-f-]{5,36}")
 _HTTPX_WARNING = "Using `httpx` with `starlette.testclient` is deprecated"
 
 
-class CatalogError(Exception):
+class CatalogError(SrashError):
     """The catalog cannot be opened or read (missing, unreachable, unknown run...)."""
 
 

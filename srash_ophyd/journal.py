@@ -27,13 +27,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import SrashError
+
 __all__ = ["JOURNAL_DIR", "JournalError", "JournaledWriter", "journal_dir", "read_journal"]
 
 JOURNAL_DIR = "journal"
 _SYNC_AFTER = frozenset({"event", "event_page", "stop"})
 
 
-class JournalError(OSError):
+class JournalError(SrashError, OSError):
     """The journal cannot be written (disk full, permissions...)."""
 
 

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .errors import SrashError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ml.dx.live import LBNetDxCallback
     from ml.dx.predict import LBNetDx
@@ -73,7 +75,7 @@ _MAX_DIMS = 32
 _MAX_HEADER = 1024  # bytes searched for the PREFIX and NAME separators
 
 
-class TransportError(ValueError):
+class TransportError(SrashError, ValueError):
     """A bad address, a message that cannot be decoded safely, or a 0MQ socket error."""
 
 

@@ -31,7 +31,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = [
+from ml.common.errors import MLError
+
+
+class AugmentError(MLError):
+    """An augmentation setting or tensor outside what is allowed."""
+
+
+__all__ = ["AugmentError",
     "GRAY_WEIGHTS", "AugmentConfig", "hflip", "vflip", "rotate", "adjust_brightness",
     "adjust_contrast", "adjust_saturation", "grayscale", "augment",
 ]
@@ -42,11 +49,11 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 def _batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("augmentations need a floating-point torch.Tensor")
+        raise AugmentError("augmentations need a floating-point torch.Tensor")
     if x.ndim == 3:
         return x.unsqueeze(0), True
     if x.ndim != 4:
-        raise ValueError(f"tensor of shape {tuple(x.shape)}: expected (3, H, W) or (N, 3, H, W)")
+        raise AugmentError(f"tensor of shape {tuple(x.shape)}: expected (3, H, W) or (N, 3, H, W)")
     return x, False
 
 
@@ -55,7 +62,7 @@ def _per_sample(v: torch.Tensor | float, n: int, like: torch.Tensor) -> torch.Te
     if t.ndim == 0:
         t = t.expand(n)
     if t.shape != (n,):
-        raise ValueError(f"per-sample parameter of shape {tuple(t.shape)}: expected () or ({n},)")
+        raise AugmentError(f"per-sample parameter of shape {tuple(t.shape)}: expected () or ({n},)")
     return t.view(n, 1, 1, 1)
 
 
@@ -160,14 +167,14 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.flip_p <= 1.0:
-            raise ValueError(f"flip_p {self.flip_p!r}: expected a probability in [0, 1]")
+            raise AugmentError(f"flip_p {self.flip_p!r}: expected a probability in [0, 1]")
         if not 0.0 <= self.max_rotation_deg <= 180.0:
-            raise ValueError(
+            raise AugmentError(
                 f"max_rotation_deg {self.max_rotation_deg!r}: expected 0-180 degrees")
         for name in ("brightness", "contrast", "saturation"):
             v = getattr(self, name)
             if not (0.0 <= v < math.inf):
-                raise ValueError(f"{name} jitter {v!r}: expected a finite value >= 0")
+                raise AugmentError(f"{name} jitter {v!r}: expected a finite value >= 0")
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:

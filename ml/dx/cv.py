@@ -199,7 +199,7 @@ def split_patients(groups: np.ndarray, y: np.ndarray, val_fraction: float, *, se
     for k in np.unique(y):
         pats = sorted(set(groups[y == k].tolist()))
         if len(pats) < 2:
-            raise ValueError(f"class {k} has {len(pats)} patient(s): need >= 2 to hold one "
+            raise CVError(f"class {k} has {len(pats)} patient(s): need >= 2 to hold one "
                              "back for validation")
         n_val = min(max(1, int(round(val_fraction * len(pats)))), len(pats) - 1)
         chosen = set(rng.choice(np.array(pats, dtype=object), size=n_val, replace=False))

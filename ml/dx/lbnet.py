@@ -44,9 +44,16 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ml.common.errors import MLError
 from ml.common.weights import ParamRange
 
-__all__ = ["ConvBNAct", "ConvSiLUBN", "BlendBranch", "BlendModule", "LiteBlendNet",
+
+class ModelConfigError(MLError):
+    """Model settings or an input tensor LBNet cannot use (sizes, widths, shapes)."""
+
+
+__all__ = ["ModelConfigError", "ConvBNAct", "ConvSiLUBN", "BlendBranch", "BlendModule",
+           "LiteBlendNet",
            "PARAM_RANGES"]
 
 
@@ -116,7 +123,7 @@ class BlendModule(nn.Module):
     def __init__(self, channels: int, *, dilations: Sequence[int] = (2, 3, 4)) -> None:
         super().__init__()
         if len(dilations) < 1 or any(int(d) < 1 for d in dilations):
-            raise ValueError(f"dilations {tuple(dilations)!r}: expected integers >= 1")
+            raise ModelConfigError(f"dilations {tuple(dilations)!r}: expected integers >= 1")
         self.branches = nn.ModuleList(BlendBranch(channels, int(d)) for d in dilations)
         self.act = nn.SiLU()
         self.fuse = ConvBNAct(channels * len(dilations), channels, kernel=1, act=False)
@@ -156,13 +163,13 @@ class LiteBlendNet(nn.Module):
                  dropout: float = 0.2) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes {num_classes!r}: expected >= 2")
+            raise ModelConfigError(f"num_classes {num_classes!r}: expected >= 2")
         if in_channels < 1:
-            raise ValueError(f"in_channels {in_channels!r}: expected >= 1")
+            raise ModelConfigError(f"in_channels {in_channels!r}: expected >= 1")
         if width < 4:
-            raise ValueError(f"width {width!r}: expected >= 4")
+            raise ModelConfigError(f"width {width!r}: expected >= 4")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout {dropout!r}: expected a value in [0, 1)")
+            raise ModelConfigError(f"dropout {dropout!r}: expected a value in [0, 1)")
         w = int(width)
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
@@ -200,10 +207,10 @@ class LiteBlendNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Last convolutional feature map ``(N, 16 w, h, w')`` (the Grad-CAM target)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"input of shape {tuple(x.shape)}: expected "
+            raise ModelConfigError(f"input of shape {tuple(x.shape)}: expected "
                              f"(N, {self.in_channels}, H, W)")
         if x.shape[-1] < 64 or x.shape[-2] < 64:
-            raise ValueError(f"input of shape {tuple(x.shape)}: H and W must be >= 64 px")
+            raise ModelConfigError(f"input of shape {tuple(x.shape)}: H and W must be >= 64 px")
         x = self.stem(x)
         x = self.blend(x)
         x = self.pool(x)

@@ -15,7 +15,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["Bottleneck", "ResNet50Ref"]
+from ml.common.errors import MLError
+
+
+class RefNetError(MLError):
+    """Settings a reference network cannot be built with."""
+
+
+__all__ = ["RefNetError", "Bottleneck", "ResNet50Ref"]
 
 
 class Bottleneck(nn.Module):
@@ -68,9 +75,9 @@ class ResNet50Ref(nn.Module):
                  layers: Sequence[int] = (3, 4, 6, 3)) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes {num_classes!r}: expected >= 2")
+            raise RefNetError(f"num_classes {num_classes!r}: expected >= 2")
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
-            raise ValueError(f"layers {tuple(layers)!r}: expected 4 integers >= 1")
+            raise RefNetError(f"layers {tuple(layers)!r}: expected 4 integers >= 1")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))

@@ -1,7 +1,9 @@
 """The ``srash`` command line: ``srash <command> [...]``; ``srash <command> --help``.
 
 User mistakes (bad settings, unreadable files) end with ``srash: error: ...`` and exit
-status 2, never a traceback.
+status 2, never a traceback: the error bases of the packages are caught
+(``SimulatorError``, ``SrashError``, ``PlanError``, ``MLError``) with ``OSError``. Any other
+exception, a plain ``ValueError`` included, is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import logging
 import sys
 from typing import Sequence
 
+from ml.common.errors import MLError
+from plans.errors import PlanError
 from simulators.errors import SimulatorError
 
 from .. import __version__
-from ..catalog import CatalogError
+from ..errors import SrashError
 from . import (
     catalog,
     classify,
@@ -29,10 +33,7 @@ from . import (
     simulate,
     train,
 )
-
-
-class CLIError(Exception):
-    """A user-facing command-line error (printed without traceback, exit status 2)."""
+from .options import CLIError as CLIError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated as exc:
         print(f"srash: {exc}", file=sys.stderr)
         return exit_status_for(exc)
-    except (SimulatorError, CLIError, CatalogError, OSError, ValueError) as exc:
+    except (SimulatorError, SrashError, PlanError, MLError, OSError) as exc:
         print(f"srash: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

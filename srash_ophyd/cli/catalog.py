@@ -18,7 +18,7 @@ from ml.io.runstate import run_state
 from ..catalog import get_run
 from ..display import escape_control
 from . import repair
-from .options import add_catalog_options
+from .options import CLIError, add_catalog_options
 
 __all__ = ["add_parser", "run_summary"]
 
@@ -100,7 +100,7 @@ def run_search(args: argparse.Namespace) -> int:
                     phenotype=args.phenotype, plan=args.plan, since=args.since)
     check_criteria(**criteria)  # validate before opening anything
     if args.limit < 1:
-        raise ValueError(f"--limit {args.limit} not allowed: must be >= 1")
+        raise CLIError(f"--limit {args.limit} not allowed: must be >= 1")
     client = _open(args)
     try:
         results = search_runs(client, **criteria)

@@ -29,7 +29,7 @@ import numpy as np
 
 from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 
-from .options import add_catalog_options, load_dx, parse_grid
+from .options import CLIError, add_catalog_options, load_dx, parse_grid
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -103,7 +103,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     rows, cols = parse_grid(args.grid)
     if rows * cols > 100:
-        raise ValueError(f"--grid {args.grid}: at most 100 fields in the demo")
+        raise CLIError(f"--grid {args.grid}: at most 100 fields in the demo")
     rng = np.random.default_rng()
     phenotype = args.phenotype or str(rng.choice(PHENOTYPES))
     seed = int(args.seed) if args.seed is not None else int(rng.integers(100_000, 1_000_000))

@@ -31,7 +31,7 @@ import numpy as np
 
 from ml.io.frames import add_strict_option
 
-from .options import add_catalog_options, add_task_option, add_weights_option
+from .options import CLIError, add_catalog_options, add_task_option, add_weights_option
 
 __all__ = ["add_parser", "run_evaluate", "sample_summary"]
 
@@ -106,7 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         runs = select_runs(found, task, criteria=crit, faults=faults)
         overlap = sorted({r.metadata["start"].get("specimen_seed") for r in runs} & used_seeds)
         if overlap and not args.allow_seed_overlap:
-            raise ValueError(
+            raise CLIError(
                 f"{len(overlap)} selected run(s) use specimen seeds seen in training "
                 f"(e.g. {overlap[:5]}): a held-out evaluation needs new patients; select "
                 "another cohort or pass --allow-seed-overlap")
@@ -151,7 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 images[f"gradcam_{sid}"] = _gradcam(out, dx, fc.composite, ps, sid, fdx)
                 cams[lab] = cams.get(lab, 0) + 1
         if not y_patch:
-            raise ValueError(f"no valid patch in the {len(fields)} readable field(s) of the "
+            raise CLIError(f"no valid patch in the {len(fields)} readable field(s) of the "
                              f"{len(runs)} selected run(s): nothing to evaluate")
         y = np.concatenate(y_patch)
         s = np.concatenate(s_patch)
@@ -221,11 +221,11 @@ def _train_runs(client, train_meta: dict) -> list:
 
     uids = train_meta.get("runs") or []
     if not uids:
-        raise ValueError("the weights record no training runs: baselines and ablations need "
+        raise CLIError("the weights record no training runs: baselines and ablations need "
                          "the training cohort in the catalog (or use --no-baselines)")
     runs = list(client.search(In("uid", list(uids))).values())
     if not runs:
-        raise ValueError(f"the {len(uids)} training runs recorded in the weights are not in "
+        raise CLIError(f"the {len(uids)} training runs recorded in the weights are not in "
                          "this catalog: run `srash cohort` for the training cohort, or use "
                          "--no-baselines")
     return runs

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from simulators.errors import SettingsError
 
+from ..errors import SrashError
+
 
 def add_catalog_options(p: argparse.ArgumentParser) -> None:
     """``--data-dir``, ``--catalog URL``, ``--api-key`` in a "catalog" group."""
@@ -115,8 +117,12 @@ def parse_overlap(text: str | float) -> float:
     return pct / 100.0
 
 
+class CLIError(SrashError):
+    """A user-facing command-line error (printed without traceback, exit status 2)."""
+
+
 # ---------------------------------------------------------------------------- classifier
-class ClassifyError(ValueError):
+class ClassifyError(CLIError):
     """Missing weights, a run that cannot be classified, or a failed classification."""
 
 

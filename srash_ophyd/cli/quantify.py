@@ -42,7 +42,7 @@ import numpy as np
 
 from ml.io.frames import add_strict_option
 
-from .options import add_catalog_options
+from .options import CLIError, add_catalog_options
 
 __all__ = ["add_parser", "run_quantify", "COMPARISONS", "group_of"]
 
@@ -128,11 +128,11 @@ def _check_pixels(geometry: list[tuple[Any, list]]) -> float:
     sizes = {round(t.pixel_um, 4): run.metadata["start"]["uid"][:8]
              for run, tiles in geometry for t in tiles}
     if len(sizes) > 1:
-        raise ValueError("the selected runs mix pixel sizes (" + ", ".join(
+        raise CLIError("the selected runs mix pixel sizes (" + ", ".join(
             f"{p} um in run {u}" for p, u in sorted(sizes.items())) + "): LD areas and "
             "thresholds are not comparable across them; select runs of one pixel size")
     if not sizes:
-        raise ValueError("the selected runs have no complete fields")
+        raise CLIError("the selected runs have no complete fields")
     return float(next(iter(sizes)))
 
 
@@ -150,10 +150,10 @@ def run_quantify(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.ld_threshold is not None and not 0.0 < args.ld_threshold < 10.0:
-        raise ValueError(f"--ld-threshold {args.ld_threshold:g}: expected a positive lipid "
+        raise CLIError(f"--ld-threshold {args.ld_threshold:g}: expected a positive lipid "
                          "level in pure-lipid units (default 0.26; droplets read ~0.3-1.3)")
     if args.overlays < 0:
-        raise ValueError(f"--overlays {args.overlays}: expected a count >= 0")
+        raise CLIError(f"--overlays {args.overlays}: expected a count >= 0")
     opts = {} if args.ld_threshold is None else {"ld_threshold": args.ld_threshold}
     faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
@@ -207,7 +207,7 @@ def run_quantify(args: argparse.Namespace) -> int:
         bar.close()
         if not rows:
             bad = len({(b["uid"], b["field"]) for b in faults.bad_frames})
-            raise ValueError(f"no tubules found in the {n_fields} field(s) of the "
+            raise CLIError(f"no tubules found in the {n_fields} field(s) of the "
                              f"{len(runs)} selected run(s)"
                              + (f" ({bad} skipped: unreadable frame files)" if bad else "")
                              + ": nothing to quantify")

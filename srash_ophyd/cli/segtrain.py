@@ -29,7 +29,7 @@ import numpy as np
 
 from ml.io.frames import add_strict_option
 
-from .options import add_catalog_options, command_line
+from .options import CLIError, add_catalog_options, command_line
 
 __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg", "split_stacks"]
 
@@ -93,11 +93,11 @@ def split_stacks(n: int, val_fraction: float, *, seed: int) -> tuple[list[int], 
     """(train, validation) indices of ``n`` stacks: ``round(val_fraction * n)`` (at least 1)
     chosen with ``seed`` for validation, at least 1 left for training."""
     if n < 2:
-        raise ValueError(f"{n} stack(s) with truth: training needs >= 2 (one to train, one "
+        raise CLIError(f"{n} stack(s) with truth: training needs >= 2 (one to train, one "
                          "to choose the best epoch); acquire more with `srash cohort "
                          "--specimen cells`")
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val-fraction {val_fraction!r}: expected a value in (0, 1)")
+        raise CLIError(f"--val-fraction {val_fraction!r}: expected a value in (0, 1)")
     n_val = min(max(1, round(val_fraction * n)), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
     return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
@@ -107,7 +107,7 @@ def _common_axis(stacks) -> np.ndarray:
     axis = stacks[0].raman_cm1
     for st in stacks[1:]:
         if st.raman_cm1.shape != axis.shape or np.abs(st.raman_cm1 - axis).max() > 0.5:
-            raise ValueError(
+            raise CLIError(
                 f"stacks {stacks[0].start['uid'][:8]} ({axis.size} bands, {axis[0]:.0f}-"
                 f"{axis[-1]:.0f} cm^-1) and {st.start['uid'][:8]} ({st.raman_cm1.size} "
                 f"bands, {st.raman_cm1[0]:.0f}-{st.raman_cm1[-1]:.0f} cm^-1) have different "
@@ -252,7 +252,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     used = {s for _, m in models.values() for s in m.get("specimen_seeds", [])}
     overlap = sorted({st.start.get("specimen_seed") for st in stacks} & used)
     if overlap and not args.allow_seed_overlap:
-        raise ValueError(f"{len(overlap)} selected stack(s) use specimen seeds seen in "
+        raise CLIError(f"{len(overlap)} selected stack(s) use specimen seeds seen in "
                          f"training (e.g. {overlap[:5]}): evaluate on another cohort or pass "
                          "--allow-seed-overlap")
     per: dict[str, list[dict[str, float]]] = {"phasor": [], **{k: [] for k in models}}

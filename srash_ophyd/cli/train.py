@@ -28,7 +28,7 @@ import numpy as np
 
 from ml.io.frames import add_strict_option
 
-from .options import add_catalog_options, add_task_option, command_line
+from .options import CLIError, add_catalog_options, add_task_option, command_line
 
 __all__ = ["add_parser", "run_train", "zscore_inplace"]
 
@@ -125,13 +125,13 @@ def run_train(args: argparse.Namespace) -> int:
     from ..catalog import close_catalog, open_catalog, search_runs
 
     if args.epochs < 1 or args.patience < 1:
-        raise ValueError("--epochs and --patience must be >= 1")
+        raise CLIError("--epochs and --patience must be >= 1")
     if not 0.0 < args.val_fraction < 1.0:
-        raise ValueError(f"--val-fraction {args.val_fraction:g}: expected a value in (0, 1)")
+        raise CLIError(f"--val-fraction {args.val_fraction:g}: expected a value in (0, 1)")
     if args.cv == 1 or args.cv < 0:
-        raise ValueError(f"--cv {args.cv}: use 0 (off) or K >= 2 folds")
+        raise CLIError(f"--cv {args.cv}: use 0 (off) or K >= 2 folds")
     if not PARAM_RANGES["width"].check(args.width):
-        raise ValueError(f"--width {args.width}: expected {PARAM_RANGES['width'].describe()}")
+        raise CLIError(f"--width {args.width}: expected {PARAM_RANGES['width'].describe()}")
     task = get_task(args.task)
     out = args.out or default_weights_path(task.name)
     report_dir = args.report_dir or Path("reports") / f"train-{task.name}"

@@ -38,7 +38,7 @@ from ophyd.positioner import PositionerBase
 from ophyd.status import MoveStatus, Status
 from ophyd.utils import LimitError, ReadOnlyError
 
-from simulators.errors import HardwareFault, OutOfRangeError, SafetyLimitError
+from simulators.errors import HardwareFault, OutOfRangeError, SafetyLimitError, SettingsError
 
 __all__ = [
     "DeviceFault", "LaserSafetyError", "SimAxis", "SimBackedSignal", "SimBackedSignalRO",
@@ -80,10 +80,10 @@ def check_time_scale(value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"time_scale {value!r} not allowed: give a number "
+        raise SettingsError(f"time_scale {value!r} not allowed: give a number "
                          f"0..{MAX_TIME_SCALE:g}") from None
     if not 0.0 <= v <= MAX_TIME_SCALE:
-        raise ValueError(f"time_scale {value!r} not allowed: must be 0 (instant) .. "
+        raise SettingsError(f"time_scale {value!r} not allowed: must be 0 (instant) .. "
                          f"{MAX_TIME_SCALE:g} (x real instrument time)")
     return v
 
@@ -369,7 +369,7 @@ class SimAxis(SimDevice, PositionerBase):
         try:
             v = float(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: position {value!r} is not a number") from exc
+            raise SettingsError(f"{self.name}: position {value!r} is not a number") from exc
         if low < high and not low <= v <= high:
             unit = f" {self.egu}" if self.egu else ""
             raise LimitError(f"{self.name}: {v:g}{unit} outside the limits {low:g}-{high:g}{unit}")
