@@ -38,7 +38,8 @@ from ml.common.processing import (
 from plans.contract import DISPLAY_RGB
 from simulators.spectra import DEFAULT_IRF_FWHM_CM1, species_spectrum
 
-__all__ = ["Calibration", "CalibrationError", "field_composite", "field_channels", "CHANNEL_ORDER"]
+__all__ = ["CHANNEL_ORDER", "Calibration", "CalibrationError", "field_channels", "field_composite",
+           "shg_at_reference", "srs_at_reference"]
 
 #: Channel order of the classifier's composite (channels-first).
 CHANNEL_ORDER = DISPLAY_RGB
@@ -108,6 +109,25 @@ class Calibration:
             species_spectrum("lipid", shift_cm1, irf_fwhm_cm1=self.irf_fwhm_cm1))
 
 
+def srs_at_reference(frame: ArrayLike, calibration: Calibration, *, pump_mw: float,
+                     stokes_mw: float) -> NDArray[np.float32]:
+    """An SRS frame in volts at the reference powers: dark level subtracted, divided by
+    ``(P_pump / P_ref,pump) (P_Stokes / P_ref,Stokes)`` (SRS is linear in both powers)."""
+    cal = calibration
+    return normalize_power(subtract_background(frame, cal.srs_dark_v), pump_mw=pump_mw,
+                           stokes_mw=stokes_mw, ref_pump_mw=cal.ref_pump_mw,
+                           ref_stokes_mw=cal.ref_stokes_mw)
+
+
+def shg_at_reference(frame: ArrayLike, calibration: Calibration, *,
+                     pump_mw: float) -> NDArray[np.float32]:
+    """An SHG frame in volts at the reference pump power: dark level subtracted, divided by
+    ``(P_pump / P_ref,pump)^2`` (SHG is quadratic in the pump power)."""
+    cal = calibration
+    return normalize_power(subtract_background(frame, cal.shg_dark_v), pump_mw=pump_mw,
+                           kind="shg", ref_pump_mw=cal.ref_pump_mw)
+
+
 def _processed(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,
                calibration: Calibration, pump_mw: Sequence[float], stokes_mw: Sequence[float],
                shifts_cm1: Sequence[float]) -> list[NDArray[np.float32]]:
@@ -120,12 +140,9 @@ def _processed(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,
             f"frames of shapes {[x.shape for x in a]}: expected three equal (H, W) images")
     if len(shifts_cm1) != 2 or len(pump_mw) != 2 or len(stokes_mw) != 2:
         raise CalibrationError("shifts_cm1, pump_mw and stokes_mw need (lipid, protein) pairs")
-    srs = [normalize_power(subtract_background(a[k], cal.srs_dark_v), pump_mw=pump_mw[k],
-                           stokes_mw=stokes_mw[k], ref_pump_mw=cal.ref_pump_mw,
-                           ref_stokes_mw=cal.ref_stokes_mw) for k in (0, 1)]
-    b = normalize_power(subtract_background(a[2], cal.shg_dark_v), pump_mw=pump_mw[0],
-                        kind="shg", ref_pump_mw=cal.ref_pump_mw)
-    return [srs[0], srs[1], b]
+    srs = [srs_at_reference(a[k], cal, pump_mw=pump_mw[k], stokes_mw=stokes_mw[k])
+           for k in (0, 1)]
+    return [srs[0], srs[1], shg_at_reference(a[2], cal, pump_mw=pump_mw[0])]
 
 
 def field_composite(srs_lipid: ArrayLike, srs_protein: ArrayLike, shg: ArrayLike, *,

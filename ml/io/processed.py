@@ -10,7 +10,7 @@ data as to simulated; :func:`process_field` takes the record from a simulated in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,12 +18,10 @@ from numpy.typing import NDArray
 from ml.common.processing import (
     CompositeConfig,
     composite_rgb,
-    normalize_power,
-    subtract_background,
     unmix_lipid_protein,
 )
+from ml.io.composite import Calibration, shg_at_reference, srs_at_reference
 from plans.contract import LIPID_CM1, PAIR_TOLERANCE_CM1, PROTEIN_CM1
-from simulators.spectra import species_spectrum
 
 
 class FieldLike(Protocol):
@@ -63,7 +61,7 @@ def process_field(sim: Any, field: FieldLike, rng: np.random.Generator, *,
     return apply_calibration(field, sim.calibration(rng), composite=composite)
 
 
-def apply_calibration(field: FieldLike, calibration: dict[str, Any], *,
+def apply_calibration(field: FieldLike, calibration: Calibration | Mapping[str, Any], *,
                       composite: CompositeConfig | None = None) -> ProcessedField:
     """Process a raw field with a calibration record (keys of
     :meth:`~simulators.instrument.simulator.SRASHSimulator.calibration`).
@@ -73,26 +71,22 @@ def apply_calibration(field: FieldLike, calibration: dict[str, Any], *,
     instrument's response to pure lipid / dense collagen at the reference powers (what a
     power calibration on the ``reference`` specimen measures).
     """
-    cal = calibration
-    dark = {"srs_v": cal["srs_dark_v"], "shg_v": cal["shg_dark_v"]}
-    ref_pump, ref_stokes, irf = cal["ref_pump_mw"], cal["ref_stokes_mw"], cal["irf_fwhm_cm1"]
+    cal = calibration if isinstance(calibration, Calibration) else \
+        Calibration.from_dict(calibration)
+    dark = {"srs_v": cal.srs_dark_v, "shg_v": cal.shg_dark_v}
+    g, irf = cal.srs_volts_per_unit, cal.irf_fwhm_cm1
     n_srs = len(field.raman_shifts_cm1)
     out = np.empty_like(field.raw)
     refs: dict[str, float] = {}
-    g = cal["srs_volts_per_unit"]
     for k in range(n_srs):
-        out[k] = normalize_power(subtract_background(field.raw[k], dark["srs_v"]),
-                                 pump_mw=max(field.pump_mw[k], 1e-9),
-                                 stokes_mw=max(field.stokes_mw[k], 1e-9),
-                                 ref_pump_mw=ref_pump, ref_stokes_mw=ref_stokes)
-        refs[field.channel_names[k]] = g * float(
-            species_spectrum("lipid", field.raman_shifts_cm1[k], irf_fwhm_cm1=irf))
+        out[k] = srs_at_reference(field.raw[k], cal, pump_mw=max(field.pump_mw[k], 1e-9),
+                                  stokes_mw=max(field.stokes_mw[k], 1e-9))
+        refs[field.channel_names[k]] = cal.lipid_ref_v(field.raman_shifts_cm1[k])
     has_shg = len(field.channel_names) > n_srs
     if has_shg:
-        out[n_srs] = normalize_power(subtract_background(field.raw[n_srs], dark["shg_v"]),
-                                     pump_mw=max(field.pump_mw[0], 1e-9), kind="shg",
-                                     ref_pump_mw=ref_pump)
-        refs["SHG"] = cal["shg_volts_per_unit"]
+        out[n_srs] = shg_at_reference(field.raw[n_srs], cal,
+                                      pump_mw=max(field.pump_mw[0], 1e-9))
+        refs["SHG"] = cal.shg_volts_per_unit
     res = ProcessedField(data=out, channel_names=list(field.channel_names), background_v=dark,
                          references_v=refs)
     nominal = np.asarray(field.nominal_shifts_cm1)
