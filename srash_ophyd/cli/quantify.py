@@ -27,6 +27,11 @@ Faults (:mod:`ml.io.frames`): runs without a stop document (killed scans) are
 left out and fields with an unreadable frame file skipped, each with one warning line; the
 summary lists them (``skipped_runs``, ``bad_frames``) and the runs used that stopped early
 (``incomplete_runs``). ``--strict`` stops at the first instead.
+
+The workflow is :func:`ml.ldquant.workflow.quantify_cohort` (groups and comparisons:
+:func:`ml.ldquant.workflow.group_of`, :data:`ml.ldquant.workflow.COMPARISONS`); this command
+selects the runs, reads their fields, passes the simulator's truth and the catalog's
+analysis-run writer in, and prints the summary.
 """
 
 from __future__ import annotations
@@ -38,32 +43,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ml.io.frames import add_strict_option
 
 from .options import CLIError, add_catalog_options
 
-__all__ = ["add_parser", "run_quantify", "COMPARISONS", "group_of"]
-
-#: (index, group a, group b, alternative for a vs b) in the paper's order (panels J-M).
-COMPARISONS: tuple[tuple[str, str, str, str], ...] = (
-    ("ld_mean_intensity", "normal", "NOA", "less"),
-    ("ld_area_percent", "normal", "NOA", "greater"),
-    ("ld_mean_intensity", "SPT", "SPG", "two-sided"),
-    ("ld_area_percent", "SPT", "SPG", "greater"),
-)
-
-_SUBTYPE = {"NOA-SPT": "SPT", "NOA-SPG": "SPG"}
-
-
-def group_of(phenotype: str | None) -> tuple[str | None, str | None]:
-    """(normal-vs-NOA group, subtype group) of a scan's phenotype (None = not in one)."""
-    if phenotype == "normal":
-        return "normal", None
-    if phenotype and phenotype.startswith("NOA"):
-        return "NOA", _SUBTYPE.get(phenotype)
-    return None, None
+__all__ = ["add_parser", "run_quantify"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,29 +108,39 @@ def _select(client, args: argparse.Namespace, faults) -> list:
     return runs
 
 
-def _check_pixels(geometry: list[tuple[Any, list]]) -> float:
-    sizes = {round(t.pixel_um, 4): run.metadata["start"]["uid"][:8]
-             for run, tiles in geometry for t in tiles}
-    if len(sizes) > 1:
-        raise CLIError("the selected runs mix pixel sizes (" + ", ".join(
-            f"{p} um in run {u}" for p, u in sorted(sizes.items())) + "): LD areas and "
-            "thresholds are not comparable across them; select runs of one pixel size")
-    if not sizes:
-        raise CLIError("the selected runs have no complete fields")
-    return float(next(iter(sizes)))
+def _fields(geometry: list[tuple[Any, list]], faults, bar):
+    """The fields of the runs, read one run at a time (:func:`ml.io.runs.run_tiles`), as
+    :class:`ml.ldquant.workflow.QuantField` objects; fields with unreadable files advance
+    ``bar``."""
+    from ml.io.runs import run_tiles
+    from ml.ldquant.workflow import quant_field
+
+    for run, _ in geometry:
+        tiles, skipped = run_tiles(run, faults=faults)
+        bar.update(sum("paths" in k for k in skipped))  # fields of unreadable files
+        start = run.metadata["start"]
+        for t in tiles:
+            yield quant_field(start, t)
+
+
+def _truth(field):
+    """The simulator's truth tubule instances of a field (None for real data)."""
+    from ..simtruth import render_field_truth
+
+    t = render_field_truth(field.scan, x_um=field.x_um, y_um=field.y_um,
+                           nx=field.channels.shape[2], ny=field.channels.shape[1],
+                           pixel_um=field.pixel_um)
+    return None if t is None else t[1]
 
 
 def run_quantify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ml.io.composite import Calibration, field_channels
     from ml.io.frames import ReadFaults
     from ml.io.runs import run_tiles
-    from ml.ldquant.quantify import QuantError, quant_overlay_png, quantify_field
-    from ml.ldquant.tubules import tubule_dice
+    from ml.ldquant.workflow import QuantSettings, common_pixel_um, quantify_cohort
 
-    from ..catalog import close_catalog, open_catalog
-    from ..simtruth import render_field_truth
+    from ..catalog import close_catalog, make_analysis_writer, open_catalog
 
     t0 = time.perf_counter()
     if args.ld_threshold is not None and not 0.0 < args.ld_threshold < 10.0:
@@ -154,7 +148,8 @@ def run_quantify(args: argparse.Namespace) -> int:
                          "level in pure-lipid units (default 0.26; droplets read ~0.3-1.3)")
     if args.overlays < 0:
         raise CLIError(f"--overlays {args.overlays}: expected a count >= 0")
-    opts = {} if args.ld_threshold is None else {"ld_threshold": args.ld_threshold}
+    settings = QuantSettings(ld_threshold=args.ld_threshold, table_format=args.format,
+                             overlays=args.overlays, query=_criteria(args))
     faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
@@ -162,184 +157,28 @@ def run_quantify(args: argparse.Namespace) -> int:
         # geometry first (no pixel data): pixel sizes are checked before any work, and only
         # one run's frames are held in memory at a time
         geometry = [(run, run_tiles(run, load=False)[0]) for run in runs]
-        pixel_um = _check_pixels(geometry)
-        rows: list[dict[str, Any]] = []
-        dice_rows: list[dict[str, Any]] = []
-        overlays: list[str] = []
-        empty: list[dict[str, Any]] = []
+        pixel_um = common_pixel_um((run.metadata["start"]["uid"], t.pixel_um)
+                                   for run, tiles in geometry for t in tiles)
         n_fields = sum(len(t) for _, t in geometry)
         bar = tqdm(total=n_fields, desc="quantify", unit="field", disable=args.quiet,
                    file=sys.stderr)
-        for run, _ in geometry:
-            tiles, skipped = run_tiles(run, faults=faults)
-            bar.update(sum("paths" in k for k in skipped))  # fields of unreadable files
-            start = run.metadata["start"]
-            cal = Calibration.from_dict(start.get("calibration"))
-            groups = group_of(start.get("phenotype"))
-            for t in tiles:
-                ch = field_channels(t.data[0], t.data[1], t.data[2], calibration=cal,
-                                    shifts_cm1=t.shifts_cm1, pump_mw=t.pump_mw,
-                                    stokes_mw=t.stokes_mw)
-                try:
-                    fq = quantify_field(ch[0], ch[1], ch[2], pixel_um=pixel_um, **opts)
-                except QuantError as exc:  # e.g. a field of interstitium only: keep going
-                    empty.append({"scan_uid": start["uid"], "field": t.index,
-                                  "reason": str(exc)})
-                    bar.update(1)
-                    continue
-                base = {"scan_uid": start["uid"], "sample_id": start.get("sample_id"),
-                        "patient_id": start.get("patient_id"),
-                        "phenotype": start.get("phenotype"),
-                        "diagnosis": start.get("diagnosis"), "group": groups[0],
-                        "subtype": groups[1], "field": t.index}
-                rows += [{**base, **r} for r in fq.rows]
-                truth = None if args.no_truth else render_field_truth(
-                    start, x_um=t.x_um, y_um=t.y_um, nx=t.data.shape[2], ny=t.data.shape[1],
-                    pixel_um=t.pixel_um)
-                if truth is not None:
-                    dice_rows += [{**base, **d} for d in tubule_dice(fq.tubules, truth[1],
-                                                                      pixel_um=pixel_um)]
-                if len(overlays) < args.overlays:
-                    overlays.append(str(quant_overlay_png(
-                        args.out / f"overlay_{start['uid'][:8]}_f{t.index}.png",
-                        ch[0], ch[1], ch[2], fq)))
-                bar.update(1)
-        bar.close()
-        if not rows:
-            bad = len({(b["uid"], b["field"]) for b in faults.bad_frames})
-            raise CLIError(f"no tubules found in the {n_fields} field(s) of the "
-                             f"{len(runs)} selected run(s)"
-                             + (f" ({bad} skipped: unreadable frame files)" if bad else "")
-                             + ": nothing to quantify")
-        tests, panels = _statistics(rows)
-        summary = _summary(runs, rows, dice_rows, tests, pixel_um)
-        summary["fields_without_tubules"] = empty
-        summary.update(faults.summary())
-        summary["fields_unreadable"] = len({(b["uid"], b["field"])
-                                            for b in faults.bad_frames})
-        summary["table"] = _write_table(args.out, rows, args.format)
-        summary["images"] = {"figure": str(_figure_png(args.out, panels)) if panels else None,
-                             "overlays": overlays}
-        summary["analysis_uid"] = None if args.no_store else _store(client, runs, rows,
-                                                                    tests, args)
+        try:
+            summary = quantify_cohort(
+                _fields(geometry, faults, bar),
+                scan_uids=[r.metadata["start"]["uid"] for r in runs],
+                pixel_um=pixel_um, n_fields=n_fields, report_dir=args.out,
+                settings=settings, truth=None if args.no_truth else _truth,
+                publish=None if args.no_store else make_analysis_writer(client),
+                faults=faults, progress=lambda stage, rec: bar.update(1), clock_start=t0)
+        finally:
+            bar.close()
     finally:
         close_catalog(client)
-    summary["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    from ml.common.fileio import write_json
-
-    summary["summary"] = str(write_json(args.out / "summary.json", summary))
     if args.json:
         print(json.dumps(summary))
     else:
         _print(summary)
     return 0
-
-
-def _values(rows, index: str, key: str, group: str) -> np.ndarray:
-    v = np.array([r[index] for r in rows if r[key] == group], float)
-    return v[np.isfinite(v)]
-
-
-def _statistics(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list]:
-    """Every comparison of :data:`COMPARISONS` that has data; a group with too few
-    tubules is reported with its error instead of a test."""
-    from ml.ldquant.stats import StatsError, compare_groups
-
-    tests, panels = [], []
-    for index, a, b, alt in COMPARISONS:
-        key = "group" if a == "normal" else "subtype"
-        va, vb = _values(rows, index, key, a), _values(rows, index, key, b)
-        entry: dict[str, Any] = {"index": index, "group_a": a, "group_b": b,
-                                 "alternative": alt, "n_a_all": int(va.size),
-                                 "n_b_all": int(vb.size)}
-        try:
-            res = compare_groups(va, vb, index=index, names=(a, b), alternative=alt)
-        except StatsError as exc:
-            entry["error"] = str(exc)
-            tests.append(entry)
-            continue
-        entry.update(res.to_dict())
-        tests.append(entry)
-        panels.append((va, vb, res))  # raw values: the figure applies the same IQR rule
-    return tests, panels
-
-
-def _summary(runs, rows, dice_rows, tests, pixel_um) -> dict[str, Any]:
-    per_group: dict[str, Any] = {}
-    for key in ("group", "subtype"):
-        for g in sorted({r[key] for r in rows if r[key]}):
-            sel = [r for r in rows if r[key] == g]
-            inten = np.array([r["ld_mean_intensity"] for r in sel], float)
-            area = np.array([r["ld_area_percent"] for r in sel], float)
-            per_group[g] = {
-                "tubules": len(sel), "patients": len({r["patient_id"] for r in sel}),
-                "tubules_with_lds": int(np.isfinite(inten).sum()),
-                "median_ld_mean_intensity": float(np.nanmedian(inten))
-                if np.isfinite(inten).any() else None,
-                "median_ld_area_percent": float(np.median(area))}
-    seg = None
-    if dice_rows:
-        d = np.array([r["dice"] for r in dice_rows], float)
-        seg = {"truth_tubules": int(d.size), "mean_dice": float(d.mean()),
-               "median_dice": float(np.median(d)), "min_dice": float(d.min()),
-               "per_phenotype": {ph: float(np.mean([r["dice"] for r in dice_rows
-                                                    if r["phenotype"] == ph]))
-                                 for ph in sorted({r["phenotype"] for r in dice_rows})}}
-    return {"runs": len(runs), "scan_uids": [r.metadata["start"]["uid"] for r in runs],
-            "fields": len({(r["scan_uid"], r["field"]) for r in rows}),
-            "tubules": len(rows), "pixel_um": pixel_um, "groups": per_group,
-            "tests": tests, "tubule_segmentation_vs_truth": seg}
-
-
-def _write_table(out: Path, rows: list[dict[str, Any]], fmt: str) -> str:
-    import pandas as pd
-
-    from ml.common.fileio import atomic_write
-
-    out.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows)
-    path = out / f"tubules.{fmt}"
-    if fmt == "csv":
-        atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
-    else:
-        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
-    return str(path)
-
-
-def _figure_png(out: Path, panels) -> Path:
-    from ml.ldquant.stats import quant_figure_png
-
-    return quant_figure_png(out / "ld_quantification.png", panels,
-                            title="Lipid droplets per seminiferous tubule")
-
-
-def _store(client, runs, rows, tests, args) -> str:
-    from ml.io.publish import publish_run
-
-    from ..catalog import make_analysis_writer
-
-    num = {"source": "srash quantify", "dtype": "number", "shape": []}
-    text = {"source": "srash quantify", "dtype": "string", "shape": []}
-    tub_keys = {"scan_uid": text, "sample_id": text, "phenotype": text, "field": num,
-                "tubule_id": num, "area_um2": num, "ld_count": num, "ld_area_percent": num,
-                "ld_mean_intensity": num}
-    tub_rows = [{k: (r[k] if r[k] is not None else "") if tub_keys[k] is text
-                 else float(r[k]) for k in tub_keys} for r in rows]
-    test_keys = {"index": text, "group_a": text, "group_b": text, "test": text,
-                 "alternative": text, "n_a": num, "n_b": num, "statistic": num,
-                 "p_value": num}
-    nan = float("nan")
-    test_rows = [{k: (t.get(k) or "") if test_keys[k] is text
-                  else (nan if t.get(k) is None else float(t[k])) for k in test_keys}
-                 for t in tests if "error" not in t]
-    query = _criteria(args)
-    streams = {"tubules": (tub_keys, tub_rows)}
-    if test_rows:
-        streams["tests"] = (test_keys, test_rows)
-    return publish_run(make_analysis_writer(client),
-                       {"analysis": "ld-quantification", "plan_name": "srash-quantify",
-                        "scan_uids": [r.metadata["start"]["uid"] for r in runs],
-                        "query": query, "ld_threshold": args.ld_threshold}, streams)
 
 
 def _print(s: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ file missing, truncated, not a TIFF, of another shape) is an error naming the ru
 When the stack has a simulator-truth run (``srash cohort --specimen cells``), Dice of the
 nucleus and lipid-droplet masks against truth is reported. PNGs: the label overlay, and for
 phasor the phasor histogram with the chosen clusters.
+
+The workflow is :func:`ml.seg.workflow.segment_stack`; this command finds the stack and its
+truth in the catalog, passes them and the catalog's analysis-run writer in, and prints.
 """
 
 from __future__ import annotations
@@ -28,9 +31,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from .options import add_catalog_options
 
@@ -92,106 +92,45 @@ def resolve_stack(client, uid: str):
     return run
 
 
-def _store(client, start: dict, labels: np.ndarray, params: dict, dice: dict) -> str:
-    from ml.io.publish import publish_event_run
-    from ml.seg.phasor import CLASS_NAMES
-
-    from ..catalog import make_analysis_writer
-
-    md = {k: start.get(k) for k in ("sample_id", "patient_id", "specimen", "cohort", "split")}
-    nan = float("nan")
-    data = {"labels": labels.astype(np.uint8),
-            "dice_nucleus": nan if dice["nucleus"] is None else dice["nucleus"],
-            "dice_droplets": nan if dice["lipid_droplet"] is None else dice["lipid_droplet"]}
-    number = {"source": "srash segment", "dtype": "number", "shape": []}
-    return publish_event_run(
-        make_analysis_writer(client),
-        {"analysis": "segmentation", "plan_name": "srash-segment", "scan_uid": start["uid"],
-         **{k: v for k, v in md.items() if v is not None}, "method": params["method"],
-         "params": params, "classes": {name: code for code, name in CLASS_NAMES.items()}},
-        "labels", data,
-        {"labels": {"source": "srash segment", "dtype": "array", "dtype_numpy": "|u1",
-                    "shape": list(labels.shape)},
-         "dice_nucleus": number, "dice_droplets": number})
-
-
-def _segment(args: argparse.Namespace, st) -> tuple[np.ndarray, dict, dict[str, Any]]:
-    """(label map, params, {"seg": phasor result or None, "mean": band-mean image})."""
-    if args.method == "phasor":
-        from ml.seg.phasor import segment_phasor
-
-        params = {"method": args.method, "harmonic": args.harmonic,
-                  "median_passes": args.median_passes, "n_components": args.components,
-                  "seed": args.seed}
-        seg = segment_phasor(st.data, st.raman_cm1, harmonic=args.harmonic,
-                             median_passes=args.median_passes, n_components=args.components,
-                             seed=args.seed)
-        return seg.labels, params, {"seg": seg, "mean": seg.mean}
-    from ml.seg.models import DEFAULT_WEIGHTS, labels_from_masks, load_segmenter, segmenter_input
-    from ml.seg.train import predict_masks
-
-    path = args.weights or DEFAULT_WEIGHTS
-    model, meta = load_segmenter(path)
-    masks = predict_masks(model, segmenter_input(st.data, st.raman_cm1, meta["raman_cm1"]))
-    mean = st.data.mean(axis=0)
-    params = {"method": args.method, "weights": str(path), "segmenter": meta["segmenter"],
-              "trained_on": meta.get("cohort")}
-    return labels_from_masks(masks, mean), params, {"seg": None, "mean": mean}
-
-
 def run_segment(args: argparse.Namespace) -> int:
-    from ml.common.dice import dice
     from ml.io.stacks import run_stack
     from ml.io.truth import load_truth
-    from ml.seg.phasor import CLASS_NAMES, LIPID_DROPLET, NUCLEUS, labels_png, phasor_png
-    from simulators.specimens.base import Label
+    from ml.seg.workflow import PhasorSettings, Segmenter, segment_stack
 
-    from ..catalog import close_catalog, open_catalog
+    from ..catalog import close_catalog, make_analysis_writer, open_catalog
 
     t0 = time.perf_counter()
+    phasor = PhasorSettings(harmonic=args.harmonic, median_passes=args.median_passes,
+                            n_components=args.components, seed=args.seed)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
         run = resolve_stack(client, args.uid)
         st = run_stack(run)
-        labels, params, extra = _segment(args, st)
+        segmenter = None
+        if args.method != "phasor":
+            from ml.seg.models import DEFAULT_WEIGHTS, load_segmenter
+
+            path = args.weights or DEFAULT_WEIGHTS
+            segmenter = Segmenter(Path(path), *load_segmenter(path))
         truth = load_truth(client, st.start["uid"])
-        dsc: dict[str, Any] = {"nucleus": None, "lipid_droplet": None}
-        if truth is not None and truth[0].shape == labels.shape:
-            tl = truth[0]
-            dsc = {"nucleus": dice(labels == NUCLEUS, tl == int(Label.NUCLEUS)),
-                   "lipid_droplet": dice(labels == LIPID_DROPLET,
-                                         tl == int(Label.LIPID_DROPLET))}
-        uid = None if args.no_store else _store(client, st.start, labels, params, dsc)
+        res = segment_stack(st, method=args.method, phasor=phasor, segmenter=segmenter,
+                            truth=None if truth is None else truth[0], report_dir=args.out,
+                            publish=None if args.no_store else make_analysis_writer(client),
+                            clock_start=t0)
     finally:
         close_catalog(client)
-    out = args.out
-    short = st.start["uid"][:8]
-    tag = "" if args.method == "phasor" else f"{args.method}_"
-    images = {"labels": str(labels_png(out / f"labels_{tag}{short}.png", extra["mean"], labels,
-                                       title=f"{args.method} segmentation"))}
-    seg = extra["seg"]
-    if seg is not None:
-        images["phasor"] = str(phasor_png(out / f"phasor_{short}.png", seg.g, seg.s,
-                                          labels=seg.labels, centres=seg.centres,
-                                          classes=seg.classes, references=seg.references))
-    counts = {name: int((labels == code).sum()) for code, name in CLASS_NAMES.items()}
-    res = {"scan_uid": st.start["uid"], "analysis_uid": uid, "method": args.method,
-           "sample_id": st.start.get("sample_id"), "bands": int(st.data.shape[0]),
-           "shape": list(labels.shape), "pixels": counts,
-           "threshold": seg.threshold if seg is not None else None,
-           "dice": dsc if dsc["nucleus"] is not None else None, "images": images,
-           "elapsed_s": round(time.perf_counter() - t0, 2)}
     if args.json:
         print(json.dumps(res))
     else:
+        shape, dsc = res["shape"], res["dice"]
         print(f"stack {res['scan_uid']} ({res['sample_id']}): {res['bands']} bands, "
-              f"{res['shape'][0]}x{res['shape'][1]} px, method {args.method}")
-        print("pixels: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        if res["dice"]:
+              f"{shape[0]}x{shape[1]} px, method {args.method}")
+        print("pixels: " + ", ".join(f"{k} {v}" for k, v in res["pixels"].items()))
+        if dsc:
             print(f"Dice vs simulator truth: nucleus {dsc['nucleus']:.3f}, lipid droplets "
                   f"{dsc['lipid_droplet']:.3f}")
-        if uid:
-            print(f"analysis run: {uid}")
-        for k, v in images.items():
+        if res["analysis_uid"]:
+            print(f"analysis run: {res['analysis_uid']}")
+        for k, v in res["images"].items():
             print(f"{k}: {v}")
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ml.io.publish import publish_run
-from srash_ophyd.cli.quantify import COMPARISONS, group_of
+from ml.ldquant.workflow import COMPARISONS, group_of
 from srash_ophyd.simtruth import render_field_truth
 
 
