@@ -81,7 +81,7 @@ from ml.dx.predict import FieldDx, LBNetDx, SampleVote
 from ml.dx.vote import Vote
 from ml.io.assembler import FieldAssembler, FieldInfo
 from ml.io.composite import Calibration
-from ml.io.frames import FrameError, ReadFaults
+from ml.io.frames import FrameError, FrameReader, ReadFaults
 from ml.io.runs import ExportError, Tile
 from ml.io.runstate import IncompleteRunError, require_readable
 from plans.contract import LBNET_ANALYSIS
@@ -238,7 +238,8 @@ class DxRun:
                  target_pixel_um: float, weights: dict[str, Any], mode: str = "live",
                  stream_name: str = "primary", keep_composites: bool = False,
                  faults: ReadFaults | None = None, logger: logging.Logger | None = None,
-                 on_done: Callable[["DxRun"], Any] | None = None) -> None:
+                 on_done: Callable[["DxRun"], Any] | None = None,
+                 frame_reader: Callable[[int, Any], NDArray] | None = None) -> None:
         self.dx = dx
         self.scan_start = dict(start)
         self.scan_uid: str | None = start.get("uid")
@@ -259,7 +260,8 @@ class DxRun:
         self.finished = threading.Event()
         self._sv = SampleVote(dx.class_names, threshold=dx.vote_threshold)
         self._assembler = FieldAssembler(self._classify, on_skip=self.skipped.append,
-                                         stream_name=stream_name, faults=faults)
+                                         stream_name=stream_name, faults=faults,
+                                         frame_reader=frame_reader)
         self._publish_to = publish
         self._publisher: _Publisher | None = None
 
@@ -447,8 +449,10 @@ class LBNetDxCallback(RunRouter):
                  select: Callable[[Mapping[str, Any]], bool] | None = is_srash_scan,
                  mode: str = "live", keep_composites: bool = False,
                  faults: ReadFaults | None = None,
-                 on_done: Callable[["LBNetDxCallback"], Any] | None = None) -> None:
+                 on_done: Callable[["LBNetDxCallback"], Any] | None = None,
+                 frame_reader: Callable[[int, Any], NDArray] | None = None) -> None:
         super().__init__([self._factory], filler_class=_NoFill)
+        self.frame_reader = frame_reader
         self.dx = dx
         self.publish = publish
         self.target_pixel_um = float(target_pixel_um if target_pixel_um is not None
@@ -485,7 +489,8 @@ class LBNetDxCallback(RunRouter):
                             target_pixel_um=self.target_pixel_um, weights=self._weights,
                             mode=self.mode, stream_name=self.stream_name,
                             keep_composites=self.keep_composites, faults=self.faults,
-                            logger=self.log, on_done=self._run_done)
+                            logger=self.log, on_done=self._run_done,
+                            frame_reader=self.frame_reader)
         return [self.latest], []
 
     def _run_done(self, run: DxRun) -> None:
@@ -713,8 +718,25 @@ def classify_run(run, dx: LBNetDx, publish: Publish | None = None, *,
                          **callback_kwargs)
     try:
         require_readable(run)
+        cb.frame_reader = _catalog_reader(run, stream_name)
         for name, doc in run.documents():
             cb(name, doc)
     except Exception as exc:  # reading the catalog failed part-way
         cb.record_failure(exc)
     return cb
+
+
+def _catalog_reader(run: Any, stream_name: str) -> Callable[[int, Any], NDArray] | None:
+    """A :class:`~ml.io.frames.FrameReader` on the run's external image column: frames come
+    through the catalog (one request per frame, as every stored-run reader does), so a
+    remote catalog's runs classify from machines that cannot see its files."""
+    if stream_name not in run:
+        return None
+    stream = run[stream_name]
+    keys = dict(stream.metadata.get("data_keys", {}))
+    image = next((k for k, v in keys.items()
+                  if v.get("external") and len(v.get("shape") or ()) == 3), None)
+    if image is None:
+        return None
+    return FrameReader(stream[image], run.metadata["start"].get("uid"),
+                       keys[image].get("shape"), keys[image].get("dtype_numpy"))

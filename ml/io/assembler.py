@@ -15,8 +15,10 @@ complete once it holds as many frames as the plan's ``start["composite"]["shifts
 pair is picked by :func:`ml.io.runs.pick_frames`; a field without both is skipped
 (``why`` = :data:`ml.io.runs.NO_PAIR`).
 
-Frames are taken from filled events, or read from the detector's files named by the
-StreamResource (URI + template) and StreamDatum (index). Events and datums may come in
+Frames are taken from filled events, read through the catalog by a ``frame_reader`` (a
+stored run replayed from ``run.documents()``: works for a remote catalog whose files this
+machine cannot see), or read from the detector's files named by the StreamResource (URI +
+template) and StreamDatum (index). Events and datums may come in
 either order (live: datum first; ``run.documents()``: all events, then the datums): a
 field waits until every frame's source is known. A frame file that cannot be read is a
 :class:`~ml.io.frames.FrameError`: reported through ``faults`` (default: one warning line)
@@ -103,12 +105,19 @@ class FieldAssembler(DocumentRouter):
         The scan's image stream (``"primary"``).
     faults : ReadFaults, optional
         Where unreadable frame files are reported (``strict`` raises).
+    frame_reader : callable, optional
+        ``frame_reader(i, field)`` -> the ``(C, Y, X)`` frame of the stream's event ``i``
+        (``seq_num - 1``), raising :class:`~ml.io.frames.FrameError` (e.g. a
+        :class:`~ml.io.frames.FrameReader` on the stored run's image column). When given,
+        unfilled events do not wait for StreamDatums.
     """
 
     def __init__(self, on_field: Callable[[Tile, FieldInfo], Any], *,
                  on_skip: Callable[[dict[str, Any]], Any] | None = None,
-                 stream_name: str = "primary", faults: ReadFaults | None = None) -> None:
+                 stream_name: str = "primary", faults: ReadFaults | None = None,
+                 frame_reader: Callable[[int, Any], NDArray] | None = None) -> None:
         super().__init__()
+        self.frame_reader = frame_reader
         self.on_field = on_field
         self.on_skip = on_skip
         self.stream_name = stream_name
@@ -195,8 +204,12 @@ class FieldAssembler(DocumentRouter):
         data, base = doc["data"], info.base
         value = data.get(info.image_key)
         key = (doc["descriptor"], int(doc["seq_num"]))
-        source: Any = value if isinstance(value, (np.ndarray, FrameError)) else \
-            self._sources.pop(key, None)
+        if isinstance(value, (np.ndarray, FrameError)):
+            source: Any = value
+        elif self.frame_reader is not None:
+            source = _THROUGH_READER
+        else:
+            source = self._sources.pop(key, None)
         nan = float("nan")
         fr = _Frame(pos=self._n_events, seq_num=int(doc["seq_num"]),
                     descriptor=doc["descriptor"],
@@ -325,10 +338,17 @@ class FieldAssembler(DocumentRouter):
             return fr.source
         if isinstance(fr.source, FrameError):
             raise fr.source
+        label = fr.field if fr.field is not None else f"at event {fr.seq_num}"
+        if fr.source is _THROUGH_READER:
+            assert self.frame_reader is not None
+            return self.frame_reader(fr.seq_num - 1, label)
         info = self._streams[fr.descriptor]
         return read_frame_file(fr.source, uid=self.uid, shape=info.shape, dtype=info.dtype,
-                               field=fr.field if fr.field is not None else
-                               f"at event {fr.seq_num}", event=fr.pos)
+                               field=label, event=fr.pos)
+
+
+#: the source of a frame read through the assembler's ``frame_reader``
+_THROUGH_READER = object()
 
 
 def _file_path(uri: str) -> Path:

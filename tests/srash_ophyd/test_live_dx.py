@@ -191,6 +191,37 @@ def test_analysis_run_is_in_the_catalog(session, dx, live_scan):
 
 
 @pytest.mark.slow
+def test_a_stored_scan_is_replayed_from_its_documents_with_frames_from_the_catalog(
+        session, dx, live_scan, monkeypatch):
+    """classify_run feeds run.documents() to the live assembler and reads each frame through
+    the catalog, never the frame file itself (a remote catalog's files are not visible)."""
+    import ml.io.assembler as assembler
+    from ml.dx.live import classify_run
+
+    def no_direct_reads(*args, **kwargs):
+        raise AssertionError("a stored run's frame file was opened directly")
+
+    monkeypatch.setattr(assembler, "read_frame_file", no_direct_reads)
+    seen: list[str] = []
+    run = session.catalog[live_scan[0]]
+    real_documents = run.documents
+
+    def documents(*args, **kwargs):
+        for name, doc in real_documents(*args, **kwargs):
+            seen.append(name)
+            yield name, doc
+
+    monkeypatch.setattr(run, "documents", documents)
+    off = classify_run(run, dx)
+    assert off.status == "success" and off.error is None
+    assert seen[0] == "start" and seen[-1] == "stop" and "stream_datum" in seen
+    live = live_scan[1]
+    assert [f.field_index for f in off.fields] == [f.field_index for f in live.fields]
+    for a, b in zip(live.fields, off.fields):
+        assert np.array_equal(a.probabilities, b.probabilities)
+
+
+@pytest.mark.slow
 def test_a_failing_classifier_does_not_stop_the_scan(session, dx, caplog):
     from ml.dx.live import classify_run
     from srash_ophyd.catalog import make_analysis_writer
