@@ -1,5 +1,6 @@
-"""Live LBNet-Dx on the document stream (ml.dx.live): live == offline, failures and a
-slow classifier never hold the RunEngine, the analysis run in the catalog, the CLI, 0MQ."""
+"""Live LBNet-Dx on the document stream (ml.dx.live): live == offline (a stored scan replayed
+from its own documents), failures and a slow classifier never hold the RunEngine, the
+analysis run in the catalog, the CLI, 0MQ."""
 
 from __future__ import annotations
 
