@@ -16,6 +16,11 @@ in channel order, concatenated:
    the 10th, 50th, 90th and 99th percentiles (linear interpolation), the fraction of
    pixels ``> 0.5`` and the maximum.
 
+:func:`intensity_features` keeps only the 8 statistics per channel (``F = 8 C``, 24 for 3
+channels): the "simple per-patch intensity features" of the paper's comparison, with no
+spatial layout; :func:`intensity_columns` says where they sit among
+:func:`patch_features`' columns, so both sets come from one pass over the patches.
+
 :func:`feature_names` lists them (``"R:block[3,7]"``, ``"G:p90"``...). Nothing is rotation-
 or flip-invariant except the statistics; LBNet's augmentation has no counterpart here.
 
@@ -56,7 +61,8 @@ from ml.common.errors import MLError
 from ml.common.metrics import patch_metrics, roc_curve
 
 __all__ = ["BASELINES", "BaselineError", "PERCENTILES", "patch_features", "feature_names",
-           "make_baseline", "fit_baselines", "fit_baselines_features"]
+           "intensity_features", "intensity_columns", "make_baseline", "fit_baselines",
+           "fit_baselines_features"]
 
 #: Baseline names, in the order they are fitted and reported.
 BASELINES: tuple[str, ...] = ("SVM", "KNN", "DecisionTree", "GradientBoosting")
@@ -152,6 +158,44 @@ def feature_names(*, grid: int = 10, channels: Sequence[str] = _CHANNELS) -> lis
     return [f"{ch}:{f}" for ch in channels
             for f in [f"block[{i},{j}]" for i in range(grid) for j in range(grid)]
             + list(_STATS)]
+
+
+def intensity_columns(*, grid: int = 10, n_channels: int = 3) -> NDArray[np.int64]:
+    """Column indices of the whole-patch statistics (8 per channel, channel-major) among
+    the columns of :func:`patch_features` with this ``grid`` and ``n_channels`` channels:
+    ``patch_features(x, grid=g)[:, intensity_columns(grid=g)] == intensity_features(x)``."""
+    grid = _check_grid(grid)
+    if isinstance(n_channels, bool) or not isinstance(n_channels, (int, np.integer)) \
+            or n_channels < 1:
+        raise BaselineError(f"n_channels {n_channels!r}: expected an integer >= 1")
+    per = grid * grid + len(_STATS)
+    return (np.arange(int(n_channels))[:, None] * per + grid * grid
+            + np.arange(len(_STATS))[None, :]).ravel().astype(np.int64)
+
+
+def intensity_features(patches: ArrayLike) -> NDArray[np.float32]:
+    """The 8 whole-patch statistics of each channel (mean, std, p10, p50, p90, p99,
+    fraction ``> 0.5``, max; module docstring), no block means.
+
+    Parameters
+    ----------
+    patches : array_like
+        ``(N, C, H, W)`` [0, 1] composites.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(N, 8 C)``, channel-major; names: ``feature_names(grid=1)`` without the
+        ``block[0,0]`` entries. Dimensionless (the composite's [0, 1] units).
+
+    Raises
+    ------
+    BaselineError
+        As :func:`patch_features`.
+    """
+    f = patch_features(patches, grid=1)
+    c = np.asarray(patches).shape[1]
+    return np.ascontiguousarray(f[:, intensity_columns(grid=1, n_channels=c)])
 
 
 def make_baseline(name: str, *, seed: int = 0) -> Any:
