@@ -31,7 +31,7 @@ test: lint
 ## lint: ruff, the import contracts of pyproject.toml (the layering rules) and mypy on the
 ## physics and plan packages
 lint: $(STAMP)
-	$(BIN)/ruff check simulators plans srash_ophyd ml tests benchmarks
+	$(BIN)/ruff check simulators plans srash_ophyd ml tests benchmarks studies
 	$(BIN)/lint-imports
 	$(BIN)/mypy simulators plans
 
