@@ -70,14 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def resolve_stack(client, uid: str):
     """A hyperspectral-stack run by uid (prefix) or ``-N`` (N-th latest stack);
     :class:`~ml.io.runstate.IncompleteRunError` when it has no stop document."""
-    from tiled.queries import Key
-
     from ml.io.runstate import require_readable
 
-    from ..catalog import CatalogError, get_run
+    from ..catalog import CatalogError, get_run, search_runs
 
     if uid.startswith("-") and uid[1:].isdigit():
-        stacks = client.search(Key("plan_name") == STACK_PLAN)
+        stacks = search_runs(client, plan=STACK_PLAN)
         n = int(uid[1:])
         if n < 1 or n > len(stacks):
             raise CatalogError(f"run {uid!r}: the catalog holds {len(stacks)} hyperspectral "
