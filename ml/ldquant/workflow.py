@@ -34,8 +34,10 @@ from ml.io.frames import ReadFaults
 from ml.ldquant._base import QuantError
 from plans.contract import ANALYSIS_KEY, LD_QUANT_ANALYSIS, LINK_SCANS
 
-__all__ = ["COMPARISONS", "Progress", "TruthFn", "Publish", "QuantField", "QuantSettings",
+__all__ = ["COMPARISONS", "PAPER_N", "Progress", "TruthFn", "Publish", "QuantField",
+           "QuantSettings",
            "group_of", "quant_field", "common_pixel_um", "group_tests", "group_summary",
+           "resampling_study",
            "dice_summary", "quantify_cohort"]
 
 #: (index, group a, group b, alternative for a vs b) in the paper's order (panels J-M).
@@ -56,10 +58,22 @@ TruthFn = Callable[["QuantField"], "NDArray[np.integer] | None"]
 Publish = Callable[[str, dict], Any]
 
 
+#: Tubules per group in the paper's quantitative analysis (Fig. 2J-M): 34 normal, 27 NOA =
+#: 14 SPT + 13 SPG; SCO was not part of it (docs/ld_quantification.md). The resampling
+#: study repeats each comparison at these n.
+PAPER_N: dict[tuple[str, str], tuple[int, int]] = {("normal", "NOA"): (34, 27),
+                                                    ("SPT", "SPG"): (14, 13)}
+
+
 def group_of(phenotype: str | None) -> tuple[str | None, str | None]:
-    """(normal-vs-NOA group, subtype group) of a scan's phenotype (None = not in one)."""
+    """(normal-vs-NOA group, subtype group) of a scan's phenotype (None = not in one).
+
+    As in the paper's quantitative analysis, NOA means the maturation arrests (SPT, SPG);
+    Sertoli-cell-only tubules form their own group ``"SCO"``, reported but not tested."""
     if phenotype == "normal":
         return "normal", None
+    if phenotype == "NOA-SCO":
+        return "SCO", None
     if phenotype and phenotype.startswith("NOA"):
         return "NOA", _SUBTYPE.get(phenotype)
     return None, None
@@ -128,12 +142,17 @@ class QuantSettings:
     table_format : ``"csv"`` or ``"parquet"``.
     overlays : overlay PNGs of the first this many quantified fields (>= 0).
     query : the selection the fields came from (recorded in the analysis run).
+    resample : replicates of the resampling study at the paper's n (:data:`PAPER_N`,
+        :func:`resampling_study`); 0 = off.
+    seed : seed of the resampling draws.
     """
 
     ld_threshold: float | None = None
     table_format: str = "csv"
     overlays: int = 4
     query: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    resample: int = 1000
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.ld_threshold is not None and not self.ld_threshold > 0:
@@ -144,6 +163,8 @@ class QuantSettings:
                              "'parquet'")
         if self.overlays < 0:
             raise QuantError(f"overlays {self.overlays}: expected a count >= 0")
+        if self.resample < 0:
+            raise QuantError(f"resample {self.resample}: expected a count >= 0 (0 = off)")
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -186,6 +207,31 @@ def group_tests(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]]
         tests.append(entry)
         panels.append((va, vb, res))  # raw values: the figure applies the same IQR rule
     return tests, panels
+
+
+def resampling_study(rows: Sequence[Mapping[str, Any]], *, reps: int = 1000,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """Each comparison of :data:`COMPARISONS` repeated ``reps`` times on tubules drawn with
+    replacement at the paper's n (:data:`PAPER_N`;
+    :func:`ml.ldquant.stats.resample_comparison`): the fraction of replicates significant,
+    and the spread of p and Cohen's d. A comparison whose groups are empty reports
+    ``error``."""
+    from ml.ldquant.stats import StatsError, resample_comparison
+
+    out = []
+    for i, (index, a, b, alt) in enumerate(COMPARISONS):
+        key = "group" if a == "normal" else "subtype"
+        va, vb = _values(rows, index, key, a), _values(rows, index, key, b)
+        n_a, n_b = PAPER_N[(a, b)]
+        try:
+            res = resample_comparison(va, vb, n_a=n_a, n_b=n_b, reps=reps, index=index,
+                                      names=(a, b), alternative=alt, rng=seed + i)
+        except StatsError as exc:
+            out.append({"index": index, "group_a": a, "group_b": b, "alternative": alt,
+                        "n_a": n_a, "n_b": n_b, "error": str(exc)})
+            continue
+        out.append(res.summary())
+    return out
 
 
 def group_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -315,7 +361,10 @@ def quantify_cohort(fields: Iterable[QuantField], *, scan_uids: Sequence[str],
         "runs": len(scan_uids), "scan_uids": list(scan_uids),
         "fields": len({(r["scan_uid"], r["field"]) for r in rows}),
         "tubules": len(rows), "pixel_um": pixel_um, "groups": group_summary(rows),
-        "tests": tests, "tubule_segmentation_vs_truth": dice_summary(dice_rows),
+        "tests": tests,
+        "resampling": resampling_study(rows, reps=settings.resample, seed=settings.seed)
+        if settings.resample else None,
+        "tubule_segmentation_vs_truth": dice_summary(dice_rows),
         "fields_without_tubules": empty, **faults.summary(),
         "fields_unreadable": len({(b["uid"], b["field"]) for b in faults.bad_frames})}
     summary["table"] = _write_table(out, rows, settings.table_format)

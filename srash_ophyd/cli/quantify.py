@@ -77,6 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip scoring tubules against simulator truth")
     p.add_argument("--out", type=Path, default=Path("reports/quantify"),
                    help="output folder (default reports/quantify)")
+    p.add_argument("--resample", type=int, default=1000,
+                   help="replicates of the resampling study at the paper's tubule counts "
+                        "(34 normal / 27 NOA, 14 SPT / 13 SPG): how often each comparison is "
+                        "significant at that n, and Cohen's d (default 1000; 0 = off)")
     p.add_argument("--no-store", action="store_true", help="do not write the analysis run")
     add_strict_option(p)
     add_catalog_options(p)
@@ -148,8 +152,11 @@ def run_quantify(args: argparse.Namespace) -> int:
                          "level in pure-lipid units (default 0.26; droplets read ~0.3-1.3)")
     if args.overlays < 0:
         raise CLIError(f"--overlays {args.overlays}: expected a count >= 0")
+    if args.resample < 0:
+        raise CLIError(f"--resample {args.resample}: expected a count >= 0 (0 = off)")
     settings = QuantSettings(ld_threshold=args.ld_threshold, table_format=args.format,
-                             overlays=args.overlays, query=_criteria(args))
+                             overlays=args.overlays, query=_criteria(args),
+                             resample=args.resample)
     faults = ReadFaults(args.strict)
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:
@@ -201,8 +208,20 @@ def _print(s: dict[str, Any]) -> None:
         if "error" in t:
             print(f"{head} not tested ({t['error']})")
         else:
+            d = t.get("cohens_d")
+            dtext = "" if d is None else \
+                f", d = {d:.2f} [{t['d_low']:.2f}, {t['d_high']:.2f}]"
             print(f"{head} {t['test']} ({t['alternative']}) p = {t['p_value']:.3g} "
-                  f"{t['stars']}  (n {t['n_a']} / {t['n_b']})")
+                  f"{t['stars']}  (n {t['n_a']} / {t['n_b']}{dtext})")
+    for r in s.get("resampling") or []:
+        head = f"  at the paper's n {r['n_a']} / {r['n_b']}: {r['index']} {r['group_a']} vs " \
+               f"{r['group_b']}:"
+        if "error" in r:
+            print(f"{head} not resampled ({r['error']})")
+        elif r["reps"]:
+            print(f"{head} p < 0.05 in {100 * r['fraction_p_below_alpha']:.0f} % of "
+                  f"{r['reps']} draws, median p {r['p_median']:.2g}, d {r['d_median']:.2f} "
+                  f"[{r['d_2.5']:.2f}, {r['d_97.5']:.2f}]")
     seg = s["tubule_segmentation_vs_truth"]
     if seg:
         print(f"tubule segmentation vs simulator truth: Dice mean {seg['mean_dice']:.3f}, "

@@ -13,7 +13,7 @@ from srash_ophyd.simtruth import render_field_truth
 
 @pytest.mark.parametrize("phenotype, groups", [
     ("normal", ("normal", None)), ("NOA-SPT", ("NOA", "SPT")), ("NOA-SPG", ("NOA", "SPG")),
-    ("NOA-SCO", ("NOA", None)), (None, (None, None)), ("cells", (None, None))])
+    ("NOA-SCO", ("SCO", None)), (None, (None, None)), ("cells", (None, None))])
 def test_groups_follow_the_paper(phenotype, groups):
     """SCO counts as NOA but is excluded from the subtype comparison."""
     assert group_of(phenotype) == groups

@@ -86,9 +86,12 @@ def _grouped(rows):
 def test_group_sizes_add_up_to_the_tubule_count(rows):
     rows = _grouped(rows)
     per = group_summary(rows)
-    n = {g: per.get(g, {"tubules": 0})["tubules"] for g in ("normal", "NOA", "SPT", "SPG")}
-    assert n["normal"] + n["NOA"] == sum(r["group"] is not None for r in rows)
-    assert n["SPT"] + n["SPG"] == n["NOA"] - sum(r["phenotype"] == "NOA-SCO" for r in rows)
+    n = {g: per.get(g, {"tubules": 0})["tubules"]
+         for g in ("normal", "NOA", "SCO", "SPT", "SPG")}
+    assert n["normal"] + n["NOA"] + n["SCO"] == sum(r["group"] is not None for r in rows)
+    # the paper's groups: NOA is SPT + SPG; SCO is reported on its own
+    assert n["SPT"] + n["SPG"] == n["NOA"]
+    assert n["SCO"] == sum(r["phenotype"] == "NOA-SCO" for r in rows)
     for g, v in per.items():
         assert 0 <= v["tubules_with_lds"] <= v["tubules"] and v["patients"] <= v["tubules"]
         assert (v["median_ld_mean_intensity"] is None) == (v["tubules_with_lds"] == 0)
@@ -175,3 +178,49 @@ def test_no_tubule_anywhere_is_an_ml_error(tmp_path):
     with pytest.raises(QuantError, match="no tubules found in the 5 field"):
         quantify_cohort([f], scan_uids=["uid-empty-001"], pixel_um=PX, n_fields=5,
                         report_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- effect sizes
+@given(st.lists(st.floats(-5, 5), min_size=3, max_size=30),
+       st.lists(st.floats(-5, 5), min_size=3, max_size=30),
+       st.floats(0.1, 10), st.floats(-3, 3))
+def test_cohens_d_is_invariant_to_a_common_affine_change_and_antisymmetric(a, b, scale, shift):
+    from ml.ldquant.stats import cohens_d
+
+    d, lo, hi = cohens_d(a, b)
+    if np.isnan(d):
+        return
+    d2, lo2, hi2 = cohens_d(np.array(a) * scale + shift, np.array(b) * scale + shift)
+    assert np.isclose(d, d2, rtol=1e-6, atol=1e-6)
+    assert lo <= d <= hi and np.isclose(hi - lo, hi2 - lo2, rtol=1e-6, atol=1e-6)
+    assert np.isclose(cohens_d(b, a)[0], -d, rtol=1e-9, atol=1e-9)
+
+
+def test_cohens_d_interval_shrinks_with_n_and_covers_the_true_effect():
+    from ml.ldquant.stats import cohens_d
+
+    rng = np.random.default_rng(7)
+    widths, covered = [], 0
+    for n in (20, 80, 320):
+        d, lo, hi = cohens_d(rng.normal(0.8, 1.0, n), rng.normal(0.0, 1.0, n))
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    for _ in range(200):
+        _, lo, hi = cohens_d(rng.normal(0.8, 1.0, 40), rng.normal(0.0, 1.0, 40))
+        covered += lo <= 0.8 <= hi
+    assert 0.88 <= covered / 200 <= 0.99  # nominal 95 %
+
+
+def test_resampling_at_a_fixed_n_reports_power_not_pool_size():
+    from ml.ldquant.stats import resample_comparison
+
+    rng = np.random.default_rng(3)
+    small = resample_comparison(rng.normal(0.5, 1, 40), rng.normal(0, 1, 40), n_a=14,
+                                n_b=13, reps=200, alternative="greater", rng=1)
+    big_pool = resample_comparison(rng.normal(0.5, 1, 4000), rng.normal(0, 1, 4000),
+                                   n_a=14, n_b=13, reps=200, alternative="greater", rng=1)
+    # a 100x larger pool does not make the test at n = 14 / 13 any more powerful
+    assert abs(small.summary()["fraction_p_below_alpha"]
+               - big_pool.summary()["fraction_p_below_alpha"]) < 0.25
+    assert big_pool.reps + big_pool.failed == 200
+    assert 0.0 < big_pool.summary()["d_median"] < 1.2
