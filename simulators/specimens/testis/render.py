@@ -8,19 +8,25 @@ irregular outline and tears (holes). Nothing is built for the whole section: the
 (:mod:`.contents`) are generated on demand and kept in small LRU caches. Cells and droplets
 (spheres) stay round while the tubule layers stretch with the oblique cut.
 
-Phenotypes (the paper's rules):
+Tubule states (the paper's rules, per tubule; a patient mixes them, its phenotype names
+the dominant one: :data:`~.config.STATES`, :data:`~.config.MIXTURE_MEANS`):
 
-``normal``
-    full spermatogenesis, thin lamina propria (4-8 um), many large lipid droplets (LDs).
-``NOA-SPT``
+``complete``
+    full spermatogenesis, thin lamina propria, many large lipid droplets (LDs).
+``hypo``
+    all germ cells but fewer, slightly thicker wall.
+``arrest_spt``
     arrest at the spermatocyte stage: no spermatids, thick truncated lamina propria,
     fewer, smaller, denser LDs, plus protein droplets (1-3 um).
-``NOA-SPG``
+``arrest_spg``
     arrest at the spermatogonial stage: thin epithelium, almost no LDs.
-``NOA-SCO``
-    Sertoli-cell-only: small tubules (100-150 um), no germ cells, empty lumen, thick hyaline
-    wall, interstitial fibrosis. Sertoli cells keep some LDs spread over their height
-    (a design choice between SPT and normal, as dense as the other NOA droplets).
+``sco``
+    Sertoli-cell-only: small tubules, no germ cells, empty lumen, thick hyaline wall.
+    Sertoli cells keep some LDs spread over their height.
+``sclerotic``
+    hyalinised: shrunken tubule, very thick wall, hardly any epithelium or lumen.
+
+Interstitial fibrosis, Leydig clusters and the section's artefacts are patient-level.
 
 Truth labels: :class:`Label.LIPID_DROPLET` where the droplet's in-focus volume fraction
 (``sphere_map`` partial volume) is >= 0.25, so sub-resolution or out-of-focus droplets stay
