@@ -1,6 +1,6 @@
 """What a testis section holds: materials, the epithelium of each tubule (myoid, Sertoli
-and germ-cell nuclei by phenotype, lipid and protein droplets) and the Leydig-cell clusters
-of the interstitium (cells, nuclei, lipid droplets, lipofuscin).
+and germ-cell nuclei by the tubule's spermatogenic state, lipid and protein droplets) and
+the Leydig-cell clusters of the interstitium (cells, nuclei, lipid droplets, lipofuscin).
 
 Each tubule's contents and each lattice cell's Leydig clusters come from their own
 generator (``rng_for(stream, i, j)``), so they are the same whichever window asks.
@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from simulators.specimens.testis.config import GERM_CELLS
+from simulators.specimens.testis.config import STATES
 from simulators.specimens.testis.geometry import SectionGeometry, Tubule
 
 #: rng streams of the tubule contents and of the Leydig clusters
@@ -42,7 +42,8 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
     c = g.config
     rng = g.rng_for(S_CONTENT, i, j)
     b, ratio = t.b_um, t.axis_ratio
-    germ = GERM_CELLS[c.phenotype]
+    st = STATES[t.state]
+    germ = st.germ
     nuc: list[NDArray] = []
 
     def ring(depth: float, spacing: float, jit: float) -> tuple[NDArray, NDArray]:
@@ -77,7 +78,7 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
 
     epi_h = b - t.wall_um - t.lumen_um  # epithelium height (mean)
     # myoid (peritubular) cells: flat nuclei inside the lamina propria
-    dep, phi = ring(0.0, 30.0 if c.phenotype == "normal" else 22.0, 0.0)
+    dep, phi = ring(0.0, st.myoid_spacing_um, 0.0)
     if phi.size:
         rho0 = b - t.wall_um
         x0, y0 = t.to_world(rho0, phi)
@@ -89,10 +90,10 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
         add(x[ok], y[ok], rng.uniform(5.0, 7.5, n), rng.uniform(1.0, 1.3, n),
             tangent(phi[ok]), 1.0, rng.uniform(0.14, 0.2, n), 0.2)
     # Sertoli cells
-    if c.phenotype == "NOA-SCO":
-        ser_sp, ser_d = 11.0, (5.0, max(6.0, epi_h - 10.0))
+    ser_sp = st.sertoli_spacing_um
+    if not germ:  # Sertoli-cell-only / sclerotic: nuclei over the epithelium's height
+        ser_d = (min(5.0, 0.5 * epi_h), max(min(6.0, epi_h), epi_h - 10.0))
     else:
-        ser_sp = {"normal": 24.0, "NOA-SPT": 22.0, "NOA-SPG": 18.0}[c.phenotype]
         ser_d = (6.5, 12.0)
     dep, phi = ring(0.5 * (ser_d[0] + ser_d[1]), ser_sp, 0.0)
     if phi.size:
@@ -108,8 +109,9 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
         add(x + off * np.cos(ang), y + off * np.sin(ang), 1.1, 1.1, 0.0, 0.0, 0.04, 0.3)
     # spermatogonia on the basement membrane, long axis parallel to it
     if "spermatogonia" in germ:
-        sp = {"normal": 13.0, "NOA-SPT": 15.0, "NOA-SPG": 20.0}[c.phenotype]
-        dep, phi = ring(3.4, sp, 0.4)
+        dep, phi = ring(3.4, st.spermatogonia_spacing_um, 0.4)
+        keep = rng.uniform(size=phi.size) < st.germ_keep
+        dep, phi = dep[keep], phi[keep]
         if phi.size:
             x, y, _ = place(dep, phi)
             n = phi.size
@@ -117,8 +119,7 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
                 tangent(phi) + rng.normal(0, 0.15, n), 1.0, rng.uniform(0.15, 0.26, n), 0.2)
     # primary spermatocytes: largest nuclei, 2-3 rows
     if "spermatocytes" in germ:
-        rows = (17.0, 31.0, 45.0) if c.phenotype == "NOA-SPT" else (17.0, 31.0)
-        for d0 in rows:
+        for d0 in (17.0, 31.0, 45.0)[:st.spermatocyte_rows]:
             if d0 + 6.0 > epi_h:
                 break
             dep, phi = ring(d0, 15.5, 1.5)
@@ -128,10 +129,10 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
             n = phi.size
             r = rng.uniform(4.5, 6.0, n)
             dna = rng.uniform(0.15, 0.2, n)
-            pyk = rng.uniform(size=n) < (0.12 if c.phenotype == "NOA-SPT" else 0.02)
+            pyk = rng.uniform(size=n) < st.pyknotic_fraction
             r[pyk] = rng.uniform(2.5, 3.5, int(pyk.sum()))  # degenerating, pyknotic
             dna[pyk] = rng.uniform(0.35, 0.5, int(pyk.sum()))
-            keep = rng.uniform(size=n) < 0.85
+            keep = rng.uniform(size=n) < 0.85 * st.germ_keep
             add(x[keep], y[keep], r[keep], (r * rng.uniform(0.88, 1.0, n))[keep],
                 rng.uniform(0, math.pi, n)[keep], 1.0, dna[keep], 0.2)
     # round spermatids: rows up to the lumen
@@ -143,7 +144,7 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
                 x, y, _ = place(dep, phi)
                 n = phi.size
                 r = rng.uniform(2.5, 3.0, n)
-                keep = rng.uniform(size=n) < 0.9
+                keep = rng.uniform(size=n) < 0.9 * st.germ_keep
                 add(x[keep], y[keep], r[keep], r[keep], 0.0, 1.0,
                     rng.uniform(0.22, 0.3, n)[keep], 0.2)
             d0 += 7.5
@@ -159,8 +160,8 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
             add(x, y, rng.uniform(2.0, 2.5, k), rng.uniform(1.25, 1.5, k),
                 tangent(ph) + math.pi / 2 + rng.normal(0, 0.2, k), 1.0,
                 rng.uniform(0.6, 0.8, k), 0.35)
-    if c.phenotype == "normal":
-        k = int(rng.poisson(6))
+    if st.lumen_sperm > 0:
+        k = int(rng.poisson(st.lumen_sperm))
         rr = t.lumen_um * 0.8 * np.sqrt(rng.uniform(size=k))
         x, y = t.to_world(rr, rng.uniform(0, 2 * math.pi, k))
         add(x, y, 2.2, 1.4, rng.uniform(0, math.pi, k), 1.0, rng.uniform(0.6, 0.8, k), 0.35)
@@ -168,12 +169,12 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
 
     # ---- lipid droplets (Sertoli associated: basal, clustered) ----
     a_epi = math.pi * ratio * ((b - t.wall_um) ** 2 - t.lumen_um ** 2)
-    ld = droplets(g, rng, t, a_epi, c.droplet_area_fraction, c.droplet_diameter_um,
-                  c.droplet_diameter_sigma, nuc_arr, basal=c.phenotype != "NOA-SCO")
-    dens = c.droplet_density * rng.uniform(0.95, 1.05, ld.shape[0])
+    ld = droplets(g, rng, t, a_epi, t.droplet_area_fraction, t.droplet_diameter_um,
+                  c.droplet_diameter_sigma, nuc_arr, basal=st.droplets_basal)
+    dens = t.droplet_density * rng.uniform(0.95, 1.05, ld.shape[0])
     ld = np.column_stack([ld, dens])
     # ---- protein droplets (SPT) ----
-    pd = droplets(g, rng, t, a_epi, c.protein_droplet_area_fraction, 1.8, 0.3, nuc_arr,
+    pd = droplets(g, rng, t, a_epi, t.protein_droplet_area_fraction, 1.8, 0.3, nuc_arr,
                   basal=False, dmin=1.0, dmax=3.0)
     return {"nuc": nuc_arr, "ld": ld, "pd": pd}
 
@@ -237,7 +238,7 @@ def leydig_may_touch(g: SectionGeometry, i: int, j: int, x0: float, x1: float, y
 
     A cluster centre lies within 30 um of one of the cell's two lattice voids, its cells
     within ``10 sqrt(4 n + 1)`` um of the centre (n the mean cluster size, the count is
-    capped at 4 n + 1) and a cell's semi-axis is <= 11 um:
+    capped at 4 n + 1) and a cell's semi-axis is <= 10 um x ``leydig_cell_scale``:
     :attr:`SectionGeometry.leydig_margin_um` in all.
     """
     gx, gy = g.lattice_centre(i, j)
@@ -258,7 +259,6 @@ def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
     gx, gy = g.lattice_centre(i, j)
     near = [t for di in range(-2, 3) for dj in range(-2, 3)
             if (t := g.tubule(i + di, j + dj)) is not None]
-    noa = c.phenotype != "normal"
 
     def outside(x: NDArray, y: NDArray, margin: float | NDArray) -> NDArray:
         ok = g.tissue_at(x, y)
@@ -288,7 +288,7 @@ def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
         ang = k * 2.39996 + rng.uniform(-0.25, 0.25, m)
         x = kx + rad * np.cos(ang)
         y = ky + rad * np.sin(ang)
-        sa = rng.uniform(7.5, 10.0, m) * (1.1 if noa else 1.0)
+        sa = rng.uniform(7.5, 10.0, m) * c.leydig_cell_scale
         sb = sa * rng.uniform(0.75, 0.95, m)
         ok = outside(x, y, sa + 2.0)
         x, y, sa, sb = x[ok], y[ok], sa[ok], sb[ok]
@@ -309,7 +309,8 @@ def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
         nucs.append(np.column_stack([nxy[0], nxy[1], z0 + 0.9, z0 + 0.9, z0, z0,
                                      z0 + 0.03, z0 + 0.3]))
         # lipid droplets and lipofuscin granules inside the cell, off the nucleus
-        for kind, mean_n in (("ld", c.leydig_droplets_per_cell), ("lf", 6.0 if noa else 4.0)):
+        for kind, mean_n in (("ld", c.leydig_droplets_per_cell),
+                             ("lf", c.leydig_lipofuscin_per_cell)):
             cnt = rng.poisson(mean_n, m)
             owner = np.repeat(np.arange(m), cnt)
             q = owner.size

@@ -2,10 +2,13 @@
 and each tubule's profile (oblique cut of a cylinder), lamina propria and lumen.
 
 Tubules sit one per cell of a staggered, jittered lattice and are generated on demand from
-their own generator (``rng_for(stream, i, j)``); each is shrunk so that it keeps the
-interstitial gap from its neighbours. Fields that are not objects (wall thickness variation,
-lumen outline, section outline, tears) are value noise on world-aligned lattices, so any
-window renders the same values for the same world point.
+their own generator (``rng_for(stream, i, j)``); each draws its spermatogenic state from
+the patient's mixture (:data:`~simulators.specimens.testis.config.STATES`), which sets its
+size, wall, epithelium and droplets, and is shrunk so that it keeps the interstitial gap
+from its neighbours. Generators and histology noise are keyed by the seed and the
+phenotype; the outline and tears by the patient's ``artefact_seed``. Fields that are not
+objects (wall thickness variation, lumen outline, section outline, tears) are value noise
+on world-aligned lattices, so any window renders the same values for the same world point.
 
 An oblique cut of a cylinder of radius ``b`` is an ellipse with semi-axes
 ``a = ratio * b`` and ``b``. Layers (lamina propria, epithelium, lumen) are laid out in the
@@ -25,7 +28,13 @@ from numpy.typing import NDArray
 from simulators.config import ConfigMixin
 from simulators.specimens._raster import noise_grid, noise_level, noise_max, noise_points
 from simulators.specimens.base import Window, keyed_rng
-from simulators.specimens.testis.config import TestisConfig
+from simulators.specimens.testis.config import (
+    MAX_DROPLET_DENSITY,
+    PHENOTYPES,
+    STATE_NAMES,
+    STATES,
+    TestisConfig,
+)
 
 _F32 = np.float32
 #: noise field ids (seed offsets)
@@ -43,7 +52,13 @@ class Tubule(ConfigMixin):
     cut stretches the profile by ``a/b`` along ``angle``). ``wall_um``: mean lamina propria
     thickness; ``lumen_um``: mean lumen radius (unstretched frame). ``id`` is the value in
     :attr:`Composition.instance`; ``cell`` the lattice indices it was generated from;
-    ``elongated``: the profile is at a stage with elongated spermatids (normal only).
+    ``elongated``: the profile is at a stage with elongated spermatids. ``state``: its
+    spermatogenic state (:data:`~simulators.specimens.testis.config.STATES`), and the
+    state's parameters as drawn for this tubule: ``wall_variation`` (relative local +-
+    variation of the wall), ``gap_fraction`` (fraction of the circumference where the
+    collagen is truncated), ``infolding_um``, ``wall_collagen`` / ``wall_chi2``,
+    ``lumen_irregularity``, ``droplet_area_fraction``, ``droplet_diameter_um``,
+    ``droplet_density`` (lipid mass fraction of its LDs), ``protein_droplet_area_fraction``.
     """
 
     id: int
@@ -56,6 +71,22 @@ class Tubule(ConfigMixin):
     wall_um: float
     lumen_um: float
     elongated: bool
+    state: str = "complete"
+    wall_variation: float = 0.15
+    gap_fraction: float = 0.0
+    infolding_um: float = 0.5
+    wall_collagen: float = 0.62
+    wall_chi2: float = 0.45
+    lumen_irregularity: float = 0.12
+    droplet_area_fraction: float = 0.02
+    droplet_diameter_um: float = 1.05
+    droplet_density: float = 0.815
+    protein_droplet_area_fraction: float = 0.0
+
+    @property
+    def gap_level(self) -> float:
+        """Wall-noise level above which the collagen is truncated (2: never)."""
+        return noise_level(self.gap_fraction) if self.gap_fraction > 0 else 2.0
 
     @property
     def diameter_um(self) -> float:
@@ -103,17 +134,24 @@ class SectionGeometry:
     def __init__(self, seed: int, config: TestisConfig) -> None:
         self.seed = int(seed)
         self.config = c = config
-        self.pitch_um = c.pitch_factor * c.tubule_diameter_um
+        #: key of the patient (seed and phenotype) in every histology rng and noise field
+        self.patient_key = PHENOTYPES.index(c.phenotype)
+        self._cum = np.cumsum(c.state_weights)
+        self.pitch_um = c.pitch_factor * c.tubule_diameter_um * c.mean_diameter_factor
         self.row_um = self.pitch_um * math.sqrt(3.0) / 2.0
         self.jitter_um = 0.1 * self.pitch_um
-        self.a_max_um = 0.5 * c.diameter_range_um[1] * c.axis_ratio_max
+        #: largest true diameter a tubule of this patient can have (um): the physical
+        #: limit, or the largest state factor x the scale + 4 sd
+        self.d_max_um = min(c.diameter_range_um[1],
+                            max(s.diameter_factor[1] for s in STATES.values())
+                            * (c.tubule_diameter_um + 4.0 * c.tubule_diameter_sd_um))
+        self.a_max_um = 0.5 * self.d_max_um * c.axis_ratio_max
         #: Leydig clusters stay within this of their cell's lattice voids (see
         #: :func:`simulators.specimens.testis.contents.leydig_clusters`)
         self.leydig_margin_um = (30.0 + 10.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0)
-                                 + 12.0)
+                                 + 10.0 * c.leydig_cell_scale + 2.0)
         self.reach_um = max(self.a_max_um, 0.5 * self.pitch_um + self.leydig_margin_um) + \
             self.jitter_um
-        self.gap_level = noise_level(c.wall_gap_fraction) if c.wall_gap_fraction > 0 else 2.0
         self.hole_level = noise_level(c.hole_fraction) if c.hole_fraction > 0 else 2.0
         cx, cy = c.center_um
         rx, ry = c.section_radii_um
@@ -126,12 +164,17 @@ class SectionGeometry:
         self.tubule = functools.lru_cache(maxsize=8192)(self._make_tubule)
 
     def rng_for(self, *keys: int) -> np.random.Generator:
-        """Deterministic generator of a sub-object (:func:`simulators.specimens.base.keyed_rng`)."""
-        return keyed_rng(self.seed, *keys)
+        """Deterministic generator of a sub-object of this patient (seed and phenotype;
+        :func:`simulators.specimens.base.keyed_rng`)."""
+        return keyed_rng(self.seed, self.patient_key, *keys)
 
     def noise_seed(self, field: int) -> int:
-        """Seed of noise field ``field`` (``N_WALL``, ``N_TEX``...)."""
-        return self.seed * 64 + field
+        """Seed of noise field ``field`` (``N_WALL``, ``N_TEX``...): histology fields are
+        keyed by seed and phenotype, preparation fields (``N_SECTION``, ``N_HOLE``) by the
+        patient's ``artefact_seed``."""
+        if field in (N_SECTION, N_HOLE):
+            return (self.config.artefact_seed + 1) * 64 + field
+        return (self.seed * 8 + self.patient_key) * 64 + field
 
     def tissue_at(self, x: NDArray, y: NDArray) -> NDArray[np.bool_]:
         """True where world points (um) lie in the section outline and not in a hole."""
@@ -166,8 +209,14 @@ class SectionGeometry:
         i1 = min(self._imax, math.ceil((x1 + reach - cx) / self.pitch_um) + 1)
         return [(i, j) for j in range(j0, j1 + 1) for i in range(i0, i1 + 1)]
 
+    def state_of(self, u: float) -> int:
+        """Index in :data:`STATE_NAMES` of the state a uniform ``u`` in [0, 1) picks from
+        the patient's cumulative weights."""
+        return min(int(np.searchsorted(self._cum, u, side="right")), len(STATE_NAMES) - 1)
+
     def _make_raw(self, i: int, j: int) -> tuple | None:
-        """Unresolved tubule of lattice cell (i, j): (cx, cy, b, ratio, angle) or None."""
+        """Unresolved tubule of lattice cell (i, j): (cx, cy, b, ratio, angle, state) or
+        None (``state`` an index in :data:`STATE_NAMES`)."""
         if abs(i) > self._imax or abs(j) > self._jmax:
             return None
         c = self.config
@@ -175,14 +224,15 @@ class SectionGeometry:
         gx, gy = self.lattice_centre(i, j)
         jx, jy = rng.uniform(-self.jitter_um, self.jitter_um, 2)
         cx, cy = gx + jx, gy + jy
-        lo, hi = c.diameter_range_um
-        d = float(np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um),
-                          lo + 0.02 * (hi - lo), hi - 0.02 * (hi - lo)))
+        k = self.state_of(float(rng.uniform()))
+        f = float(rng.uniform(*STATES[STATE_NAMES[k]].diameter_factor))
+        d = float(np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um) * f,
+                          c.diameter_range_um[0], self.d_max_um))
         ratio = 1.0 + min(abs(rng.normal(0.0, 0.18)), c.axis_ratio_max - 1.0)
         angle = float(rng.uniform(0.0, math.pi))
         if not bool(self.tissue_at(np.array([cx]), np.array([cy]))[0]):
             return None
-        return (cx, cy, 0.5 * d, ratio, angle)
+        return (cx, cy, 0.5 * d, ratio, angle, k)
 
     @staticmethod
     def _support(b: float, ratio: float, angle: float, nx: float, ny: float) -> float:
@@ -198,7 +248,7 @@ class SectionGeometry:
         if raw is None:
             return None
         c = self.config
-        cx, cy, b, ratio, angle = raw
+        cx, cy, b, ratio, angle, k = raw
         s = 1.0
         for dj in range(-2, 3):
             for di in range(-2, 3):
@@ -215,17 +265,30 @@ class SectionGeometry:
                 s = min(s, (dist - c.interstitial_gap_um) / h)
         b = max(b * s, 0.5 * c.diameter_range_um[0])
         rng = self.rng_for(S_TUBULE + 16, i, j)
-        wall = float(np.clip(rng.normal(c.wall_um, c.wall_sd_um), *c.wall_range_um))
-        epi = float(rng.normal(c.epithelium_um, 0.08 * c.epithelium_um))
+        name = STATE_NAMES[k]
+        st = STATES[name]
+        v = {key: float(rng.uniform(lo, hi)) for key, (lo, hi) in st.ranges().items()}
+        # mean lamina propria: the state's x the patient's thickening, within the physical
+        # limits and leaving at least 30 % of the radius
+        wall = float(np.clip(v["wall_um"] * c.wall_factor, *c.wall_range_um))
+        wall = min(wall, 0.7 * b)
+        epi = v["epithelium_um"]
+        var, irr, infold = v["wall_variation"], v["lumen_irregularity"], v["infolding_um"]
         # mean lumen radius; its irregular outline (+- lumen_irregularity) keeps >= 12 um of
         # epithelium above the thickest wall
-        lum_hi = (b - wall * (1 + c.wall_variation) - c.infolding_um - 12.0) / (
-            1.0 + c.lumen_irregularity)
-        lum = float(np.clip(b - wall - epi, c.lumen_min_um,
-                            max(c.lumen_min_um, min(c.lumen_max_um, lum_hi))))
-        elongated = bool(rng.uniform() < c.elongated_probability)
+        lum_hi = (b - wall * (1 + var) - infold - 12.0) / (1.0 + irr)
+        lum = float(np.clip(b - wall - epi, st.lumen_min_um,
+                            max(st.lumen_min_um, min(st.lumen_max_um, lum_hi))))
+        elongated = bool(rng.uniform() < st.elongated_probability)
+        dens = min(MAX_DROPLET_DENSITY, c.droplet_density * v["droplet_density_factor"])
         tid = 1 + (i + 1024) * 2048 + (j + 1024)
-        return Tubule(tid, (i, j), cx, cy, ratio * b, b, angle, wall, lum, elongated)
+        return Tubule(tid, (i, j), cx, cy, ratio * b, b, angle, wall, lum, elongated,
+                      state=name, wall_variation=var, gap_fraction=v["wall_gap_fraction"],
+                      infolding_um=infold, wall_collagen=v["wall_collagen"],
+                      wall_chi2=v["wall_chi2"], lumen_irregularity=irr,
+                      droplet_area_fraction=v["droplet_area_fraction"],
+                      droplet_diameter_um=v["droplet_diameter_um"], droplet_density=dens,
+                      protein_droplet_area_fraction=v["protein_droplet_area_fraction"])
 
     def tubules_in(self, x0: float, x1: float, y0: float, y1: float) -> list[Tubule]:
         """Tubules whose outline's bounding box meets the world box (um), by id."""
@@ -250,18 +313,18 @@ class SectionGeometry:
         """
         c = self.config
         nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
-        w = t.wall_um * (1.0 + 2.0 * c.wall_variation * (0.5 - nw))
-        if c.infolding_um > 0:
-            w = w + c.infolding_um * (2.0 * noise_points(x, y, self.noise_seed(N_TEX), 3.5) - 1)
-        if c.wall_gap_fraction > 0:
-            g = np.clip((nw - self.gap_level) * 25.0, 0.0, 1.0)
+        w = t.wall_um * (1.0 + 2.0 * t.wall_variation * (0.5 - nw))
+        if t.infolding_um > 0:
+            w = w + t.infolding_um * (2.0 * noise_points(x, y, self.noise_seed(N_TEX), 3.5) - 1)
+        if t.gap_fraction > 0:
+            g = np.clip((nw - t.gap_level) * 25.0, 0.0, 1.0)
             w = w + g * np.minimum(c.gap_wall_um - w, 0.0)
         return np.maximum(w, 1.0)
 
     def lumen_at(self, t: Tubule, x: NDArray, y: NDArray) -> NDArray:
         """Local lumen radius (um, unstretched frame) of tubule ``t`` at world points."""
         nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
-        return t.lumen_um * (1.0 + 2.0 * self.config.lumen_irregularity * (nw - 0.5))
+        return t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5))
 
     # ------------------------------------------------------------------ outline and tears
     def section_coverage(self, window: Window) -> NDArray[np.float32] | None:

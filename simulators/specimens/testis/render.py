@@ -8,19 +8,25 @@ irregular outline and tears (holes). Nothing is built for the whole section: the
 (:mod:`.contents`) are generated on demand and kept in small LRU caches. Cells and droplets
 (spheres) stay round while the tubule layers stretch with the oblique cut.
 
-Phenotypes (the paper's rules):
+Tubule states (the paper's rules, per tubule; a patient mixes them, its phenotype names
+the dominant one: :data:`~.config.STATES`, :data:`~.config.MIXTURE_MEANS`):
 
-``normal``
-    full spermatogenesis, thin lamina propria (4-8 um), many large lipid droplets (LDs).
-``NOA-SPT``
+``complete``
+    full spermatogenesis, thin lamina propria, many large lipid droplets (LDs).
+``hypo``
+    all germ cells but fewer, slightly thicker wall.
+``arrest_spt``
     arrest at the spermatocyte stage: no spermatids, thick truncated lamina propria,
     fewer, smaller, denser LDs, plus protein droplets (1-3 um).
-``NOA-SPG``
+``arrest_spg``
     arrest at the spermatogonial stage: thin epithelium, almost no LDs.
-``NOA-SCO``
-    Sertoli-cell-only: small tubules (100-150 um), no germ cells, empty lumen, thick hyaline
-    wall, interstitial fibrosis. Sertoli cells keep some LDs spread over their height
-    (a design choice between SPT and normal, as dense as the other NOA droplets).
+``sco``
+    Sertoli-cell-only: small tubules, no germ cells, empty lumen, thick hyaline wall.
+    Sertoli cells keep some LDs spread over their height.
+``sclerotic``
+    hyalinised: shrunken tubule, very thick wall, hardly any epithelium or lumen.
+
+Interstitial fibrosis, Leydig clusters and the section's artefacts are patient-level.
 
 Truth labels: :class:`Label.LIPID_DROPLET` where the droplet's in-focus volume fraction
 (``sphere_map`` partial volume) is >= 0.25, so sub-resolution or out-of-focus droplets stay
@@ -42,7 +48,7 @@ from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
 from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
 from simulators.specimens.base import Composition, Label, Specimen, Window
-from simulators.specimens.testis.config import TestisConfig, check_phenotype
+from simulators.specimens.testis.config import STATES, TestisConfig, check_phenotype
 from simulators.specimens.testis.contents import (
     EPI,
     INT,
@@ -262,22 +268,36 @@ class TestisSection(Specimen):
         b_tbl = np.array([1.0] + [t.b_um for t in tubs], _F32)
         wall_tbl = np.array([0.0] + [t.wall_um for t in tubs], _F32)
         lum_tbl = np.array([0.0] + [t.lumen_um for t in tubs], _F32)
+
+        def per_tubule(name: str, outside: float = 0.0) -> NDArray[np.float32]:
+            """Per-pixel value of the owning tubule's parameter ``name``."""
+            tbl = np.array([outside] + [getattr(t, name) for t in tubs], _F32)
+            return tbl[owner]
+
+        def per_state(name: str, outside: float = 0.0) -> NDArray[np.float32]:
+            """Per-pixel value of the owning tubule's state parameter ``name``."""
+            tbl = np.array([outside] + [getattr(STATES[t.state], name) for t in tubs], _F32)
+            return tbl[owner]
         depth = b_tbl[owner]
         rad = np.sqrt(q, out=q)
         rad *= depth  # r' (um); 1000 um where no tubule is near
         depth -= rad  # depth below the outline (um), < 0 outside
         # local lamina propria thickness (same formula as _wall_local, float32)
+        # (per tubule: wall (1 + var (1 - 2 nw)) + infold (2 tex - 1))
         wall = wall_tbl[owner]
-        np.multiply(nw, -2.0 * c.wall_variation, out=tmp)
-        tmp += 1.0 + c.wall_variation
+        np.multiply(nw, -2.0, out=tmp)
+        tmp += 1.0
+        tmp *= per_tubule("wall_variation")
+        tmp += 1.0
         wall *= tmp
-        if c.infolding_um > 0:
-            np.multiply(tex, 2.0 * c.infolding_um, out=tmp)
-            tmp -= c.infolding_um
+        if any(t.infolding_um > 0 for t in tubs):
+            np.multiply(tex, 2.0, out=tmp)
+            tmp -= 1.0
+            tmp *= per_tubule("infolding_um")
             wall += tmp
         gap = None
-        if c.wall_gap_fraction > 0:
-            gap = np.subtract(nw, g.gap_level, dtype=_F32)
+        if any(t.gap_fraction > 0 for t in tubs):
+            gap = np.subtract(nw, per_tubule("gap_level", 2.0), dtype=_F32)
             gap *= 25.0
             np.clip(gap, 0.0, 1.0, out=gap)
             np.subtract(c.gap_wall_um, wall, out=tmp)
@@ -286,8 +306,10 @@ class TestisSection(Specimen):
             wall += tmp
         np.maximum(wall, 1.0, out=wall)
         lum = lum_tbl[owner]
-        np.multiply(nw, 2.0 * c.lumen_irregularity, out=tmp)
-        tmp += 1.0 - c.lumen_irregularity
+        np.multiply(nw, 2.0, out=tmp)
+        tmp -= 1.0
+        tmp *= per_tubule("lumen_irregularity")
+        tmp += 1.0
         lum *= tmp
         # cumulative class ramps (anti-aliased over one pixel)
         A = np.multiply(depth, inv_p, dtype=_F32)  # inside the tubule outline
@@ -304,15 +326,18 @@ class TestisSection(Specimen):
 
         # ---- base materials: s = I + A (W - I) + B (E - W) + C (L - E)
         # interstitium I, lamina propria W, epithelium E, lumen L
-        sco = c.phenotype == "NOA-SCO"
-        lum_water, lum_prot = (0.97, 0.012) if sco else (0.94, 0.03)
+        # lumen content by state (Sertoli-cell-only / sclerotic: empty, watery)
         for s in ("lipid", "water"):
-            ii, ww, ee, ll = INT[s], WALL[s], EPI[s], (0.0 if s == "lipid" else lum_water)
+            ii, ww, ee = INT[s], WALL[s], EPI[s]
             out = conc[s]
             np.multiply(A, ww - ii, out=out)
             np.multiply(B, ee - ww, out=tmp)
             out += tmp
-            np.multiply(C, ll - ee, out=tmp)
+            if s == "lipid":
+                np.multiply(C, -ee, out=tmp)
+            else:
+                np.subtract(per_state("lumen_water"), ee, out=tmp)
+                tmp *= C
             out += tmp
             out += ii
         # protein: epithelium textured E = 0.24 (0.8 + 0.4 tex)
@@ -322,7 +347,8 @@ class TestisSection(Specimen):
         out += e0 - WALL["protein"]  # E - W
         out *= B
         np.multiply(tex, -e1, out=tmp)
-        tmp += lum_prot - e0  # L - E
+        tmp += per_state("lumen_protein")
+        tmp -= e0  # L - E
         tmp *= C
         out += tmp
         np.multiply(A, WALL["protein"] - INT["protein"], out=tmp)
@@ -347,7 +373,7 @@ class TestisSection(Specimen):
         out *= tmp
         np.subtract(A, B, out=tmp)  # lamina propria weight
         wwt = tmp  # keep: reused for chi2
-        colw = np.multiply(texc, c.wall_collagen, dtype=_F32)
+        colw = np.multiply(texc, per_tubule("wall_collagen"), dtype=_F32)
         colw *= wwt
         out += colw
         # chi2: I = ichi (0.2 + 1.6 fib), W = wchi (0.7 + 0.6 tex) (1 - 0.85 gap)
@@ -355,8 +381,9 @@ class TestisSection(Specimen):
         chi2 += 0.2 * c.interstitial_chi2
         np.subtract(1.0, A, out=fib)
         chi2 *= fib
-        np.multiply(tex, 0.6 * c.wall_chi2, out=colw)
-        colw += 0.7 * c.wall_chi2
+        np.multiply(tex, 0.6, out=colw)
+        colw += 0.7
+        colw *= per_tubule("wall_chi2")
         if gap is not None:
             gap *= -0.85
             gap += 1.0
@@ -449,7 +476,9 @@ class TestisSection(Specimen):
             lm = _spheres(window, ldd).reshape(-1)
             idx = np.flatnonzero(lm)
             lv = lm[idx]
-            ref = np.where(A.reshape(-1)[idx] >= 0.5, c.droplet_density,
+            dens_tbl = np.array([c.leydig_droplet_density]
+                                + [t.droplet_density for t in tubs], _F32)
+            ref = np.where(A.reshape(-1)[idx] >= 0.5, dens_tbl[owner.reshape(-1)[idx]],
                            c.leydig_droplet_density)
             cv = lv / ref  # in-focus volume fraction of the droplet
             over = np.maximum(cv, 1.0)

@@ -21,6 +21,7 @@ from simulators.specimens.testis import (
     noise_points,
     stamp_ellipses,
 )
+from simulators.specimens.testis.config import DIAMETER_LIMITS_UM, STATE_NAMES, STATES
 
 EPITHELIUM = (Label.CYTOPLASM, Label.NUCLEUS, Label.LIPID_DROPLET, Label.PROTEIN_DROPLET)
 SEEDS = (0, 1, 2)
@@ -62,6 +63,40 @@ def tubule_renders(specimens):
     return out
 
 
+#: where to look for a tubule of each state: a phenotype whose patients have many
+_STATE_HOME = {"complete": "normal", "hypo": "normal", "arrest_spt": "NOA-SPT",
+               "arrest_spg": "NOA-SPG", "sco": "NOA-SCO", "sclerotic": "NOA-SCO"}
+
+
+def _state_window(spec, state, pixel_um=0.4):
+    """A window around the tubule of ``state`` nearest the origin (or None)."""
+    tubs = [t for t in spec.tubules_in(-1200, 1200, -1200, 1200) if t.state == state]
+    if not tubs:
+        return None
+    t = min(tubs, key=lambda t: math.hypot(t.cx_um, t.cy_um))
+    fov = 2 * t.a_um + 20
+    return Window.centered(t.cx_um, t.cy_um, fov, int(round(fov / pixel_um))), t
+
+
+@pytest.fixture(scope="module")
+def state_renders():
+    """(state, k) -> (composition, tubule): a whole tubule of each state in three patients
+    (tubules are mixtures of states; each state carries its histology)."""
+    out = {}
+    for state in STATE_NAMES:
+        seed = 0
+        for k in SEEDS:
+            while True:
+                spec = TestisSection(seed, _STATE_HOME[state])
+                seed += 1
+                found = _state_window(spec, state)
+                if found is not None:
+                    break
+            w, t = found
+            out[(state, k)] = (spec.render(w), t)
+    return out
+
+
 # ----------------------------------------------------------------------------- settings
 
 def test_bad_phenotype_lists_allowed():
@@ -81,7 +116,11 @@ def test_config_mismatch_and_validation():
     with pytest.raises(SettingsError, match="differs"):
         TestisSection(4, "normal", cfg)
     with pytest.raises(SettingsError):
-        cfg.replace(wall_um=-1.0)
+        cfg.replace(wall_factor=-1.0)
+    with pytest.raises(SettingsError, match="sum to 1"):
+        cfg.replace(state_weights=(0.5, 0.1, 0.1, 0.1, 0.1, 0.0))
+    with pytest.raises(SettingsError, match="weights"):
+        cfg.replace(state_weights=(0.5, 0.5))
     with pytest.raises(SettingsError):
         TestisSection(0, threads=0)
 
@@ -96,10 +135,8 @@ def test_patient_draw_varies_and_describe_is_json():
     d = json.loads(json.dumps(spec.describe()))
     assert d["kind"] == "testis" and d["seed"] == 1
     assert d["config"]["phenotype"] == "NOA-SPT"
-    # NOA droplets are denser (more lipid per droplet) than normal ones
-    for s in range(5):
-        noa = [TestisConfig.draw(ph, s).droplet_density for ph in PHENOTYPES[1:]]
-        assert min(noa) > TestisConfig.draw("normal", s).droplet_density
+    assert TestisConfig.from_dict(json.loads(TestisSection(2, "NOA-SCO").config.to_json())) \
+        == TestisConfig.draw("NOA-SCO", 2)
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -206,9 +243,14 @@ def test_tubule_geometry(specimens, phenotype):
     spec = specimens[(phenotype, 0)]
     tubs = spec.tubules_in(-1200, 1200, -1200, 1200)
     assert len(tubs) > 30
-    lo, hi = (100.0, 150.0) if phenotype == "NOA-SCO" else (150.0, 250.0)
+    lo, hi = DIAMETER_LIMITS_UM
     d = np.array([t.diameter_um for t in tubs])
     assert d.min() >= lo and d.max() <= hi
+    # Sertoli-cell-only and sclerotic tubules are smaller than the patient's others
+    small = [t.diameter_um for t in tubs if t.state in ("sco", "sclerotic")]
+    big = [t.diameter_um for t in tubs if t.state not in ("sco", "sclerotic")]
+    if len(small) >= 5 and len(big) >= 5:
+        assert np.median(small) < 0.85 * np.median(big)
     ratios = np.array([t.axis_ratio for t in tubs])
     assert ratios.min() >= 1.0 and ratios.max() <= 1.5 + 1e-9
     assert len({t.id for t in tubs}) == len(tubs)
@@ -259,74 +301,84 @@ def _epithelium_stats(comp, t):
     }
 
 
-def test_droplet_area_fraction_ordering(tubule_renders):
-    st_ = {k: _epithelium_stats(*v) for k, v in tubule_renders.items()}
+def test_droplet_area_fraction_ordering(state_renders):
+    st_ = {k: _epithelium_stats(*v) for k, v in state_renders.items()}
     for s in SEEDS:
-        normal, spt, spg = (st_[(ph, s)]["ld"] for ph in ("normal", "NOA-SPT", "NOA-SPG"))
+        normal, spt, spg = (st_[(ph, s)]["ld"] for ph in ("complete", "arrest_spt",
+                                                           "arrest_spg"))
         assert normal > 1.5 * spt > 0, (s, normal, spt)
         assert spt > 3 * spg, (s, spt, spg)
         assert 0.005 < normal < 0.04 and spg < 0.002
-    mean = {ph: np.mean([st_[(ph, s)]["ld"] for s in SEEDS]) for ph in PHENOTYPES}
-    assert mean["normal"] > mean["NOA-SPT"] > mean["NOA-SPG"]
+    mean = {ph: np.mean([st_[(ph, s)]["ld"] for s in SEEDS]) for ph in STATE_NAMES}
+    assert mean["complete"] > mean["hypo"] > mean["arrest_spt"] > mean["arrest_spg"]
 
 
-def test_noa_droplets_smaller_but_denser(tubule_renders):
-    def mean_lipid(comp):
-        m = (comp.labels == Label.LIPID_DROPLET) & (comp.instance > 0)
+def test_arrested_droplets_smaller_but_denser(state_renders):
+    def mean_lipid(comp, t):
+        m = (comp.labels == Label.LIPID_DROPLET) & (comp.instance == t.id)
         return float(comp.concentrations["lipid"][m].mean())
 
     for s in SEEDS:
-        cfg_n = TestisConfig.draw("normal", s)
-        for ph in ("NOA-SPT", "NOA-SCO"):
-            cfg_a = TestisConfig.draw(ph, s)
-            assert cfg_a.droplet_diameter_um < cfg_n.droplet_diameter_um or ph == "NOA-SCO"
-            assert cfg_a.droplet_density > 1.1 * cfg_n.droplet_density
+        t_n = state_renders[("complete", s)][1]
+        for state in ("arrest_spt", "sco"):
+            t_a = state_renders[(state, s)][1]
+            assert t_a.droplet_density > 1.1 * t_n.droplet_density
+    assert STATES["arrest_spt"].droplet_diameter_um[1] < STATES["complete"].droplet_diameter_um[0]
     # brighter per labelled droplet pixel despite the stronger partial-volume loss
-    for ph in ("NOA-SPT", "NOA-SCO"):
-        noa = np.mean([mean_lipid(tubule_renders[(ph, s)][0]) for s in SEEDS])
-        normal = np.mean([mean_lipid(tubule_renders[("normal", s)][0]) for s in SEEDS])
-        assert noa > 1.05 * normal, (ph, noa, normal)
+    for state in ("arrest_spt", "sco"):
+        noa = np.mean([mean_lipid(*state_renders[(state, s)]) for s in SEEDS])
+        normal = np.mean([mean_lipid(*state_renders[("complete", s)]) for s in SEEDS])
+        assert noa > 1.05 * normal, (state, noa, normal)
 
 
-def test_protein_droplets_only_in_spt(tubule_renders):
-    for (ph, s), v in tubule_renders.items():
+def test_protein_droplets_only_in_spt(state_renders):
+    for (state, s), v in state_renders.items():
         pd = _epithelium_stats(*v)["pd"]
-        if ph == "NOA-SPT":
+        if state == "arrest_spt":
             assert pd > 5e-4, s
         else:
-            assert pd == 0.0, (ph, s)
-    comp, _ = tubule_renders[("NOA-SPT", 0)]
+            assert pd == 0.0, (state, s)
+    comp, _ = state_renders[("arrest_spt", 0)]
     m = comp.labels == Label.PROTEIN_DROPLET
     assert comp.concentrations["protein"][m].mean() > 0.5
     assert comp.concentrations["lipid"][m].mean() < 0.1
 
 
-def test_lamina_propria_thicker_in_noa(tubule_renders):
-    wall = {k: _epithelium_stats(*v)["wall"] for k, v in tubule_renders.items()}
-    normal = [wall[("normal", s)] for s in SEEDS]
-    noa = [wall[(ph, s)] for ph in PHENOTYPES[1:] for s in SEEDS]
+def test_lamina_propria_thicker_in_impaired_tubules(state_renders):
+    """Per tubule the walls overlap (each patient's thickening factor varies); per state
+    the impaired tubules' walls are thicker on average."""
+    wall = {k: _epithelium_stats(*v)["wall"] for k, v in state_renders.items()}
+    normal = [wall[("complete", s)] for s in SEEDS]
+    noa = [wall[(st_, s)] for st_ in ("arrest_spt", "arrest_spg", "sco") for s in SEEDS]
     # myoid nuclei and truncated (thin) segments take a little off the labelled area
-    assert all(3.0 < w < 8.5 for w in normal), normal
-    assert all(7.0 < w < 28.0 for w in noa), noa
-    assert min(noa) > max(normal)
+    assert all(1.5 < w < 12.0 for w in normal), normal
+    assert all(5.0 < w < 40.0 for w in noa), noa
     assert np.mean(noa) > 1.6 * np.mean(normal)
+    scl = [wall[("sclerotic", s)] for s in SEEDS]
+    assert np.mean(scl) > np.mean(noa)
 
 
-def test_sco_has_no_germ_cells_and_empty_lumen(tubule_renders):
-    nuc = {k: _epithelium_stats(*v)["nuc"] for k, v in tubule_renders.items()}
+def test_sco_has_no_germ_cells_and_empty_lumen(state_renders):
+    nuc = {k: _epithelium_stats(*v)["nuc"] for k, v in state_renders.items()}
     for s in SEEDS:
-        assert nuc[("NOA-SCO", s)] < 0.6 * nuc[("normal", s)]
-        assert nuc[("NOA-SPG", s)] < nuc[("NOA-SPT", s)] < nuc[("normal", s)]
-        comp, _ = tubule_renders[("NOA-SCO", s)]
-        lum = comp.labels == Label.LUMEN
+        assert nuc[("sco", s)] < 0.6 * nuc[("complete", s)]
+        assert nuc[("arrest_spg", s)] < nuc[("arrest_spt", s)] < nuc[("complete", s)]
+        comp, t = state_renders[("sco", s)]
+        lum = (comp.labels == Label.LUMEN) & (comp.instance == t.id)
         assert lum.any()
         # empty: only the anti-aliased rim of a neighbouring Sertoli nucleus may touch it
         assert (comp.concentrations["dna"][lum] > 0.1).sum() == 0
         assert comp.concentrations["water"][lum].mean() > 0.9
-    # sperm heads (DNA-dense) sit in a normal lumen, never in SCO
-    lumen_dna = {ph: sum(_epithelium_stats(*tubule_renders[(ph, s)])["lumen_dna"]
-                         for s in SEEDS) for ph in ("normal", "NOA-SCO")}
-    assert lumen_dna["normal"] > 10 * lumen_dna["NOA-SCO"]
+    # sperm heads (DNA-dense) sit in a lumen with complete spermatogenesis, never in SCO
+    def lumen_dna(state):
+        out = 0.0
+        for s in SEEDS:
+            comp, t = state_renders[(state, s)]
+            m = (comp.labels == Label.LUMEN) & (comp.instance == t.id)
+            out += float(comp.concentrations["dna"][m].sum())
+        return out
+
+    assert lumen_dna("complete") > 10 * lumen_dna("sco")
 
 
 def test_leydig_cells_hold_pigment_and_droplets(tubule_renders):
@@ -335,7 +387,9 @@ def test_leydig_cells_hold_pigment_and_droplets(tubule_renders):
     assert comp.pigment[out].max() > 0.02
     assert comp.pigment[~out].max() < 0.01
     assert (out & (comp.labels == Label.LIPID_DROPLET)).any()
-    # SCO: interstitial fibrosis gives stronger SHG than normal interstitium
+    # interstitial SHG follows the patient's fibrosis (chi2 of the interstitium)
     n_comp, _ = tubule_renders[("normal", 0)]
     inter = lambda c: float(c.chi2[c.labels == Label.INTERSTITIUM].mean())  # noqa: E731
-    assert inter(comp) > 1.5 * inter(n_comp)
+    ratio_cfg = (TestisConfig.draw("NOA-SCO", 0).interstitial_chi2
+                 / TestisConfig.draw("normal", 0).interstitial_chi2)
+    assert inter(comp) / inter(n_comp) == pytest.approx(ratio_cfg, rel=0.35)
