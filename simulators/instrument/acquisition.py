@@ -93,9 +93,12 @@ class AcquisitionConfig(ConfigMixin):
 @dataclasses.dataclass(frozen=True)
 class SlowDrift(ConfigMixin):
     """A smooth relative drift ``f(t) = sum_k a_k cos(w_k t + phi_k)`` (t in s since the
-    session started); the factor on the drifting quantity is ``1 + f(t)``.
+    session started); the factor on the drifting quantity is ``1 + f(t) - f(0)``: 1 at the
+    start of the session, when the powers are set with the power meter and the beams
+    aligned.
 
-    ``|f'(t)| <= sum_k |a_k w_k|`` (:attr:`max_rate_per_s`) and ``|f| <= sum_k |a_k|``.
+    ``|f'(t)| <= sum_k |a_k w_k|`` (:attr:`max_rate_per_s`) and
+    ``|f(t) - f(0)| <= 2 sum_k |a_k|`` (:attr:`max_excursion`).
     """
 
     amplitudes: tuple[float, ...] = ()
@@ -103,7 +106,7 @@ class SlowDrift(ConfigMixin):
     phases_rad: tuple[float, ...] = ()
 
     def __call__(self, t_s: float) -> float:
-        return 1.0 + sum(a * math.cos(w * t_s + p) for a, w, p in
+        return 1.0 + sum(a * (math.cos(w * t_s + p) - math.cos(p)) for a, w, p in
                          zip(self.amplitudes, self.omegas_rad_s, self.phases_rad))
 
     @property
@@ -113,8 +116,8 @@ class SlowDrift(ConfigMixin):
 
     @property
     def max_excursion(self) -> float:
-        """Bound on |f|."""
-        return float(sum(abs(a) for a in self.amplitudes))
+        """Bound on ``|f(t) - f(0)|``."""
+        return 2.0 * float(sum(abs(a) for a in self.amplitudes))
 
     @classmethod
     def draw(cls, rms: float, periods_s: tuple[float, float], terms: int,
