@@ -8,9 +8,11 @@ raster + lock-in + PMT (:mod:`.detection`) -> frame (:class:`SRASHSimulator`).
 
 from __future__ import annotations
 
+from simulators.instrument.acquisition import AcquisitionConfig, AcquisitionSession
 from simulators.instrument.response import ResponseConfig
 from simulators.instrument.results import FieldResult, FrameResult, merge_faults
 from simulators.instrument.simulator import SRASHSimulator, build_simulator, noise_generators
 
-__all__ = ["FieldResult", "FrameResult", "ResponseConfig", "SRASHSimulator", "build_simulator",
-           "merge_faults", "noise_generators"]
+__all__ = ["AcquisitionConfig", "AcquisitionSession", "FieldResult", "FrameResult",
+           "ResponseConfig", "SRASHSimulator", "build_simulator", "merge_faults",
+           "noise_generators"]

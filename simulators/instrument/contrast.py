@@ -61,6 +61,18 @@ def shg_sources(response: ResponseConfig, *, pump_nm: float, stokes_nm: float,
     return sources
 
 
+def autofluorescence_photons(pigment: NDArray[np.float32], photons_per_pass: float, *,
+                             psf_fwhm_um: float, pixel_um: float) -> NDArray[np.float32]:
+    """Mean two-photon autofluorescence photons of pigment (lipofuscin) that pass the SHG
+    filter, per pixel per pass: incoherent, ``N = N_AF p (x) PSF_2P`` with the two-photon
+    PSF (IPSF^2, FWHM ``psf_fwhm_um``) and ``photons_per_pass`` per unit pigment ``p`` at
+    the current pump power, pulse, repetition rate and dwell (docs/physics-notes.md,
+    Acquisition variability).
+    """
+    return (np.float32(photons_per_pass) * blur(pigment, psf_fwhm_um, pixel_um)).astype(
+        np.float32, copy=False)
+
+
 def shg_photons(chi2: NDArray[np.float32], sources: Sequence[tuple[float, float]], *,
                 photons_per_pass: float, objective: Objective, pixel_um: float
                 ) -> NDArray[np.float32]:

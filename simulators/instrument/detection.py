@@ -42,11 +42,14 @@ def register(img: NDArray, m: int, shift: tuple[float, float] | None) -> NDArray
 def lockin_frame(modulation: NDArray, *, pump_mw: float, stokes_mw: float,
                  ref_stokes_mw: float, peak_power_factor: float, scanner: GalvoScannerSim,
                  lockin: LockInSim, photodiode: PhotodiodeSim, eom: EOMSim,
-                 rng: np.random.Generator) -> tuple[NDArray[np.float32], dict[str, Any]]:
+                 rng: np.random.Generator, srs_gain: float = 1.0
+                 ) -> tuple[NDArray[np.float32], dict[str, Any]]:
     """Lock-in output frame (V) for an (ny, nx) in-phase modulation map.
 
     Photocurrent ``I = R eta P_P``; in-phase amplitude at the lock-in input
-    ``X_in = Z (sqrt2/pi) d G I (P_S/P_S0) cos(dphi) g(r)``; white current noise
+    ``X_in = Z (sqrt2/pi) d G I (P_S/P_S0) cos(dphi) g_ov g(r)`` with ``g_ov = srs_gain``
+    the beam-overlap factor of the session and ``g(r) = v_P(r) v_S(r)`` the vignetting of
+    the two excitation beams (:meth:`GalvoScannerSim.vignetting`); white current noise
     ``i_n sqrt(ENBW) / sqrt(N_avg)`` (shot + RIN + electronic) added per time sample;
     the cascaded RC filter runs causally along the fast axis including flyback; then
     the +-10 V output, 16-bit ADC and the overload count.
@@ -56,7 +59,7 @@ def lockin_frame(modulation: NDArray, *, pump_mw: float, stokes_mw: float,
     gain = (li.config.frontend_gain_v_per_a * eom.fundamental_rms_factor
             * eom.effective_depth * i_dc * pd.compression(pump_mw)
             * (stokes_mw / ref_stokes_mw) * peak_power_factor
-            * math.cos(math.radians(li.phase_deg)))
+            * math.cos(math.radians(li.phase_deg))) * srs_gain
     signal = modulation * (np.float32(gain) * sc.vignetting())
     samples = sc.to_time_order(signal)
     sigma = (li.config.frontend_gain_v_per_a * pd.noise_density_a_per_rthz(pump_mw)

@@ -19,9 +19,13 @@ displaced.
 Every random draw uses the ``numpy.random.Generator`` passed in, in a fixed order per raster
 (delivered pump and Stokes power, registration error, the PMT's own generator, lock-in
 noise), whether or not SHG is kept: the same seeds and the same operations give the same
-frames. Averaging is simulated exactly in distribution: Gaussian noise of N averaged passes
-is one draw with sigma/sqrt(N) (the lock-in filter is linear) and the PMT's compound
-Poisson-Gamma charge of N passes is one Poisson-Gamma draw with N times the rate.
+frames. The session's state (SRS gain, SHG yield, slow drifts: :mod:`.acquisition`) is drawn
+once from the session stream of the noise seed, never from the frame generator; the
+drifts are evaluated on the instrument's clock (:attr:`SRASHSimulator.clock_s`: raster and
+tuning time since the session started). Averaging is simulated exactly in distribution:
+Gaussian noise of N averaged passes is one draw with sigma/sqrt(N) (the lock-in filter is
+linear) and the PMT's compound Poisson-Gamma charge of N passes is one Poisson-Gamma draw
+with N times the rate.
 """
 
 from __future__ import annotations
@@ -33,8 +37,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from simulators.errors import SettingsError
+from simulators.errors import SettingsError, check_positive
 from simulators.instrument import contrast, detection
+from simulators.instrument.acquisition import (
+    AcquisitionConfig,
+    AcquisitionSession,
+    draw_session,
+    noise_seed_of,
+    overlap_widths,
+)
 from simulators.instrument.render import CompositionCache, margin_px
 from simulators.instrument.response import ResponseConfig
 from simulators.instrument.results import FieldResult, FrameResult, merge_faults
@@ -61,7 +72,8 @@ def noise_generators(noise_seed: int) -> tuple[np.random.Generator, np.random.Ge
     ``frames`` feeds :meth:`SRASHSimulator.frame` (detector noise, power drift,
     registration error); ``motion`` the stage's repeatability. Everything that acquires
     (the detector of a scan, ``srash simulate``) derives them here, so the same
-    ``noise_seed`` gives the same frames.
+    ``noise_seed`` gives the same frames. The third child of the seed is the session stream
+    (:func:`simulators.instrument.acquisition.session_seed_sequence`).
     """
     frame_ss, motion_ss = np.random.SeedSequence(int(noise_seed)).spawn(2)
     return np.random.default_rng(frame_ss), np.random.default_rng(motion_ss)
@@ -73,6 +85,12 @@ class SRASHSimulator:
     The part objects are public attributes (``pump``, ``stokes``, ``eom``, ``photodiode``,
     ``lockin``, ``pmt``, ``scanner``, ``stage``) holding the state that the ophyd devices
     set; acquisition methods read that state.
+
+    ``acquisition``: the session-to-session and within-session variability (default
+    :class:`~.acquisition.AcquisitionConfig`, realistic; ``AcquisitionConfig.ideal()`` for
+    none). ``session_seed``: the noise seed whose session this is; when None, the session of
+    the noise seed of the first generator the instrument acquires or calibrates with
+    (:func:`~.acquisition.noise_seed_of`), or of noise seed 0 if something reads it first.
     """
 
     def __init__(self, specimen: Specimen, *, objective: Objective | None = None,
@@ -80,7 +98,9 @@ class SRASHSimulator:
                  eom: EOMSim | None = None, photodiode: PhotodiodeSim | None = None,
                  lockin: LockInSim | None = None, pmt: PMTSim | None = None,
                  scanner: GalvoScannerSim | None = None, stage: XYZStageSim | None = None,
-                 response: ResponseConfig | None = None, cache_size: int = 2) -> None:
+                 response: ResponseConfig | None = None, cache_size: int = 2,
+                 acquisition: AcquisitionConfig | None = None,
+                 session_seed: int | None = None) -> None:
         self.specimen = specimen
         self.objective = objective or Objective()
         self.pump = pump or PumpLaserSim()
@@ -94,6 +114,48 @@ class SRASHSimulator:
         self.response = response or ResponseConfig()
         self._cache = CompositionCache(cache_size)
         self._pool: ThreadPoolExecutor | None = None
+        self.acquisition = acquisition or AcquisitionConfig()
+        self._session: AcquisitionSession | None = None
+        self._raster_s = 0.0
+        self._tuning_s0 = self.pump.tuning_s
+        if session_seed is not None:
+            self.start_session(session_seed)
+
+    # ------------------------------------------------------------------ session
+    def start_session(self, noise_seed: int) -> AcquisitionSession:
+        """Start the session of ``noise_seed``: draw its state from the seed's session
+        stream and set the clock to 0."""
+        o, pump, stokes = self.objective, self.pump, self.stokes
+        widths, pulse = overlap_widths(o.ipsf_fwhm_um(pump.wavelength_nm),
+                                       o.ipsf_fwhm_um(stokes.wavelength_nm),
+                                       pump.config.pulse_ps, stokes.config.pulse_ps)
+        self._session = draw_session(self.acquisition, noise_seed, widths_um=widths,
+                                     pulse_sigma_ps=pulse)
+        self._raster_s = 0.0
+        self._tuning_s0 = self.pump.tuning_s
+        return self._session
+
+    @property
+    def session(self) -> AcquisitionSession:
+        """This session's state (drawn for noise seed 0 if no session was started)."""
+        if self._session is None:
+            return self.start_session(0)
+        return self._session
+
+    def _session_for(self, rng: np.random.Generator) -> AcquisitionSession:
+        if self._session is None:
+            return self.start_session(noise_seed_of(rng))  # type: ignore[arg-type]
+        return self._session
+
+    @property
+    def clock_s(self) -> float:
+        """Instrument time (s) since the session started: rasters (all averages) and pump
+        tuning; stage moves are not counted."""
+        return self._raster_s + (self.pump.tuning_s - self._tuning_s0)
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of instrument time pass without rastering (the drifts go on)."""
+        self._raster_s += check_positive("waiting time", seconds, "s", allow_zero=True)
 
     # ------------------------------------------------------------------ geometry
     def window(self, x_um: float | None = None, y_um: float | None = None) -> Window:
@@ -125,18 +187,22 @@ class SRASHSimulator:
                                        psf_fwhm_um=fwhm, pixel_um=window.pixel_um)
 
     def shg_photons(self, window: Window, pump_mw: float, stokes_mw: float) -> NDArray[np.float32]:
-        """Mean SHG photons at the PMT cathode per pixel per pass (padded window).
+        """Mean photons at the SHG PMT's cathode per pixel per pass (padded window): SHG
+        times the session's SHG yield, plus the pigment's two-photon autofluorescence that
+        leaks through the SHG filter.
 
-        Scales as P^2 / (f_rep tau) and with dwell; see :func:`.contrast.shg_photons`.
+        Scales as P^2 / (f_rep tau) and with dwell; see :func:`.contrast.shg_photons` and
+        :func:`.contrast.autofluorescence_photons`.
         """
-        chi2, sources, photons_per_pass = self._shg_inputs(window, pump_mw, stokes_mw)
-        return contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
-                                    objective=self.objective, pixel_um=window.pixel_um)
+        return self._shg_cathode(*self._shg_inputs(window, pump_mw, stokes_mw),
+                                 objective=self.objective, pixel_um=window.pixel_um)
 
     def _shg_inputs(self, window: Window, pump_mw: float, stokes_mw: float
-                    ) -> tuple[NDArray[np.float32], list[tuple[float, float]], float]:
-        """chi2 map (padded window), SHG sources and dense-collagen photons per pass, read
-        from the instrument's current state."""
+                    ) -> tuple[NDArray[np.float32], list[tuple[float, float]], float,
+                               NDArray[np.float32], float, float]:
+        """chi2 map (padded window), SHG sources, dense-collagen photons per pass (times the
+        session's SHG yield), the pigment map, autofluorescence photons per pass per unit
+        pigment and the pump wavelength, read from the instrument's current state."""
         comp, _ = self.composition(window)
         c = self.pump.config
         pulse = (2.0 / c.pulse_ps) * (80.0 / c.rep_rate_mhz) * self.pump.peak_power_factor
@@ -145,18 +211,38 @@ class SRASHSimulator:
             self.response, pump_nm=self.pump.wavelength_nm, stokes_nm=self.stokes.wavelength_nm,
             pump_mw=pump_mw, stokes_mw=stokes_mw,
             stokes_mean_square=self.eom.modulated_mean_square())
-        return comp.chi2, sources, self.response.shg_photons_dense * pulse * dwell
+        ses = self.session
+        af = (ses.af_photons_per_pigment * (pump_mw / self.response.ref_pump_mw) ** 2
+              * pulse * dwell)
+        return (comp.chi2, sources, self.response.shg_photons_dense * pulse * dwell
+                * ses.shg_yield, comp.pigment, af, self.pump.wavelength_nm)
+
+    @staticmethod
+    def _shg_cathode(chi2: NDArray[np.float32], sources: Sequence[tuple[float, float]],
+                     photons_per_pass: float, pigment: NDArray[np.float32], af_per_pass: float,
+                     pump_nm: float, *, objective: Objective, pixel_um: float
+                     ) -> NDArray[np.float32]:
+        photons = contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
+                                       objective=objective, pixel_um=pixel_um)
+        if af_per_pass > 0 and pigment.any():
+            photons = photons + contrast.autofluorescence_photons(
+                pigment, af_per_pass, psf_fwhm_um=objective.shg_fwhm_um(pump_nm)[0],
+                pixel_um=pixel_um)
+        return photons
 
     # ------------------------------------------------------------------ stage 3
     def srs_detect(self, modulation: NDArray, pump_mw: float, stokes_mw: float,
-                   rng: np.random.Generator) -> tuple[NDArray[np.float32], dict[str, Any]]:
+                   rng: np.random.Generator, srs_gain: float = 1.0
+                   ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Lock-in output frame (V) for an (ny, nx) in-phase modulation map
-        (:func:`.detection.lockin_frame` with this instrument's parts)."""
+        (:func:`.detection.lockin_frame` with this instrument's parts); ``srs_gain``: the
+        beam-overlap factor of the session at the raster's time."""
         return detection.lockin_frame(
             modulation, pump_mw=pump_mw, stokes_mw=stokes_mw,
             ref_stokes_mw=self.response.ref_stokes_mw,
             peak_power_factor=self.pump.peak_power_factor, scanner=self.scanner,
-            lockin=self.lockin, photodiode=self.photodiode, eom=self.eom, rng=rng)
+            lockin=self.lockin, photodiode=self.photodiode, eom=self.eom, rng=rng,
+            srs_gain=srs_gain)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -164,12 +250,12 @@ class SRASHSimulator:
         return self._pool
 
     def _srs_frame(self, rng: np.random.Generator, win: Window, pump_mw: float,
-                   stokes_mw: float, shift_px: tuple[float, float]
+                   stokes_mw: float, shift_px: tuple[float, float], srs_gain: float
                    ) -> tuple[NDArray[np.float32], dict[str, Any], float]:
         m = self.margin_px(win.pixel_um)
         shift = float(raman_shift_cm1(self.pump.wavelength_nm, self.stokes.wavelength_nm))
         mod = detection.register(self.srs_modulation(win, shift), m, shift_px)
-        srs, faults = self.srs_detect(mod, pump_mw, stokes_mw, rng)
+        srs, faults = self.srs_detect(mod, pump_mw, stokes_mw, rng, srs_gain)
         faults["modelock_lost"] = not self.pump.mode_locked
         return srs, faults, shift
 
@@ -179,15 +265,17 @@ class SRASHSimulator:
         """The SHG (PMT) raster as a job for the worker thread. Everything it needs of the
         instrument is read now, so the result does not depend on when the job runs (the
         pump may be retuned for the next channel meanwhile)."""
-        chi2, sources, photons_per_pass = self._shg_inputs(win, pump_mw, stokes_mw)
+        inputs = self._shg_inputs(win, pump_mw, stokes_mw)
         m = self.margin_px(win.pixel_um)
         objective, dwell_s, averages, pmt = (self.objective, self.scanner.dwell_s,
                                              self.scanner.averages, self.pmt)
+        vignetting = self.scanner.vignetting()
 
         def job() -> tuple[NDArray[np.float32], dict[str, Any]]:
-            photons = contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
-                                           objective=objective, pixel_um=win.pixel_um)
-            return pmt.detect(detection.register(photons, m, shift_px), dwell_s, averages, rng)
+            photons = self._shg_cathode(*inputs, objective=objective, pixel_um=win.pixel_um)
+            # two-photon excitation: the pump's vignetting squared, the SRS map (P_P P_S)
+            photons = detection.register(photons, m, shift_px) * vignetting
+            return pmt.detect(photons, dwell_s, averages, rng)
 
         return job
 
@@ -200,6 +288,8 @@ class SRASHSimulator:
         registration error (scanner state: none for the first raster of a field), a
         generator for the PMT, the lock-in noise. The SHG frame (PMT) is recorded during the
         same raster, on a worker thread, when ``with_shg``; the draws do not depend on it.
+        The session's slow drifts are taken at the middle of the raster (instrument clock);
+        the delivered powers, as recorded, include the power drifts.
         """
         result, shg = self._raster(rng, with_shg=with_shg)
         if shg is not None:
@@ -213,15 +303,19 @@ class SRASHSimulator:
         check_power_safety(self.pump.power_mw, self.stokes.power_mw,
                            self.response.safety_limit_mw)
         win = self.window()
-        pump_mw = self.pump.delivered_power_mw(rng)
-        stokes_mw = self.stokes.delivered_power_mw(rng)
+        ses = self._session_for(rng)
+        t_mid = self.clock_s + 0.5 * self.scanner.acquisition_time_s
+        pump_mw = self.pump.delivered_power_mw(rng) * ses.pump_drift(t_mid)
+        stokes_mw = self.stokes.delivered_power_mw(rng) * ses.stokes_drift(t_mid)
+        srs_gain = ses.srs_factor(t_mid)
+        self._raster_s += self.scanner.acquisition_time_s
         shift_px = self.scanner.next_registration(win, rng)
         pmt_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
         fut: Future | None = None
         if with_shg:
             fut = self._executor().submit(
                 self._shg_job(pmt_rng, win, pump_mw, stokes_mw, shift_px))
-        srs, faults, shift = self._srs_frame(rng, win, pump_mw, stokes_mw, shift_px)
+        srs, faults, shift = self._srs_frame(rng, win, pump_mw, stokes_mw, shift_px, srs_gain)
         comp, _ = self.composition(win)
         result = FrameResult(
             srs=srs, shg=None, pump_nm=self.pump.wavelength_nm,
@@ -322,7 +416,9 @@ class SRASHSimulator:
     def srs_volts_per_unit(self, pump_mw: float | None = None,
                            stokes_mw: float | None = None) -> float:
         """Lock-in output (V above offset) per unit of ``sum c_i sigma_i`` (pure lipid at its
-        2853 peak = 1) at the given (default: reference) powers, on axis."""
+        2853 peak = 1) at the given (default: reference) powers, on axis, as measured on the
+        lipid standard at the start of the session: includes the session's SRS gain
+        (beam overlap) at clock 0, not its later drift."""
         r = self.response
         p = r.ref_pump_mw if pump_mw is None else pump_mw
         s = r.ref_stokes_mw if stokes_mw is None else stokes_mw
@@ -330,19 +426,23 @@ class SRASHSimulator:
         return (10.0 / li.sensitivity_v * li.config.frontend_gain_v_per_a
                 * self.eom.fundamental_rms_factor * self.eom.effective_depth * pd.dc_current_a(p)
                 * pd.compression(p) * (s / r.ref_stokes_mw) * r.srs_k
-                * math.cos(math.radians(li.phase_deg)))
+                * math.cos(math.radians(li.phase_deg))) * self.session.srs_factor(0.0)
 
     def shg_volts_per_unit(self) -> float:
-        """Mean PMT output (V above offset) for dense collagen (chi2 = 1) at reference power."""
+        """Mean PMT output (V above offset) for dense collagen (chi2 = 1) at reference power,
+        on axis, in this session (includes its SHG yield)."""
         c = self.pmt.config
-        pe = self.response.shg_photons_dense * (self.scanner.dwell_s / 10e-6) * c.qe
+        pe = (self.response.shg_photons_dense * (self.scanner.dwell_s / 10e-6) * c.qe
+              * self.session.shg_yield)
         return pe * self.pmt.gain * ELEMENTARY_CHARGE_C / self.scanner.dwell_s * \
             c.transimpedance_v_per_a
 
     def calibration(self, rng: np.random.Generator) -> dict[str, Any]:
         """The calibration record at the current settings: dark levels (a shutters-closed
         frame, drawn from ``rng``), volts per unit of pure lipid / dense collagen at the
-        reference powers, the reference powers and the spectral resolution."""
+        reference powers, the reference powers and the spectral resolution. Taken in this
+        session (:meth:`srs_volts_per_unit`, :meth:`shg_volts_per_unit`)."""
+        self._session_for(rng)
         dark = self.dark_levels(rng)
         r = self.response
         return {"srs_dark_v": dark["srs_v"], "shg_dark_v": dark["shg_v"],
@@ -356,6 +456,8 @@ class SRASHSimulator:
         sc, li = self.scanner, self.lockin
         return {
             "specimen": self.specimen.describe(),
+            "acquisition": {"config": self.acquisition.to_dict(),
+                            "session": self.session.to_dict(), "clock_s": self.clock_s},
             "objective": self.objective.to_dict(),
             "response": self.response.to_dict(),
             "pump": {"config": self.pump.config.to_dict(), "wavelength_nm": self.pump.wavelength_nm,
@@ -384,10 +486,14 @@ def build_simulator(specimen: Specimen, *, pixels: int = 1200, fov_um: float = 3
                     pump_mw: float = 40.0, stokes_mw: float = 40.0, stokes_nm: float = 1031.0,
                     x_um: float = 0.0, y_um: float = 0.0,
                     response: ResponseConfig | None = None,
-                    scanner: ScannerConfig | None = None) -> SRASHSimulator:
+                    scanner: ScannerConfig | None = None,
+                    acquisition: AcquisitionConfig | None = None,
+                    session_seed: int | None = None) -> SRASHSimulator:
     """A simulated instrument around ``specimen`` with the paper's defaults, the stage at
     (``x_um``, ``y_um``) and the given scan and power settings (all range-checked).
-    ``scanner``: scanner limits and registration error (default :class:`ScannerConfig`)."""
+    ``scanner``: scanner limits and registration error (default :class:`ScannerConfig`);
+    ``acquisition``, ``session_seed``: the session's variability and its noise seed
+    (:class:`SRASHSimulator`)."""
     resp = response or ResponseConfig()
     check_power_safety(pump_mw, stokes_mw, resp.safety_limit_mw)
     sim = SRASHSimulator(
@@ -395,8 +501,10 @@ def build_simulator(specimen: Specimen, *, pixels: int = 1200, fov_um: float = 3
         stokes=StokesLaserSim(StokesLaserConfig(wavelength_nm=stokes_nm), power_mw=stokes_mw),
         scanner=GalvoScannerSim(scanner, pixels=pixels, fov_um=fov_um, dwell_s=dwell_s,
                                 averages=averages, bidirectional=bidirectional),
-        response=resp)
+        response=resp, acquisition=acquisition)
     sim.pump.set_power(pump_mw)
+    if session_seed is not None:
+        sim.start_session(session_seed)
     sim.stage.move(x=x_um, y=y_um)
     return sim
 

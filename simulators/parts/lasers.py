@@ -66,6 +66,8 @@ class PumpLaserSim:
 
             wavelength_nm = float(pump_nm_for_shift(2850.0, STOKES_NM_DEFAULT))
         self.wavelength_nm = self._check_wavelength(wavelength_nm)
+        #: total time (s) spent tuning since construction (the instrument clock counts it)
+        self.tuning_s = 0.0
         self.power_mw = 0.0
         self.set_power(power_mw)
         self.shutter_open = True
@@ -98,6 +100,7 @@ class PumpLaserSim:
                 f"{self.available_power_mw(lam):.1f} mW there; lower the power first")
         t = self.tune_time_s(lam)
         self.wavelength_nm = lam
+        self.tuning_s += t
         return t
 
     def set_power(self, power_mw: float) -> None:

@@ -20,8 +20,10 @@ class ScannerConfig(ConfigMixin):
     """Scanner limits and timing. ``max_fov_um``: field at zoom 1 (the objective's field
     diameter, 442 um for 60x / FN 26.5); ``flyback_fraction``: extra samples per line for
     the retrace (unidirectional); ``turnaround_fraction``: per line in bidirectional mode;
-    ``frame_overhead_s``: per frame (sync, settle); ``vignetting_r0_um``: cos^4-like gain
-    ``g = (1 + (r/r0)^2)^-2`` of the signal versus distance r from the optical axis;
+    ``frame_overhead_s``: per frame (sync, settle); ``vignetting_r0_um``: each excitation
+    beam's intensity at the focus falls as ``v = (1 + (r/r0)^2)^-1`` with the distance r
+    from the optical axis, so SRS (``P_P P_S``) and SHG (``P_P^2``) go as
+    ``g = v^2 = (1 + (r/r0)^2)^-2`` (cos^4-like);
     ``registration_jitter_px``: 1-sigma registration error (pixels, per axis) of a raster
     relative to the first raster of the same field (galvo drive and frame-sync timing)."""
 
@@ -166,7 +168,9 @@ class GalvoScannerSim:
         return img
 
     def vignetting(self) -> NDArray[np.float32]:
-        """Signal gain map (ny, nx) of the field, 1 on axis."""
+        """Nonlinear-signal gain map (ny, nx) of the field, ``v_P v_S = v_P^2``: 1 on axis,
+        symmetric, falling monotonically towards the corners (docs/physics-notes.md,
+        Acquisition variability)."""
         return _vignetting(self.pixels, self.fov_um, self.config.vignetting_r0_um)
 
 

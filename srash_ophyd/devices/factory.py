@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulators.instrument import ResponseConfig, build_simulator
+from simulators.instrument import AcquisitionConfig, ResponseConfig, build_simulator
 from simulators.specimens import make_specimen
 from simulators.specimens.base import Specimen
 
@@ -19,6 +19,7 @@ def make_microscope(specimen: str | Specimen = "testis", phenotype: str | None =
                     seed: int = 0, noise_seed: int = 0, data_dir: str | Path | None = None,
                     time_scale: float = 0.0, name: str = "srash",
                     response: ResponseConfig | None = None,
+                    acquisition: AcquisitionConfig | None = None,
                     **scan_settings: Any) -> SRASHMicroscope:
     """A simulated :class:`SRASHMicroscope` (its simulator is ``.sim``).
 
@@ -32,14 +33,16 @@ def make_microscope(specimen: str | Specimen = "testis", phenotype: str | None =
     seed : int
         Specimen seed (the tissue).
     noise_seed : int
-        Seeds the frame noise and stage repeatability: same seeds + same operations ->
-        identical frames.
+        Seeds the frame noise, the stage repeatability and the instrument session (SRS
+        gain, SHG yield, slow drifts): same seeds + same operations -> identical frames.
     data_dir : path, optional
         Folder for the OME-TIFF frames; default a new temporary folder.
     time_scale : float
         0 = instant; > 0 = statuses finish after ``time_scale x`` real instrument time.
     name : str
         Device name, prefix of every data key (``srash_image``, ``srash_raman``...).
+    acquisition : AcquisitionConfig, optional
+        Session variability (default realistic; ``AcquisitionConfig.ideal()`` for none).
     **scan_settings
         Passed to :func:`simulators.instrument.build_simulator`: ``pixels``, ``fov_um``,
         ``dwell_s``, ``averages``, ``bidirectional``, ``pump_mw``, ``stokes_mw``,
@@ -47,7 +50,8 @@ def make_microscope(specimen: str | Specimen = "testis", phenotype: str | None =
     """
     spec = specimen if isinstance(specimen, Specimen) else make_specimen(
         specimen, seed, phenotype=phenotype)
-    sim = build_simulator(spec, response=response, **scan_settings)
+    sim = build_simulator(spec, response=response, acquisition=acquisition,
+                          session_seed=noise_seed, **scan_settings)
     if data_dir is None:
         data_dir = tempfile.mkdtemp(prefix=f"{name}-frames-")
     return SRASHMicroscope(name=name, sim=sim, data_dir=Path(data_dir), time_scale=time_scale,
