@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from ml.common.errors import MLError
 from ml.io.runstate import require_readable, run_state
 
-__all__ = ["FrameError", "FrameReader", "NotLocalError", "ReadFaults", "add_strict_option",
+__all__ = ["FrameError", "FrameReader", "NotLocalError", "ReadFaults",
            "diagnose_frame", "file_uri", "frame_paths", "read_frame", "read_frame_file",
            "run_label", "uri_path"]
 
@@ -91,13 +91,6 @@ def run_label(start: dict[str, Any]) -> str:
     """``<uid> (sample <id>)`` of a start document, for messages."""
     sid = start.get("sample_id")
     return f"{start.get('uid')}" + (f" (sample {sid})" if sid else "")
-
-
-def add_strict_option(p: Any) -> None:
-    """``--strict`` on a reader command's argparse parser (module doc)."""
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first unreadable frame file or run without a stop "
-                        "document (default: warn, skip that field or run, go on)")
 
 
 class ReadFaults:

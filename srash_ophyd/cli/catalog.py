@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ml.io.frames import add_strict_option
 from ml.io.runstate import run_state
 
 from ..catalog import get_run
 from ..display import escape_control
 from . import repair
-from .options import CLIError, add_catalog_options
+from .options import CLIError, add_catalog_options, add_strict_option
 
 __all__ = ["add_parser", "run_summary"]
 

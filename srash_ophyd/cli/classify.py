@@ -13,11 +13,10 @@ import json
 import sys
 from typing import Any
 
-from ml.io.frames import add_strict_option
-
 from .options import (
     ClassifyError,
     add_catalog_options,
+    add_strict_option,
     add_task_option,
     add_weights_option,
     load_dx,

@@ -31,9 +31,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ml.io.frames import add_strict_option
-
-from .options import CLIError, add_catalog_options, add_task_option, add_weights_option
+from .options import (
+    CLIError,
+    add_catalog_options,
+    add_strict_option,
+    add_task_option,
+    add_weights_option,
+)
 
 __all__ = ["add_parser", "run_evaluate"]
 

@@ -25,6 +25,14 @@ def add_catalog_options(p: argparse.ArgumentParser) -> None:
                         "recorded in saved command lines")
 
 
+def add_strict_option(p: argparse.ArgumentParser) -> None:
+    """``--strict`` on a reader command's parser (the readers' fault policy:
+    :class:`ml.io.frames.ReadFaults`)."""
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable frame file or run without a stop "
+                        "document (default: warn, skip that field or run, go on)")
+
+
 def add_task_option(p: argparse.ArgumentParser, *, default: str | None = "normal-vs-noa",
                     help_default: str = "normal-vs-noa") -> None:
     """``--task`` with the LBNet-Dx task names (:data:`ml.dx.predict.TASKS`)."""

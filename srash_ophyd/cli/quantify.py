@@ -43,9 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ml.io.frames import add_strict_option
-
-from .options import CLIError, add_catalog_options
+from .options import CLIError, add_catalog_options, add_strict_option
 
 __all__ = ["add_parser", "run_quantify"]
 
