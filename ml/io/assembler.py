@@ -170,8 +170,8 @@ class FieldAssembler(DocumentRouter):
         return doc
 
     def stream_datum(self, doc):
-        if doc.get("descriptor") not in self._streams:
-            return doc
+        if doc.get("descriptor") not in self._streams or self.frame_reader is not None:
+            return doc  # with a frame_reader, frames come through it, not from file paths
         res = self._resources.get(doc["stream_resource"])
         if res is None:
             raise ExportError(f"stream datum {doc['uid']} names unknown stream resource "
