@@ -51,8 +51,9 @@ class TubuleState:
     Pairs are tubule-to-tubule ranges (uniform draws per tubule); lengths in um. The
     tubule's diameter is ``diameter_factor`` x the patient's ``tubule_diameter_um``, its
     lamina propria ``wall_um`` x the patient's ``wall_factor`` (then the physical limits
-    :data:`WALL_LIMITS_UM`), its LD lipid density ``droplet_density_factor`` x the patient's
-    ``droplet_density`` (at most :data:`MAX_DROPLET_DENSITY`).
+    :data:`WALL_LIMITS_UM`). Its LD lipid density comes from the droplets' composition
+    (:mod:`simulators.specimens.testis.lipids`, by state) x the patient's
+    ``droplet_density`` factor (at most :data:`MAX_DROPLET_DENSITY`).
 
     germ: germ-cell populations present; ``germ_keep`` the fraction of the germ-cell
     positions filled (hypospermatogenesis: fewer cells per row); ``sertoli_spacing_um``,
@@ -78,7 +79,6 @@ class TubuleState:
     lumen_irregularity: tuple[float, float]
     droplet_area_fraction: tuple[float, float]
     droplet_diameter_um: tuple[float, float]
-    droplet_density_factor: tuple[float, float]
     protein_droplet_area_fraction: tuple[float, float] = (0.0, 0.0)
     lumen_min_um: float = 15.0
     lumen_max_um: float = 60.0
@@ -108,7 +108,7 @@ STATES: dict[str, TubuleState] = {
         wall_variation=(0.1, 0.2), wall_gap_fraction=(0.0, 0.0), infolding_um=(0.3, 0.8),
         wall_collagen=(0.55, 0.7), wall_chi2=(0.35, 0.55), epithelium_um=(50.0, 65.0),
         lumen_irregularity=(0.08, 0.15), droplet_area_fraction=(0.018, 0.04),
-        droplet_diameter_um=(0.95, 1.2), droplet_density_factor=(1.0, 1.0),
+        droplet_diameter_um=(0.95, 1.2),
         lumen_max_um=40.0, sertoli_spacing_um=24.0, spermatogonia_spacing_um=13.0,
         myoid_spacing_um=30.0, elongated_probability=0.65, lumen_sperm=6.0),
     "hypo": TubuleState(
@@ -116,7 +116,7 @@ STATES: dict[str, TubuleState] = {
         wall_variation=(0.15, 0.3), wall_gap_fraction=(0.0, 0.1), infolding_um=(0.5, 2.0),
         wall_collagen=(0.58, 0.72), wall_chi2=(0.4, 0.6), epithelium_um=(38.0, 55.0),
         lumen_irregularity=(0.1, 0.2), droplet_area_fraction=(0.01, 0.025),
-        droplet_diameter_um=(0.85, 1.1), droplet_density_factor=(1.2, 1.5),
+        droplet_diameter_um=(0.85, 1.1),
         lumen_max_um=50.0, germ_keep=0.55, sertoli_spacing_um=22.0,
         spermatogonia_spacing_um=16.0, myoid_spacing_um=26.0, elongated_probability=0.4,
         lumen_sperm=2.0),
@@ -126,7 +126,7 @@ STATES: dict[str, TubuleState] = {
         infolding_um=(2.0, 5.0), wall_collagen=(0.6, 0.75), wall_chi2=(0.45, 0.65),
         epithelium_um=(40.0, 52.0), lumen_irregularity=(0.15, 0.25),
         droplet_area_fraction=(0.004, 0.011), droplet_diameter_um=(0.7, 0.9),
-        droplet_density_factor=(1.6, 1.8), protein_droplet_area_fraction=(0.004, 0.01),
+        protein_droplet_area_fraction=(0.004, 0.01),
         sertoli_spacing_um=22.0, spermatogonia_spacing_um=15.0, spermatocyte_rows=3,
         pyknotic_fraction=0.12),
     "arrest_spg": TubuleState(
@@ -134,14 +134,14 @@ STATES: dict[str, TubuleState] = {
         wall_variation=(0.25, 0.4), wall_gap_fraction=(0.1, 0.25), infolding_um=(2.0, 6.0),
         wall_collagen=(0.6, 0.78), wall_chi2=(0.45, 0.7), epithelium_um=(22.0, 32.0),
         lumen_irregularity=(0.15, 0.25), droplet_area_fraction=(0.0, 0.0008),
-        droplet_diameter_um=(0.8, 1.0), droplet_density_factor=(1.75, 1.95),
+        droplet_diameter_um=(0.7, 0.9),
         sertoli_spacing_um=18.0, spermatogonia_spacing_um=20.0),
     "sco": TubuleState(
         germ=(), diameter_factor=(0.58, 0.72), wall_um=(11.0, 18.0),
         wall_variation=(0.2, 0.35), wall_gap_fraction=(0.05, 0.2), infolding_um=(3.0, 7.0),
         wall_collagen=(0.7, 0.85), wall_chi2=(0.6, 0.8), epithelium_um=(24.0, 32.0),
         lumen_irregularity=(0.15, 0.25), droplet_area_fraction=(0.006, 0.016),
-        droplet_diameter_um=(0.8, 1.1), droplet_density_factor=(1.6, 1.8),
+        droplet_diameter_um=(0.8, 1.1),
         lumen_min_um=6.0, lumen_max_um=25.0, lumen_water=0.97, lumen_protein=0.012,
         sertoli_spacing_um=11.0, droplets_basal=False),
     "sclerotic": TubuleState(
@@ -149,7 +149,7 @@ STATES: dict[str, TubuleState] = {
         wall_variation=(0.15, 0.3), wall_gap_fraction=(0.0, 0.05), infolding_um=(1.0, 4.0),
         wall_collagen=(0.8, 0.95), wall_chi2=(0.65, 0.9), epithelium_um=(6.0, 15.0),
         lumen_irregularity=(0.15, 0.25), droplet_area_fraction=(0.0, 0.003),
-        droplet_diameter_um=(0.8, 1.0), droplet_density_factor=(1.6, 1.8),
+        droplet_diameter_um=(0.8, 1.0),
         lumen_min_um=0.0, lumen_max_um=6.0, lumen_water=0.97, lumen_protein=0.012,
         sertoli_spacing_um=20.0, droplets_basal=False),
 }
@@ -187,7 +187,7 @@ PATIENT_LOGNORMALS: dict[str, tuple[tuple[float, float, float, float], float,
     "leydig_droplets_per_cell": ((24.0, 32.0, 32.0, 32.0), 0.3, (5.0, 100.0)),
     "leydig_lipofuscin_per_cell": ((4.0, 6.0, 6.0, 6.0), 0.35, (0.5, 30.0)),
     "leydig_pigment": ((0.045, 0.07, 0.07, 0.075), 0.3, (0.005, 0.3)),
-    "droplet_density": ((0.815, 0.815, 0.815, 0.815), 0.04, (0.6, 1.0)),
+    "droplet_density": ((1.0, 1.0, 1.0, 1.0), 0.04, (0.8, 1.2)),
     "leydig_droplet_density": ((0.86, 0.86, 0.86, 0.86), 0.04, (0.6, 1.1)),
 }
 
@@ -249,8 +249,9 @@ class TestisConfig(ConfigMixin):
     wall: ``wall_factor`` (patient's lamina propria thickening, x each state's thickness),
     ``wall_range_um`` (physical limits of a tubule's mean thickness), ``gap_wall_um`` (what
     is left of the collagen where the wall is truncated).
-    droplets: ``droplet_density`` (lipid mass fraction of an LD of a tubule with complete
-    spermatogenesis; states scale it, at most :data:`MAX_DROPLET_DENSITY`),
+    droplets: ``droplet_density`` (the patient's factor on the CH2 density that its LDs'
+    composition gives, :mod:`~simulators.specimens.testis.lipids`: dietary and metabolic
+    fatty-acid profile; LD density at most :data:`MAX_DROPLET_DENSITY`),
     ``droplet_diameter_sigma`` (lognormal sigma of droplet diameters).
     interstitium: ``interstitial_collagen`` / ``interstitial_chi2``,
     ``leydig_clusters_per_tubule``, ``leydig_cluster_cells`` (mean cells per cluster),
@@ -280,7 +281,7 @@ class TestisConfig(ConfigMixin):
     wall_factor: float = 1.0
     gap_wall_um: float = 3.0
     droplet_diameter_sigma: float = 0.35
-    droplet_density: float = 0.815
+    droplet_density: float = 1.0
     interstitial_collagen: float = 0.15
     interstitial_chi2: float = 0.11
     leydig_clusters_per_tubule: float = 1.4

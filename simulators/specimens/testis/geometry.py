@@ -35,6 +35,11 @@ from simulators.specimens.testis.config import (
     STATES,
     TestisConfig,
 )
+from simulators.specimens.testis.lipids import (
+    cycle_factor,
+    draw_composition,
+    droplet_density,
+)
 
 _F32 = np.float32
 #: noise field ids (seed offsets)
@@ -58,7 +63,9 @@ class Tubule(ConfigMixin):
     variation of the wall), ``gap_fraction`` (fraction of the circumference where the
     collagen is truncated), ``infolding_um``, ``wall_collagen`` / ``wall_chi2``,
     ``lumen_irregularity``, ``droplet_area_fraction``, ``droplet_diameter_um``,
-    ``droplet_density`` (lipid mass fraction of its LDs), ``protein_droplet_area_fraction``.
+    ``droplet_density`` (CH2 density of its LDs relative to triolein, from
+    ``ld_composition``: fractions of :data:`~simulators.specimens.testis.lipids.CLASS_NAMES`),
+    ``protein_droplet_area_fraction``.
     """
 
     id: int
@@ -82,6 +89,7 @@ class Tubule(ConfigMixin):
     droplet_diameter_um: float = 1.05
     droplet_density: float = 0.815
     protein_droplet_area_fraction: float = 0.0
+    ld_composition: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
 
     @property
     def gap_level(self) -> float:
@@ -280,14 +288,20 @@ class SectionGeometry:
         lum = float(np.clip(b - wall - epi, st.lumen_min_um,
                             max(st.lumen_min_um, min(st.lumen_max_um, lum_hi))))
         elongated = bool(rng.uniform() < st.elongated_probability)
-        dens = min(MAX_DROPLET_DENSITY, c.droplet_density * v["droplet_density_factor"])
+        # LDs: density from their composition (by state), area from the epithelial cycle
+        lrng = self.rng_for(S_TUBULE + 32, i, j)
+        comp = draw_composition(name, lrng)
+        dens = min(MAX_DROPLET_DENSITY, c.droplet_density * droplet_density(comp))
+        ld_area = v["droplet_area_fraction"] * cycle_factor(
+            "elongated_spermatids" in st.germ, lrng)
         tid = 1 + (i + 1024) * 2048 + (j + 1024)
         return Tubule(tid, (i, j), cx, cy, ratio * b, b, angle, wall, lum, elongated,
                       state=name, wall_variation=var, gap_fraction=v["wall_gap_fraction"],
                       infolding_um=infold, wall_collagen=v["wall_collagen"],
                       wall_chi2=v["wall_chi2"], lumen_irregularity=irr,
-                      droplet_area_fraction=v["droplet_area_fraction"],
+                      droplet_area_fraction=ld_area,
                       droplet_diameter_um=v["droplet_diameter_um"], droplet_density=dens,
+                      ld_composition=comp,
                       protein_droplet_area_fraction=v["protein_droplet_area_fraction"])
 
     def tubules_in(self, x0: float, x1: float, y0: float, y1: float) -> list[Tubule]:
