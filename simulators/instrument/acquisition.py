@@ -52,6 +52,11 @@ class AcquisitionConfig(ConfigMixin):
     ``drift_terms``: number of sinusoidal components per drift.
     ``af_photons_per_pigment``: two-photon autofluorescence photons reaching the SHG PMT per
     10 us pixel per pass per unit of the specimen's pigment map at 40 mW pump, 2 ps, 80 MHz.
+    Calibration (the record the analysis divides by is a measurement): ``calibration_stale_
+    probability``: chance that the session's record was measured on the reference standards
+    in an earlier alignment (not re-measured after this session's alignment); ``calibration_
+    srs_error`` / ``calibration_shg_error``: lognormal sigma of one measurement of the lipid
+    / collagen standard (focus depth in the standard, its temperature, laser warm-up).
     """
 
     overlap_lateral_um: float = 0.10
@@ -64,6 +69,9 @@ class AcquisitionConfig(ConfigMixin):
     drift_periods_s: tuple[float, float] = (600.0, 3600.0)
     drift_terms: int = 4
     af_photons_per_pigment: float = 150.0
+    calibration_stale_probability: float = 0.5
+    calibration_srs_error: float = 0.03
+    calibration_shg_error: float = 0.08
 
     def __post_init__(self) -> None:
         check_range("lateral overlap error", self.overlap_lateral_um, 0.0, 2.0, "um")
@@ -81,13 +89,20 @@ class AcquisitionConfig(ConfigMixin):
             raise SettingsError(f"drift_terms {self.drift_terms!r}: an integer 1-64")
         check_positive("autofluorescence leak", self.af_photons_per_pigment, "photons",
                        allow_zero=True)
+        check_range("stale calibration probability", self.calibration_stale_probability,
+                    0.0, 1.0)
+        check_range("SRS calibration error", self.calibration_srs_error, 0.0, 0.5)
+        check_range("SHG calibration error", self.calibration_shg_error, 0.0, 0.5)
 
     @classmethod
     def ideal(cls) -> "AcquisitionConfig":
-        """No variability: perfect overlap, nominal SHG yield, no drift, no leak."""
+        """No variability: perfect overlap, nominal SHG yield, no drift, no leak, an exact
+        calibration of this session."""
         return cls(overlap_lateral_um=0.0, overlap_axial_um=0.0, overlap_delay_ps=0.0,
                    shg_yield_sigma=0.0, pump_drift_rms=0.0, stokes_drift_rms=0.0,
-                   overlap_drift_rms=0.0, af_photons_per_pigment=0.0)
+                   overlap_drift_rms=0.0, af_photons_per_pigment=0.0,
+                   calibration_stale_probability=0.0, calibration_srs_error=0.0,
+                   calibration_shg_error=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +155,10 @@ class AcquisitionSession(ConfigMixin):
     """One session's drawn state: ``seed`` (the noise seed it was drawn for), the overlap
     errors (``offset_um`` lateral (dx, dy), ``defocus_um``, ``delay_ps``) and the SRS gain
     they give (``srs_gain``, 1 = perfect overlap), ``shg_yield`` (1 = nominal), the slow
-    drifts of pump power, Stokes power and overlap, and ``af_photons_per_pigment``."""
+    drifts of pump power, Stokes power and overlap, and ``af_photons_per_pigment``.
+    Calibration: ``calibration_stale`` (the record comes from an earlier alignment),
+    ``calibration_srs_ratio`` / ``calibration_shg_ratio``: the recorded volts per unit over
+    this session's true ones at its start (1 = exact)."""
 
     seed: int
     srs_gain: float = 1.0
@@ -152,6 +170,9 @@ class AcquisitionSession(ConfigMixin):
     stokes_drift: SlowDrift = SlowDrift()
     overlap_drift: SlowDrift = SlowDrift()
     af_photons_per_pigment: float = 0.0
+    calibration_stale: bool = False
+    calibration_srs_ratio: float = 1.0
+    calibration_shg_ratio: float = 1.0
 
     def srs_factor(self, t_s: float) -> float:
         """SRS gain at ``t_s`` s into the session: session gain x overlap drift."""
@@ -195,10 +216,48 @@ def draw_session(config: AcquisitionConfig, noise_seed: int | list[int], *,
     drifts = [SlowDrift.draw(rms, c.drift_periods_s, c.drift_terms, rng) for rms in
               (c.pump_drift_rms, c.stokes_drift_rms, c.overlap_drift_rms)]
     seed = noise_seed if isinstance(noise_seed, int) else int(noise_seed[0])
+    stale, srs_ratio, shg_ratio = _draw_calibration(c, noise_seed, gain, shg, widths_um,
+                                                    pulse_sigma_ps)
     return AcquisitionSession(seed=seed, srs_gain=gain, shg_yield=shg, offset_um=(dx, dy),
                               defocus_um=dz, delay_ps=dt, pump_drift=drifts[0],
                               stokes_drift=drifts[1], overlap_drift=drifts[2],
-                              af_photons_per_pigment=c.af_photons_per_pigment)
+                              af_photons_per_pigment=c.af_photons_per_pigment,
+                              calibration_stale=stale, calibration_srs_ratio=srs_ratio,
+                              calibration_shg_ratio=shg_ratio)
+
+
+def _overlap_gain(z: np.ndarray, c: AcquisitionConfig, widths_um: tuple[float, float],
+                  pulse_sigma_ps: float) -> float:
+    """SRS gain of unit-normal overlap errors ``z`` = (dx, dy, dz, dt)."""
+    sxy, sz = widths_um
+    dx, dy = float(z[0]) * c.overlap_lateral_um, float(z[1]) * c.overlap_lateral_um
+    dz, dt = float(z[2]) * c.overlap_axial_um, float(z[3]) * c.overlap_delay_ps
+    return math.exp(-(dx * dx + dy * dy) / (2 * sxy * sxy) - dz * dz / (2 * sz * sz)
+                    - dt * dt / (2 * pulse_sigma_ps ** 2))
+
+
+def _draw_calibration(c: AcquisitionConfig, noise_seed: int | list[int], gain: float,
+                      shg: float, widths_um: tuple[float, float], pulse_sigma_ps: float
+                      ) -> tuple[bool, float, float]:
+    """(stale, SRS ratio, SHG ratio) of the session's calibration record, from its own
+    child of the session stream (so the session's other draws are as before).
+
+    Fresh: the standards are imaged after this session's alignment, so the record sees its
+    gain and yield. Stale: it was measured in an earlier alignment, an independent draw of
+    the same overlap and yield distributions. Either way one measurement error (lognormal).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(
+        noise_seed, spawn_key=(SESSION_STREAM, 1)))
+    u = float(rng.uniform())
+    z = rng.standard_normal(7)  # earlier alignment (dx, dy, dz, dt, ln yield), 2 errors
+    stale = u < c.calibration_stale_probability
+    g_cal, y_cal = gain, shg
+    if stale:
+        g_cal = _overlap_gain(z[:4], c, widths_um, pulse_sigma_ps)
+        y_cal = math.exp(c.shg_yield_sigma * float(z[4]))
+    srs_ratio = g_cal / gain * math.exp(c.calibration_srs_error * float(z[5]))
+    shg_ratio = y_cal / shg * math.exp(c.calibration_shg_error * float(z[6]))
+    return stale, float(srs_ratio), float(shg_ratio)
 
 
 def overlap_widths(ipsf_pump_um: tuple[float, float], ipsf_stokes_um: tuple[float, float],

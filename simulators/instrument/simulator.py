@@ -440,14 +440,22 @@ class SRASHSimulator:
     def calibration(self, rng: np.random.Generator) -> dict[str, Any]:
         """The calibration record at the current settings: dark levels (a shutters-closed
         frame, drawn from ``rng``), volts per unit of pure lipid / dense collagen at the
-        reference powers, the reference powers and the spectral resolution. Taken in this
-        session (:meth:`srs_volts_per_unit`, :meth:`shg_volts_per_unit`)."""
-        self._session_for(rng)
+        reference powers, the reference powers and the spectral resolution.
+
+        The volts per unit are a measurement on the reference standards: this session's
+        true values (:meth:`srs_volts_per_unit`, :meth:`shg_volts_per_unit`) x the
+        session's calibration ratios (a record from an earlier alignment, and the
+        standards' measurement error: :class:`~.acquisition.AcquisitionConfig`);
+        ``measured`` says which. Exact under :meth:`AcquisitionConfig.ideal`."""
+        ses = self._session_for(rng)
         dark = self.dark_levels(rng)
         r = self.response
         return {"srs_dark_v": dark["srs_v"], "shg_dark_v": dark["shg_v"],
-                "srs_volts_per_unit": float(self.srs_volts_per_unit()),
-                "shg_volts_per_unit": float(self.shg_volts_per_unit()),
+                "srs_volts_per_unit": float(self.srs_volts_per_unit()
+                                            * ses.calibration_srs_ratio),
+                "shg_volts_per_unit": float(self.shg_volts_per_unit()
+                                            * ses.calibration_shg_ratio),
+                "measured": "earlier alignment" if ses.calibration_stale else "this session",
                 "ref_pump_mw": float(r.ref_pump_mw), "ref_stokes_mw": float(r.ref_stokes_mw),
                 "irf_fwhm_cm1": float(r.irf_fwhm_cm1)}
 

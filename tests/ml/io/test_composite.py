@@ -61,9 +61,9 @@ def test_matches_the_simulators_processing():
                           fov_um=60.0)
     f = sim.field(np.random.default_rng(0))
     pf = process_field(sim, f, np.random.default_rng(1))
-    cal = Calibration(srs_dark_v=pf.background_v["srs_v"], shg_dark_v=pf.background_v["shg_v"],
-                      srs_volts_per_unit=sim.srs_volts_per_unit(),
-                      shg_volts_per_unit=sim.shg_volts_per_unit())
+    # the record the simulator's processing used (a measurement: not the true volts)
+    cal = Calibration.from_dict(sim.calibration(np.random.default_rng(1)))
+    assert cal.srs_dark_v == pf.background_v["srs_v"]
     c = field_composite(f.raw[0], f.raw[1], f.raw[2], calibration=cal,
                         shifts_cm1=f.raman_shifts_cm1, pump_mw=f.pump_mw[:2],
                         stokes_mw=f.stokes_mw[:2])

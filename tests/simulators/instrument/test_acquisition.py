@@ -160,7 +160,9 @@ def test_recorded_powers_follow_the_measured_drift_and_overlap_drift_remains(see
         s = (f.srs.mean() - off) / (f.pump_mw * f.stokes_mw / 1600.0)
         norm.append(s / ses.srs_factor(t_mid))
         sim.wait(900.0)
-    assert np.ptp(norm) / np.mean(norm) < 2e-3
+    # what is left is frame noise (~1e-3 of the mean at 32 x 32 px, 8 averages; up to 2.2e-3
+    # peak to peak over 4 frames seen); the overlap drift (3 % rms) would be several 1e-2
+    assert np.ptp(norm) / np.mean(norm) < 5e-3
 
 
 @given(st.integers(8, 200), st.floats(5.0, 441.0), st.floats(50.0, 2000.0))
@@ -226,6 +228,54 @@ def test_pigment_autofluorescence_leaks_into_shg_as_pump_power_squared(pigment, 
     assert not ideal.shg_photons(win, pump_mw, 40.0).any()
 
 
+def test_calibration_record_is_exact_only_when_ideal():
+    sim = _session_sim(7, IDEAL)
+    rec = sim.calibration(np.random.default_rng(0))
+    assert rec["srs_volts_per_unit"] == sim.srs_volts_per_unit()
+    assert rec["shg_volts_per_unit"] == sim.shg_volts_per_unit()
+    assert rec["measured"] == "this session"
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2**31))
+def test_calibration_record_is_the_truth_times_the_sessions_ratios(seed):
+    sim = _session_sim(seed)
+    ses = sim.session
+    rec = sim.calibration(np.random.default_rng(seed))
+    assert rec["srs_volts_per_unit"] == pytest.approx(
+        sim.srs_volts_per_unit() * ses.calibration_srs_ratio, rel=1e-12)
+    assert rec["shg_volts_per_unit"] == pytest.approx(
+        sim.shg_volts_per_unit() * ses.calibration_shg_ratio, rel=1e-12)
+    assert rec["measured"] == ("earlier alignment" if ses.calibration_stale
+                               else "this session")
+    # the calibration draw leaves the session's own draws as they were
+    bare = AcquisitionConfig(calibration_stale_probability=0.0, calibration_srs_error=0.0,
+                             calibration_shg_error=0.0)
+    other = _session_sim(seed, bare).session
+    assert (other.srs_gain, other.shg_yield, other.pump_drift) == (
+        ses.srs_gain, ses.shg_yield, ses.pump_drift)
+    assert other.calibration_srs_ratio == other.calibration_shg_ratio == 1.0
+
+
+def test_calibration_staleness_and_error_have_their_distributions():
+    cfg = AcquisitionConfig()
+    sims = [_session_sim(s).session for s in range(400)]
+    stale = np.array([s.calibration_stale for s in sims])
+    # binomial: 400 draws at p = 0.5 stay within 5 sd
+    p = cfg.calibration_stale_probability
+    assert abs(stale.mean() - p) < 5 * math.sqrt(p * (1 - p) / 400)
+    # fresh records: only the measurement error (lognormal sigma), unbiased in log
+    fresh_srs = np.log([s.calibration_srs_ratio for s, st_ in zip(sims, stale) if not st_])
+    fresh_shg = np.log([s.calibration_shg_ratio for s, st_ in zip(sims, stale) if not st_])
+    n = fresh_srs.size
+    assert abs(fresh_srs.std(ddof=1) / cfg.calibration_srs_error - 1) < 5 / math.sqrt(2 * n)
+    assert abs(fresh_shg.std(ddof=1) / cfg.calibration_shg_error - 1) < 5 / math.sqrt(2 * n)
+    assert abs(fresh_srs.mean()) < 5 * cfg.calibration_srs_error / math.sqrt(n)
+    # stale records carry another alignment's gain: a wider spread than the error alone
+    stale_srs = np.log([s.calibration_srs_ratio for s, st_ in zip(sims, stale) if st_])
+    assert stale_srs.std(ddof=1) > 2 * cfg.calibration_srs_error
+
+
 def test_settings_record_the_session_and_the_config_round_trips():
     sim = _session_sim(4)
     sim.frame(np.random.default_rng(0), with_shg=False)
@@ -242,5 +292,7 @@ def test_bad_settings_are_refused():
         AcquisitionConfig(pump_drift_rms=0.5)
     with pytest.raises(SettingsError):
         AcquisitionConfig(drift_periods_s=(600.0, 60.0))
+    with pytest.raises(SettingsError):
+        AcquisitionConfig(calibration_stale_probability=1.5)
     with pytest.raises(SettingsError):
         _session_sim(0).wait(-1.0)
