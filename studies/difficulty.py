@@ -24,7 +24,7 @@ a. ``classical``: SVM, KNN, decision tree, gradient boosting (:mod:`ml.dx.baseli
    the 24 whole-patch intensity statistics (:func:`ml.dx.baselines.intensity_features`),
    each at its own Youden
    threshold from patient-grouped out-of-fold training scores; patch accuracy, and sample
-   accuracy with LBNet's weighted vote (:mod:`studies.metrics.classical`). By default the
+   accuracy with LBNet's weighted vote (:mod:`ml.dx.classical`). By default the
    324 features of ``srash evaluate`` (block means too) are scored the same way
    (``--features intensity`` skips them).
 b. ``mean_shg_auc``: ROC AUC of a patch's mean SHG (composite B channel) alone, its
@@ -72,8 +72,8 @@ from typing import Any
 
 import numpy as np
 
+from ml.dx.classical import score_classical
 from studies.metrics.artefacts import mask_iou, overlap_coefficient
-from studies.metrics.classical import score_classical
 from studies.metrics.morphology import (
     axis_ratio_fraction,
     harmonic_contrast,

@@ -454,6 +454,8 @@ def evaluate_dx(dx: LBNetDx, fields: Iterable[tuple[dict[str, Any], FieldComposi
     votes: dict[str, SampleVote] = {}
     meta_s: dict[str, dict[str, Any]] = {}
     y_patch, s_patch, feats, abl_x, abl_y = [], [], [], [], []
+    g_patch: list[NDArray] = []
+    w_patch: list[NDArray] = []
     cams: dict[int, int] = {}
     images: dict[str, str] = {}
     if settings.baselines:
@@ -477,6 +479,8 @@ def evaluate_dx(dx: LBNetDx, fields: Iterable[tuple[dict[str, Any], FieldComposi
                            "field_vote": list(fdx.vote.probabilities)})
         y_patch.append(np.full(len(ps), info["label"], np.int64))
         s_patch.append(fdx.probabilities[:, 1])
+        g_patch.append(np.full(len(ps), sid, object))
+        w_patch.append(np.asarray(fdx.weights, np.float64))
         if settings.baselines:
             feats.append(patch_features(ps.patches))
         if settings.ablations:
@@ -525,8 +529,9 @@ def evaluate_dx(dx: LBNetDx, fields: Iterable[tuple[dict[str, Any], FieldComposi
         **faults.summary()}
     curves = {"LBNet-Dx": roc_curve(y, s)[:2] + (pm["roc_auc"],)}
     if settings.baselines and baseline_train is not None:  # (checked above)
-        report["baselines"], base_curves = _baselines(baseline_train, np.concatenate(feats),
-                                                      y, thr)
+        report["baselines"], base_curves = _baselines(
+            baseline_train, np.concatenate(feats), y, np.concatenate(g_patch),
+            np.concatenate(w_patch), thr, dx.vote_threshold)
         curves.update(base_curves)
     if settings.ablations and ablation_train is not None:
         report["ablations"] = _ablations(ablation_train, dx, settings, np.concatenate(abl_x),
@@ -540,15 +545,32 @@ def evaluate_dx(dx: LBNetDx, fields: Iterable[tuple[dict[str, Any], FieldComposi
     return report
 
 
-def _baselines(ds: PatchDataset, f_test: NDArray, y_test: NDArray, thr: float
+def _baselines(ds: PatchDataset, f_test: NDArray, y_test: NDArray, g_test: NDArray,
+               w_test: NDArray, lbnet_thr: float, vote_thr: float
                ) -> tuple[dict[str, Any], dict[str, tuple]]:
-    from ml.dx.baselines import fit_baselines_features, patch_features
+    """Each baseline at its own threshold (Youden's over out-of-fold scores of the
+    training patches, folds grouped by patient) and with LBNet's vote per sample
+    (:mod:`ml.dx.classical`); ``metrics_at_lbnet_threshold`` for comparison."""
+    from ml.common.metrics import patch_metrics, roc_curve
+    from ml.dx.baselines import patch_features
+    from ml.dx.classical import score_classical
 
     f_train = patch_features(ds.x)
-    res = fit_baselines_features(f_train, ds.y, f_test, y_test, seed=0, threshold=thr)
-    curves = {name: tuple(r["roc"]) for name, r in res.items() if r["roc"] is not None}
-    return {name: {"metrics": r["metrics"], "seconds": r["seconds"]}
-            for name, r in res.items()}, curves
+    out: dict[str, Any] = {}
+    curves: dict[str, tuple] = {}
+    both = np.unique(y_test).size == 2
+    for name, r in score_classical(f_train, ds.y, ds.groups, f_test, y_test, g_test,
+                                   w_test, seed=0, vote_threshold=vote_thr).items():
+        t0 = time.perf_counter()
+        sample = {k: v for k, v in r["sample"].items() if k != "per_sample"}
+        out[name] = {"threshold": r["threshold"], "youden_j_oof": r["youden_j_oof"],
+                     "metrics": r["patch"], "balanced_accuracy": r["balanced_accuracy"],
+                     "sample": sample, "metrics_at_lbnet_threshold":
+                         patch_metrics(y_test, r["proba"], lbnet_thr).as_dict(),
+                     "seconds": r["seconds"] + time.perf_counter() - t0}
+        if both:
+            curves[name] = roc_curve(y_test, r["proba"])[:2] + (r["patch"]["roc_auc"],)
+    return out, curves
 
 
 def _ablations(ds: PatchDataset, dx: LBNetDx, settings: DxEvalSettings, x_test: NDArray,

@@ -13,7 +13,10 @@ with the same :class:`ml.dx.predict.LBNetDx` used live, and writes to ``--out``:
 
 Baselines (SVM, KNN, decision tree, gradient tree boosting; :mod:`ml.dx.baselines`) are fitted
 on the training runs recorded in the weights (same patching, same patches per field) and
-scored on the same held-out patches. Ablations (:mod:`ml.dx.ablation`) retrain LBNet on each
+scored on the same held-out patches, each at its own Youden threshold (fitted on
+out-of-fold scores of the training patches, folds grouped by patient) and with LBNet's
+weighted vote per sample (correct / unidentifiable / wrong; :mod:`ml.dx.classical`); their
+metrics at LBNet's threshold are kept for comparison. Ablations (:mod:`ml.dx.ablation`) retrain LBNet on each
 channel subset with a reduced budget (``--ablation-epochs``, ``--ablation-patches``): they
 compare channels with each other, not with the shipped model.
 
@@ -161,8 +164,10 @@ def _print(report: dict) -> None:
     print(f"sample level: {sm['correct']} correct, {sm['unidentifiable']} unidentifiable, "
           f"{sm['wrong']} wrong (accuracy {sm['accuracy']:.3f})")
     for name, r in (report.get("baselines") or {}).items():
-        m = r["metrics"]
-        print(f"  baseline {name:>16}: accuracy {m['accuracy']:.3f}, AUC {m['roc_auc']:.3f}")
+        m, bs = r["metrics"], r["sample"]
+        print(f"  baseline {name:>16}: accuracy {m['accuracy']:.3f} at its threshold "
+              f"{r['threshold']:.3f}, AUC {m['roc_auc']:.3f}; samples {bs['correct']} "
+              f"correct, {bs['unidentifiable']} unidentifiable, {bs['wrong']} wrong")
     for name, r in (report.get("ablations") or {}).items():
         m = r["metrics"]
         print(f"  ablation {name:>3}: accuracy {m['accuracy']:.3f}, AUC {m['roc_auc']:.3f}")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ml.dx.classical import score_classical, vote_samples
 from studies.metrics.artefacts import mask_iou, overlap_coefficient
-from studies.metrics.classical import score_classical, vote_samples
 from studies.metrics.morphology import (
     axis_ratio_fraction,
     harmonic_contrast,

@@ -183,7 +183,8 @@ def _dx():
 
 
 def test_evaluation_counts_add_up_and_every_figure_is_written(tmp_path):
-    train = patches(4, 4, size=300, seed=1)
+    # baselines' thresholds are fitted out of fold, grouped by patient: 3 patients a class
+    train = patches(6, 6, size=300, seed=1)
     faults = ReadFaults()
     rep = evaluate_dx(_dx(), _held_out(), settings=DxEvalSettings(mc_trials=500, cohort="ho"),
                       report_dir=tmp_path, n_runs=4, baseline_train=train, faults=faults)
@@ -195,6 +196,12 @@ def test_evaluation_counts_add_up_and_every_figure_is_written(tmp_path):
     assert s["n_samples"] == 4 and s["correct"] + s["unidentifiable"] + s["wrong"] == 4
     assert np.sum(rep["confusion_samples_identified"]) == 4 - s["unidentifiable"]
     assert set(rep["baselines"]) == {"SVM", "KNN", "DecisionTree", "GradientBoosting"}
+    for b in rep["baselines"].values():  # own threshold, LBNet's vote over the 4 samples
+        bs = b["sample"]
+        assert bs["correct"] + bs["wrong"] + bs["unidentifiable"] == bs["n"] == 4
+        assert 0.0 <= b["threshold"] <= 1.0
+        assert b["metrics"]["threshold"] == b["threshold"]
+        assert b["metrics_at_lbnet_threshold"]["threshold"] == rep["patch_threshold"]
     for c in rep["montecarlo"]["curve"]:
         assert c["accuracy"] + c["unidentifiable"] + c["wrong"] == pytest.approx(1.0)
     assert rep["montecarlo"]["n_patches_range"] == [4, 4]

@@ -1,5 +1,5 @@
-"""Classical classifiers scored as LBNet-Dx is: each at its own Youden threshold for
-patches, the weighted vote for samples.
+"""Classical classifiers (:mod:`ml.dx.baselines`) scored as LBNet-Dx is: each at its own
+Youden threshold for patches, the weighted vote for samples.
 
 Threshold: Youden's J maximiser (:func:`ml.common.metrics.youden_threshold`) over
 *out-of-fold* scores of the training patches, folds grouped by patient
@@ -15,13 +15,14 @@ LBNet (the vote uses the probabilities, not the patch threshold).
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ml.common.metrics import patch_metrics, youden_threshold
-from ml.dx.baselines import BASELINES, make_baseline
+from ml.dx.baselines import BASELINES, BaselineError, make_baseline
 from ml.dx.vote import DEFAULT_THRESHOLD, dx_vote
 
 __all__ = ["grouped_oof_scores", "fit_predict", "vote_samples", "score_classical"]
@@ -53,7 +54,8 @@ def grouped_oof_scores(name: str, x: ArrayLike, y: ArrayLike, groups: ArrayLike,
     xa, ya, ga = np.asarray(x), np.asarray(y), np.asarray(groups)
     n_groups = np.unique(ga).size
     if n_groups < n_splits:
-        raise ValueError(f"{n_groups} patients: need at least n_splits = {n_splits}")
+        raise BaselineError(f"{n_groups} training patients: the grouped out-of-fold "
+                            f"threshold needs at least n_splits = {n_splits}")
     out = np.full(ya.shape[0], np.nan)
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for tr, va in cv.split(xa, ya, ga):
@@ -111,7 +113,8 @@ def vote_samples(proba: ArrayLike, weights: ArrayLike, samples: ArrayLike,
 def score_classical(x_train: ArrayLike, y_train: ArrayLike, g_train: ArrayLike,
                     x_test: ArrayLike, y_test: ArrayLike, g_test: ArrayLike,
                     w_test: ArrayLike, *, names: Sequence[str] = BASELINES, seed: int = 0,
-                    n_splits: int = 5) -> dict[str, dict[str, Any]]:
+                    n_splits: int = 5, vote_threshold: float = DEFAULT_THRESHOLD
+                    ) -> dict[str, dict[str, Any]]:
     """Each baseline on held-out patients, at its own threshold (module docstring).
 
     Parameters
@@ -130,13 +133,21 @@ def score_classical(x_train: ArrayLike, y_train: ArrayLike, g_train: ArrayLike,
     dict
         ``{name: {"threshold", "youden_j_oof", "oof_auc", "patch": patch_metrics at the
         threshold (accuracy, recall, specificity, ..., roc_auc), "balanced_accuracy",
-        "accuracy_at_0.5", "sample": vote_samples(...), "proba": test probabilities}}``;
+        "accuracy_at_0.5", "sample": vote_samples(...), "proba": test probabilities,
+        "seconds": fitting and scoring time}}``;
         rates dimensionless in [0, 1].
     """
     yt, ys = np.asarray(y_train), np.asarray(y_test)
     labels = {g: int(ys[np.asarray(g_test) == g][0]) for g in np.unique(g_test)}
+    # as many grouped folds as there are training patients of the rarer class, up to n_splits
+    per_class = [np.unique(np.asarray(g_train)[yt == k]).size for k in (0, 1)]
+    n_splits = min(n_splits, *per_class)
+    if n_splits < 2:
+        raise BaselineError(f"training patients per class {per_class}: a threshold fitted "
+                            "out of fold needs at least 2 patients of each class")
     out: dict[str, dict[str, Any]] = {}
     for nm in names:
+        t0 = time.perf_counter()
         oof = grouped_oof_scores(nm, x_train, yt, g_train, n_splits=n_splits, seed=seed)
         thr, j = youden_threshold(oof, yt)
         proba = fit_predict(nm, x_train, yt, x_test, seed=seed)
@@ -145,5 +156,7 @@ def score_classical(x_train: ArrayLike, y_train: ArrayLike, g_train: ArrayLike,
                    "oof_auc": patch_metrics(yt, oof, thr).roc_auc, "patch": pm,
                    "balanced_accuracy": 0.5 * (pm["recall"] + pm["specificity"]),
                    "accuracy_at_0.5": patch_metrics(ys, proba, 0.5).accuracy,
-                   "sample": vote_samples(proba, w_test, g_test, labels), "proba": proba}
+                   "sample": vote_samples(proba, w_test, g_test, labels,
+                                          threshold=vote_threshold),
+                   "proba": proba, "seconds": time.perf_counter() - t0}
     return out
