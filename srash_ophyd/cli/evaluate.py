@@ -16,9 +16,9 @@ on the training runs recorded in the weights (same patching, same patches per fi
 scored on the same held-out patches, each at its own Youden threshold (fitted on
 out-of-fold scores of the training patches, folds grouped by patient) and with LBNet's
 weighted vote per sample (correct / unidentifiable / wrong; :mod:`ml.dx.classical`); their
-metrics at LBNet's threshold are kept for comparison. Ablations (:mod:`ml.dx.ablation`) retrain LBNet on each
-channel subset with a reduced budget (``--ablation-epochs``, ``--ablation-patches``): they
-compare channels with each other, not with the shipped model.
+metrics at LBNet's threshold are kept for comparison. Ablations (:mod:`ml.dx.ablation`)
+retrain LBNet on each channel subset with a reduced budget (``--ablation-epochs``,
+``--ablation-patches``): they compare channels with each other, not with the shipped model.
 
 The workflow is :func:`ml.dx.workflow.evaluate_dx`; this command selects the runs, loads the
 training patches the baselines and ablations need, streams the held-out fields into it, and
