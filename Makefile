@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint bench venv clean cohorts weights evaluate cells seg-weights seg-models seg-evaluate quantify
+.PHONY: demo test lint bench venv clean cohorts weights evaluate ablations cells seg-weights seg-models seg-evaluate quantify
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,6 +63,21 @@ weights: cohorts
 evaluate: $(STAMP)
 	$(BIN)/srash evaluate --task normal-vs-noa --cohort test-v1 --ablations --data-dir $(DX)
 	$(BIN)/srash evaluate --task spt-vs-spg --cohort test-v1 --ablations --data-dir $(DX)
+
+## ablations: channel ablations at full training length (issue 14; hours of CPU, not in
+## CI): LBNet-Dx trained per channel subset with the same budget as `make weights`, each
+## evaluated on the held-out cohort (reports/ablations/<task>/<subset>); then the table
+## (python -m studies.ablations) including the shipped RGB model's `make evaluate` report
+ABLATION_SUBSETS := R G B RG RB GB
+ablations: $(STAMP)
+	for t in normal-vs-noa spt-vs-spg; do for c in $(ABLATION_SUBSETS); do \
+		$(BIN)/srash train --task $$t --channels $$c --cohort train-v1 --data-dir $(DX) \
+			--quiet || exit 1; \
+		$(BIN)/srash evaluate --task $$t --weights reports/ablations/lbnet_$${t}_$$c.pt \
+			--cohort test-v1 --data-dir $(DX) --no-baselines --gradcam 0 --quiet \
+			--out reports/ablations/$$t/$$c || exit 1; \
+	done; done
+	$(BIN)/python -m studies.ablations --reports reports --out reports/ablations
 
 ## seg-weights: the shipped hybrid-UNet segmenter from scratch (~10 CPU minutes): simulated
 ## exfoliated-cell stacks (train 32 + held-out 16, new seeds) in ./cells-data, training,

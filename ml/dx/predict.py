@@ -114,6 +114,11 @@ def field_patches(composite: ArrayLike, *, background_level: float = 0.06,
     return dataclasses.replace(ps, patches=patches)
 
 
+#: channel subsets a model may be trained on (:data:`ml.dx.channels.CHANNEL_SUBSETS`, here
+#: without importing torch; a test checks they agree)
+_CHANNEL_SUBSETS: tuple[str, ...] = ("R", "G", "B", "RG", "RB", "GB", "RGB")
+
+
 def dx_meta_ranges() -> dict[str, Any]:
     """Allowed entries of a weights file's ``dx`` block (:class:`ml.common.weights.ParamRange`)."""
     return {"task": ParamRange(str, choices=tuple(TASKS), required=True),
@@ -121,7 +126,8 @@ def dx_meta_ranges() -> dict[str, Any]:
             "patch_threshold": ParamRange(float, 0.0, 1.0),
             "vote_threshold": ParamRange(float, 0.0, 1.0, hi_open=True),
             "background_level": ParamRange(float, 0.0, 1.0),
-            "smooth_px": ParamRange(int, 1, PATCH_SIZE)}
+            "smooth_px": ParamRange(int, 1, PATCH_SIZE),
+            "channels": ParamRange(str, choices=_CHANNEL_SUBSETS)}
 
 
 def check_dx_meta(meta: Mapping[str, Any], path: str | os.PathLike) -> None:
@@ -205,12 +211,23 @@ class SampleVote:
 
 
 class LBNetDx:
-    """A trained LiteBlendNet with its task, thresholds and patching rule."""
+    """A trained LiteBlendNet with its task, thresholds and patching rule.
+
+    ``channels``: the composite channels the model was trained on (a subset such as
+    ``"GB"`` for a channel ablation; :mod:`ml.dx.channels`): the others are zeroed, inside
+    the forward pass, for every patch it classifies."""
 
     def __init__(self, model: Any, *, task: str | Task, patch_threshold: float = 0.5,
                  vote_threshold: float = DEFAULT_THRESHOLD, background_level: float = 0.06,
-                 smooth_px: int = 9, batch_size: int = 50,
+                 smooth_px: int = 9, batch_size: int = 50, channels: str = "RGB",
                  meta: Mapping[str, Any] | None = None) -> None:
+        if channels != "RGB":
+            from ml.dx.channels import ChannelMask, check_subset
+
+            channels = check_subset(channels)
+            if channels != "RGB" and not isinstance(model, ChannelMask):
+                model = ChannelMask(model, channels)
+        self.channels = channels
         self.model = model.eval()
         self.task = task if isinstance(task, Task) else get_task(task)
         self.patch_threshold = float(patch_threshold)
@@ -246,7 +263,8 @@ class LBNetDx:
         kw = {"patch_threshold": dx.get("patch_threshold", 0.5),
               "vote_threshold": dx.get("vote_threshold", DEFAULT_THRESHOLD),
               "background_level": dx.get("background_level", 0.06),
-              "smooth_px": dx.get("smooth_px", 9), **overrides}
+              "smooth_px": dx.get("smooth_px", 9), "channels": dx.get("channels", "RGB"),
+              **overrides}
         meta["path"] = str(p)
         return cls(model, task=dx["task"], meta=meta, **kw)
 
@@ -254,7 +272,8 @@ class LBNetDx:
         """The ``dx`` block stored with the weights."""
         return {"task": self.task.name, "class_names": list(self.class_names),
                 "patch_threshold": self.patch_threshold, "vote_threshold": self.vote_threshold,
-                "background_level": self.background_level, "smooth_px": self.smooth_px}
+                "background_level": self.background_level, "smooth_px": self.smooth_px,
+                "channels": self.channels}
 
     def patches(self, composite: ArrayLike) -> PatchSet:
         return field_patches(composite, background_level=self.background_level,

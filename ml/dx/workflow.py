@@ -76,6 +76,8 @@ class DxTrainSettings:
     cv_folds : K-fold cross-validation by patient before the final fit (0 = off, else >= 2).
     pixel_um : pixel size the patches were cut at (um), recorded with the weights.
     cohort, split, patches_per_field, command : provenance recorded with the weights.
+    channels : composite channels the model sees (``"RGB"``, or a subset for a channel
+        ablation trained at full length: :mod:`ml.dx.channels`).
     """
 
     epochs: int = 12
@@ -90,9 +92,16 @@ class DxTrainSettings:
     split: str | None = None
     patches_per_field: int | None = None
     command: str | None = None
+    channels: str = "RGB"
 
     def __post_init__(self) -> None:
+        from ml.dx.channels import AblationError, check_subset
         from ml.dx.lbnet import PARAM_RANGES
+
+        try:
+            object.__setattr__(self, "channels", check_subset(self.channels))
+        except AblationError as exc:
+            raise WorkflowError(str(exc)) from None
 
         if self.epochs < 1 or self.patience < 1:
             raise WorkflowError(f"epochs {self.epochs}, patience {self.patience}: both must "
@@ -175,6 +184,10 @@ def _fit(ds: PatchDataset, tr: NDArray[np.bool_], va: NDArray[np.bool_],
 
     torch.manual_seed(settings.seed)
     model = LiteBlendNet(n_classes, width=settings.width)
+    if settings.channels != "RGB":  # an ablation: dropped channels fixed inside forward
+        from ml.dx.channels import ChannelMask
+
+        model = ChannelMask(model, settings.channels)
     show = None if progress is None else (lambda rec: progress(label, rec))
     res = train_model(model, ds.x[tr], ds.y[tr], ds.x[va], ds.y[va],
                       config=settings.train_config(), progress=show)
@@ -287,7 +300,7 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
     model, res, pv = _fit(ds, tr, va, settings, k, "final", progress)
     thr, j = youden_threshold(pv[:, 1], ds.y[va])
     val = patch_metrics(ds.y[va], pv[:, 1], thr).as_dict()
-    dx = LBNetDx(model, task=task, patch_threshold=thr)
+    dx = LBNetDx(model, task=task, patch_threshold=thr, channels=settings.channels)
     seeds = sorted({f["specimen_seed"] for f in ds.fields if f["specimen_seed"] is not None})
     train_meta: dict[str, Any] = {"cohort": settings.cohort, "split": settings.split,
                       "runs": sorted({f["run_uid"] for f in ds.fields}),
@@ -305,7 +318,9 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
                       "cv": cv_report, "command": settings.command}
     meta = {"model": {"num_classes": k, "width": settings.width}, "dx": dx.dx_meta(),
             "pixel_um": settings.pixel_um, "train": train_meta}
-    path = save_weights(model, weights_path, meta=meta)
+    # the bare LiteBlendNet (a subset's mask is re-imposed from meta["dx"]["channels"])
+    path = save_weights(getattr(model, "model", model) if settings.channels != "RGB" else model,
+                        weights_path, meta=meta)
     report = {"task": task.name, "weights": str(path), "threshold": thr, "val": val,
               "history": res.history, **{key: train_meta[key] for key in (
                   "cohort", "n_fields", "n_patches_train", "n_patches_val", "best_epoch",

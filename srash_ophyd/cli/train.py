@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=32, help="LiteBlendNet base width (32)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split, batches (0)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    p.add_argument("--channels", default="RGB",
+                   help="composite channels the model sees: RGB (default) or a subset for "
+                        "a full-length channel ablation, e.g. GB (R = SRS 2930 protein, G = "
+                        "SRS 2850 lipid, B = SHG; the others are zeroed); a subset's weights "
+                        "default to reports/ablations/lbnet_<task>_<channels>.pt, never the "
+                        "shipped file")
     add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,8 +96,14 @@ def run_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--cv {args.cv}: use 0 (off) or K >= 2 folds")
     if not PARAM_RANGES["width"].check(args.width):
         raise CLIError(f"--width {args.width}: expected {PARAM_RANGES['width'].describe()}")
+    from ml.dx.channels import AblationError, check_subset
+
+    try:
+        channels = check_subset(args.channels.upper())
+    except AblationError as exc:
+        raise CLIError(f"--channels {args.channels!r}: {exc}") from None
     task = get_task(args.task)
-    settings = DxTrainSettings(
+    settings = DxTrainSettings(channels=channels,
         epochs=args.epochs, patience=args.patience, width=args.width, seed=args.seed,
         device=args.device, val_fraction=args.val_fraction, cv_folds=args.cv,
         cohort=args.cohort, split=args.split or None,
@@ -109,9 +121,12 @@ def run_train(args: argparse.Namespace) -> int:
                           seed=args.seed, progress=not args.quiet, faults=faults)
     finally:
         close_catalog(client)
+    tag = "" if channels == "RGB" else f"_{channels}"
+    default_out = (default_weights_path(task.name) if channels == "RGB" else
+                   Path("reports") / "ablations" / f"lbnet_{task.name}{tag}.pt")
     res = train_dx(ds, task, settings=settings,
-                   weights_path=args.out or default_weights_path(task.name),
-                   report_dir=args.report_dir or Path("reports") / f"train-{task.name}",
+                   weights_path=args.out or default_out,
+                   report_dir=args.report_dir or Path("reports") / f"train-{task.name}{tag}",
                    report_extra={"load_seconds": round(time.perf_counter() - t0, 1),
                                  **faults.summary()},
                    progress=None if args.quiet else _print_epoch)

@@ -134,8 +134,36 @@ def test_train_writes_weights_and_report_without_a_patient_on_both_sides(tmp_pat
     assert t["cv"]["folds"] == json.loads(json.dumps(rep["cv"]["folds"]))
 
 
+def test_a_channel_subset_model_never_sees_the_dropped_channels(tmp_path):
+    """Full-length ablation: trained on G + B, stored as a bare LiteBlendNet with its
+    channels in the metadata; loaded back, what the R channel holds changes nothing."""
+    from ml.dx.channels import CHANNEL_SUBSETS
+    from ml.dx.predict import _CHANNEL_SUBSETS
+
+    assert _CHANNEL_SUBSETS == CHANNEL_SUBSETS
+    ds = patches(6, 4)
+    test_x = ds.x.copy()
+    res = train_dx(ds, TASK, settings=DxTrainSettings(channels="BG", **SMALL),
+                   weights_path=tmp_path / "gb.pt", report_dir=tmp_path / "rep")
+    assert res.meta["dx"]["channels"] == "GB"
+    dx = LBNetDx.load(tmp_path / "gb.pt")
+    assert dx.channels == "GB"
+    other = test_x.copy()
+    other[:, 0] = np.random.default_rng(0).uniform(0, 1, other[:, 0].shape)
+    np.testing.assert_allclose(dx.predict(test_x), dx.predict(other), atol=1e-6)
+    other[:, 1] *= 0.2  # a kept channel does matter
+    assert np.abs(dx.predict(test_x) - dx.predict(other)).max() > 1e-4
+    assert LBNetDx.load(tmp_path / "gb.pt", channels="RGB").channels == "RGB"
+    import torch
+
+    from ml.dx.gradcam import grad_cam  # through the mask, to the bare model's CAM layer
+    cam = grad_cam(dx.model, torch.from_numpy(normalize(test_x[:1])))
+    assert np.isfinite(np.asarray(cam)).all()
+
+
 @pytest.mark.parametrize("bad", [dict(cv_folds=1), dict(cv_folds=-2), dict(epochs=0),
-                                 dict(val_fraction=1.0), dict(width=300)])
+                                 dict(val_fraction=1.0), dict(width=300),
+                                 dict(channels="RX")])
 def test_bad_training_settings_are_ml_errors(bad):
     with pytest.raises(MLError):
         DxTrainSettings(**bad)

@@ -1,0 +1,32 @@
+"""studies.ablations: the table and the verdicts from evaluation reports on disk."""
+
+from __future__ import annotations
+
+import json
+
+from studies.ablations import SUBSETS, collect, main, report_path, verdict
+
+
+def _write(reports, task, sub, acc):
+    p = report_path(reports, task, sub)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"patch": {"accuracy": acc, "roc_auc": acc + 0.01},
+                             "sample": {"correct": 3, "unidentifiable": 1, "wrong": 0,
+                                        "n_samples": 4}}))
+
+
+def test_verdicts_follow_the_numbers(tmp_path, capsys):
+    accs = dict(zip(SUBSETS, (0.7, 0.6, 0.8, 0.75, 0.85, 0.9, 0.95)))
+    for sub, a in accs.items():
+        _write(tmp_path, "normal-vs-noa", sub, a)
+    rows, missing = collect(tmp_path, "normal-vs-noa")
+    assert not missing and set(rows) == set(SUBSETS)
+    v = verdict(rows)
+    assert v == {"rgb_beats_every_subset": True, "weakest_single_channel": "G"}
+    rows["GB"]["accuracy"] = 0.96
+    assert verdict(rows)["rgb_beats_every_subset"] is False
+    # the other task has no reports: listed as missing, not invented
+    assert main(["--reports", str(tmp_path), "--json", "--out", str(tmp_path / "png")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["spt-vs-spg"]["missing"]) == len(SUBSETS)
+    assert (tmp_path / "png" / "ablations_normal-vs-noa.png").read_bytes()[:4] == b"\x89PNG"
