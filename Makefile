@@ -56,9 +56,12 @@ quantify: $(STAMP)
 	$(TEST_COHORT)
 	$(BIN)/srash quantify --cohort test-v1 --data-dir $(DX)
 
+## SPT vs SPG needs longer than the default 12 epochs / patience 8 (docs/model_card.md)
+SPT_EPOCHS := 24
 weights: cohorts
 	$(BIN)/srash train --task normal-vs-noa --cohort train-v1 --data-dir $(DX)
-	$(BIN)/srash train --task spt-vs-spg --cohort train-v1 --data-dir $(DX)
+	$(BIN)/srash train --task spt-vs-spg --cohort train-v1 --data-dir $(DX) \
+		--epochs $(SPT_EPOCHS) --patience $(SPT_EPOCHS)
 
 evaluate: $(STAMP)
 	$(BIN)/srash evaluate --task normal-vs-noa --cohort test-v1 --ablations --data-dir $(DX)
@@ -71,8 +74,9 @@ evaluate: $(STAMP)
 ABLATION_SUBSETS := R G B RG RB GB
 ablations: $(STAMP)
 	for t in normal-vs-noa spt-vs-spg; do for c in $(ABLATION_SUBSETS); do \
+		ep=$$( [ $$t = spt-vs-spg ] && echo "--epochs $(SPT_EPOCHS) --patience $(SPT_EPOCHS)" ); \
 		$(BIN)/srash train --task $$t --channels $$c --cohort train-v1 --data-dir $(DX) \
-			--quiet || exit 1; \
+			$$ep --quiet || exit 1; \
 		$(BIN)/srash evaluate --task $$t --weights reports/ablations/lbnet_$${t}_$$c.pt \
 			--cohort test-v1 --data-dir $(DX) --no-baselines --gradcam 0 --quiet \
 			--out reports/ablations/$$t/$$c || exit 1; \
