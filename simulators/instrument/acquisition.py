@@ -13,7 +13,10 @@ axial offsets) and pulses (delay / chirp mismatch), and an SHG yield (PMT gain a
 voltage, polarisation state), lognormal. Within a session: slow, smooth drifts of the pump
 and Stokes powers (measured: the delivered powers recorded with each frame follow them) and
 of the beam overlap (not measured: it scales the SRS signal only). Per instrument: the
-leak of two-photon autofluorescence of pigment (lipofuscin) through the SHG filter.
+leak of two-photon autofluorescence of pigment (lipofuscin) through the SHG filter. Focus:
+the slide's tilt per session, and a focus error per field (:func:`field_focus_offset`,
+keyed by the session's seed and the field's centre), docs/physics-notes.md, Focus and
+section thickness.
 :meth:`AcquisitionConfig.ideal` switches all of it off.
 """
 
@@ -52,6 +55,9 @@ class AcquisitionConfig(ConfigMixin):
     ``drift_terms``: number of sinusoidal components per drift.
     ``af_photons_per_pigment``: two-photon autofluorescence photons reaching the SHG PMT per
     10 us pixel per pass per unit of the specimen's pigment map at 40 mW pump, 2 ps, 80 MHz.
+    ``focus_offset_um``: 1-sigma error of the focus of a field about the commanded plane
+    (autofocus / focus drift); ``slide_tilt_deg``: 1-sigma tilt of the slide per axis, per
+    session.
     """
 
     overlap_lateral_um: float = 0.10
@@ -64,6 +70,8 @@ class AcquisitionConfig(ConfigMixin):
     drift_periods_s: tuple[float, float] = (600.0, 3600.0)
     drift_terms: int = 4
     af_photons_per_pigment: float = 150.0
+    focus_offset_um: float = 0.7
+    slide_tilt_deg: float = 0.1
 
     def __post_init__(self) -> None:
         check_range("lateral overlap error", self.overlap_lateral_um, 0.0, 2.0, "um")
@@ -81,13 +89,17 @@ class AcquisitionConfig(ConfigMixin):
             raise SettingsError(f"drift_terms {self.drift_terms!r}: an integer 1-64")
         check_positive("autofluorescence leak", self.af_photons_per_pigment, "photons",
                        allow_zero=True)
+        check_range("focus error", self.focus_offset_um, 0.0, 20.0, "um")
+        check_range("slide tilt", self.slide_tilt_deg, 0.0, 5.0, "deg")
 
     @classmethod
     def ideal(cls) -> "AcquisitionConfig":
-        """No variability: perfect overlap, nominal SHG yield, no drift, no leak."""
+        """No variability: perfect overlap, nominal SHG yield, no drift, no leak, focus
+        exactly at the commanded plane, no tilt."""
         return cls(overlap_lateral_um=0.0, overlap_axial_um=0.0, overlap_delay_ps=0.0,
                    shg_yield_sigma=0.0, pump_drift_rms=0.0, stokes_drift_rms=0.0,
-                   overlap_drift_rms=0.0, af_photons_per_pigment=0.0)
+                   overlap_drift_rms=0.0, af_photons_per_pigment=0.0, focus_offset_um=0.0,
+                   slide_tilt_deg=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +152,8 @@ class AcquisitionSession(ConfigMixin):
     """One session's drawn state: ``seed`` (the noise seed it was drawn for), the overlap
     errors (``offset_um`` lateral (dx, dy), ``defocus_um``, ``delay_ps``) and the SRS gain
     they give (``srs_gain``, 1 = perfect overlap), ``shg_yield`` (1 = nominal), the slow
-    drifts of pump power, Stokes power and overlap, and ``af_photons_per_pigment``."""
+    drifts of pump power, Stokes power and overlap, ``af_photons_per_pigment``, the slide's
+    ``tilt`` (dz/dx, dz/dy) and ``focus_offset_um`` (1-sigma focus error of a field)."""
 
     seed: int
     srs_gain: float = 1.0
@@ -152,6 +165,8 @@ class AcquisitionSession(ConfigMixin):
     stokes_drift: SlowDrift = SlowDrift()
     overlap_drift: SlowDrift = SlowDrift()
     af_photons_per_pigment: float = 0.0
+    tilt: tuple[float, float] = (0.0, 0.0)
+    focus_offset_um: float = 0.0
 
     def srs_factor(self, t_s: float) -> float:
         """SRS gain at ``t_s`` s into the session: session gain x overlap drift."""
@@ -194,11 +209,32 @@ def draw_session(config: AcquisitionConfig, noise_seed: int | list[int], *,
     shg = math.exp(c.shg_yield_sigma * float(z[4]))
     drifts = [SlowDrift.draw(rms, c.drift_periods_s, c.drift_terms, rng) for rms in
               (c.pump_drift_rms, c.stokes_drift_rms, c.overlap_drift_rms)]
+    slope = math.tan(math.radians(c.slide_tilt_deg))
+    tilt = rng.standard_normal(2) * slope  # drawn after the drifts: earlier draws unchanged
     seed = noise_seed if isinstance(noise_seed, int) else int(noise_seed[0])
     return AcquisitionSession(seed=seed, srs_gain=gain, shg_yield=shg, offset_um=(dx, dy),
                               defocus_um=dz, delay_ps=dt, pump_drift=drifts[0],
                               stokes_drift=drifts[1], overlap_drift=drifts[2],
-                              af_photons_per_pigment=c.af_photons_per_pigment)
+                              af_photons_per_pigment=c.af_photons_per_pigment,
+                              tilt=(float(tilt[0]), float(tilt[1])),
+                              focus_offset_um=c.focus_offset_um)
+
+
+#: Spawn key (under the session stream) of the per-field focus errors.
+FOCUS_KEY = 1
+
+
+def field_focus_offset(session: AcquisitionSession, center_um: tuple[float, float]) -> float:
+    """Focus error (um) of the field centred at ``center_um`` in ``session``: normal with
+    sd ``session.focus_offset_um``, deterministic in the session's seed and the field's
+    centre (quantised to 1 nm), so every raster of a field, on every acquisition path, sees
+    the same focus."""
+    if session.focus_offset_um == 0:
+        return 0.0
+    q = [int(round(v * 1000.0)) & 0xFFFFFFFFFFFFFFFF for v in center_um]
+    key = (SESSION_STREAM, FOCUS_KEY, *[w for v in q for w in (v >> 32, v & 0xFFFFFFFF)])
+    rng = np.random.default_rng(np.random.SeedSequence(session.seed, spawn_key=key))
+    return session.focus_offset_um * float(rng.standard_normal())
 
 
 def overlap_widths(ipsf_pump_um: tuple[float, float], ipsf_stokes_um: tuple[float, float],
