@@ -98,7 +98,8 @@ def apply_focus(comp: Composition, specimen: Specimen, plane: FocalPlane, *,
     truth of the tissue at that x, y). The window is checked in blocks of
     :data:`BLOCK_PX`; a block is evaluated only where the focal plane may come within
     :data:`TOLERANCE_SIGMAS` of a surface (the specimen's :meth:`thickness_floor_um`);
-    blocks are independent (disjoint pixels) and run on two threads. Returns the fraction of the window's pixels evaluated (0: the composition untouched).
+    blocks are independent (disjoint pixels) and run on two threads. Returns the fraction
+    of the window's pixels evaluated (0: the composition untouched).
     """
     nominal = specimen.nominal_thickness_um
     if nominal is None:

@@ -480,7 +480,8 @@ class SRASHSimulator:
         return {
             "specimen": self.specimen.describe(),
             "acquisition": {"config": self.acquisition.to_dict(),
-                            "session": self.session.to_dict(), "clock_s": self.clock_s},
+                            "session": self.session.to_dict(), "clock_s": self.clock_s,
+                            "focal_plane": self.focal_plane(self.window()).to_dict()},
             "objective": self.objective.to_dict(),
             "response": self.response.to_dict(),
             "pump": {"config": self.pump.config.to_dict(), "wavelength_nm": self.pump.wavelength_nm,
