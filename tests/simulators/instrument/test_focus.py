@@ -224,3 +224,22 @@ def test_a_fold_doubles_the_thickness():
     win = Window.centered(100.0, -40.0, 200.0, 200)
     t = prep.thickness(win)
     assert t.max() == pytest.approx(16.0) and t.min() == pytest.approx(8.0)
+
+
+def test_testis_signal_is_all_there_at_the_mid_plane_and_gone_above_the_section():
+    spec = TestisSection(7, "normal")
+    x, y = spec.default_center_um()
+    sim = build_simulator(spec, pixels=48, fov_um=48.0, averages=1, x_um=x, y_um=y,
+                          acquisition=IDEAL, session_seed=0)
+    win = sim.window()
+    bare = spec.render(win.padded(sim.margin_px(win.pixel_um)))
+    t0 = spec.nominal_thickness_um
+    protein = float(bare.concentrations["protein"].mean())
+    assert protein > 0.01
+    comp, _ = sim.composition(win)
+    assert float(comp.concentrations["protein"].mean()) == pytest.approx(protein, rel=1e-3)
+    t = spec.thickness_map(win)
+    assert float(t.min()) > 0.5 * t0 and float(t.max()) < 2.0 * t0  # no fold here
+    sim.stage.move(z=float(t.max()) - 0.5 * t0 + 1.5)  # 1.5 um above the highest point
+    comp, _ = sim.composition(win)
+    assert float(comp.concentrations["protein"].mean()) < 0.01 * protein
