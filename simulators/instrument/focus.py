@@ -107,11 +107,11 @@ def apply_focus(comp: Composition, specimen: Specimen, plane: FocalPlane, *,
     window = comp.window
     bottom = -0.5 * nominal
     reach = TOLERANCE_SIGMAS * FWHM_TO_SIGMA * max(fwhm_srs_z_um, fwhm_shg_z_um)
-    has_chi2 = bool(comp.chi2.any())
     lo_z, hi_z = plane.range_um(window)
     floor = specimen.thickness_floor_um(window)
     if lo_z - bottom > reach and floor is not None and floor + bottom - hi_z > reach:
         return 0.0
+    has_chi2 = bool(comp.chi2.any())
     p = window.pixel_um
     maps = (*comp.concentrations.values(), comp.pigment)
 

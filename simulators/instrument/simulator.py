@@ -174,9 +174,13 @@ class SRASHSimulator:
         """Where the focus sits over ``window`` (heights in um; 0: the mid-plane of the
         specimen's nominal section): the stage's z plus the session's focus error of this
         field at the field's centre, tilted by the session's slide tilt
-        (docs/physics-notes.md, Focus and section thickness)."""
-        ses = self.session
+        (docs/physics-notes.md, Focus and section thickness). Before a session is started
+        (nothing acquired or calibrated yet) the focus is exactly at the stage's z: reading
+        the composition does not fix the session, which the first acquisition adopts."""
         c = window.center_um
+        ses = self._session
+        if ses is None:
+            return FocalPlane(z_um=self.stage.position["z"], center_um=c)
         z = self.stage.position["z"] + field_focus_offset(ses, c)
         return FocalPlane(z_um=z, slope_x=ses.tilt[0], slope_y=ses.tilt[1], center_um=c)
 

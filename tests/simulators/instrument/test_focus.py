@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.instrument import AcquisitionConfig, build_simulator
+from simulators.instrument import AcquisitionConfig, build_simulator, noise_generators
 from simulators.instrument.acquisition import field_focus_offset
 from simulators.instrument.focus import FocalPlane, apply_focus
 from simulators.optics import FWHM_TO_SIGMA, SRS_AXIAL_FWHM_UM, axial_fraction, slab_fraction
@@ -243,3 +243,11 @@ def test_testis_signal_is_all_there_at_the_mid_plane_and_gone_above_the_section(
     sim.stage.move(z=float(t.max()) - 0.5 * t0 + 1.5)  # 1.5 um above the highest point
     comp, _ = sim.composition(win)
     assert float(comp.concentrations["protein"].mean()) < 0.01 * protein
+
+
+def test_reading_the_composition_does_not_fix_the_session():
+    sim = build_simulator(SlabSpecimen(5.0, lipid=1.0), pixels=16, fov_um=10.0, averages=1)
+    sim.composition(sim.window())  # before anything is acquired: focus at the stage's z
+    rng, _ = noise_generators(5)
+    sim.field(rng, shifts_cm1=[2850], with_shg=False)
+    assert sim.session.seed == 5
