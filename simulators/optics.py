@@ -121,6 +121,26 @@ def axial_fraction(thickness_um: NDArray | float, fwhm_z_um: float) -> NDArray:
     return erf(np.maximum(h, 0.0) / (2.0 * math.sqrt(2.0) * sigma))
 
 
+def slab_fraction(z_um: NDArray | float, lower_um: NDArray | float, upper_um: NDArray | float,
+                  fwhm_z_um: float) -> NDArray[np.float64]:
+    """Fraction of a Gaussian axial PSF (FWHM ``fwhm_z_um``) centred at height ``z_um`` that
+    lies inside the slab ``lower_um <= z <= upper_um`` (all um, broadcasting):
+
+    .. math:: w = \\tfrac12\\left[\\mathrm{erf}\\frac{u - z}{\\sqrt2\\,\\sigma_z}
+              - \\mathrm{erf}\\frac{l - z}{\\sqrt2\\,\\sigma_z}\\right]
+
+    In [0, 1]; 1/2 at a surface of a thick slab; for a slab centred on focus it is
+    :func:`axial_fraction` of the slab's thickness; for a slab much thinner than the PSF it
+    tends to ``(u - l) / (sqrt(2 pi) sigma_z) exp(-z^2 / 2 sigma_z^2)``
+    (docs/physics-notes.md, Focus and section thickness).
+    """
+    s = math.sqrt(2.0) * check_positive("axial FWHM", fwhm_z_um, "um") * FWHM_TO_SIGMA
+    z = np.asarray(z_um, dtype=float)
+    lo = np.asarray(lower_um, dtype=float)
+    up = np.maximum(np.asarray(upper_um, dtype=float), lo)
+    return np.clip(0.5 * (erf((up - z) / s) - erf((lo - z) / s)), 0.0, 1.0)
+
+
 #: Axial FWHM (um) of the SRS PSF of the default objective at the paper's lipid channel
 #: (pump 795.9 nm, Stokes 1031.0 nm): the partial volume of droplets, beads and granules.
 SRS_AXIAL_FWHM_UM: float = float(Objective().srs_fwhm_um(795.9, 1031.0)[1])

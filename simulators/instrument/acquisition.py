@@ -13,7 +13,10 @@ axial offsets) and pulses (delay / chirp mismatch), and an SHG yield (PMT gain a
 voltage, polarisation state), lognormal. Within a session: slow, smooth drifts of the pump
 and Stokes powers (measured: the delivered powers recorded with each frame follow them) and
 of the beam overlap (not measured: it scales the SRS signal only). Per instrument: the
-leak of two-photon autofluorescence of pigment (lipofuscin) through the SHG filter.
+leak of two-photon autofluorescence of pigment (lipofuscin) through the SHG filter. Focus:
+the slide's tilt per session, and a focus error per field (:func:`field_focus_offset`,
+keyed by the session's seed and the field's centre), docs/physics-notes.md, Focus and
+section thickness.
 :meth:`AcquisitionConfig.ideal` switches all of it off.
 """
 
@@ -57,6 +60,9 @@ class AcquisitionConfig(ConfigMixin):
     in an earlier alignment (not re-measured after this session's alignment); ``calibration_
     srs_error`` / ``calibration_shg_error``: lognormal sigma of one measurement of the lipid
     / collagen standard (focus depth in the standard, its temperature, laser warm-up).
+    ``focus_offset_um``: 1-sigma error of the focus of a field about the commanded plane
+    (autofocus / focus drift); ``slide_tilt_deg``: 1-sigma tilt of the slide per axis, per
+    session.
     """
 
     overlap_lateral_um: float = 0.10
@@ -72,6 +78,8 @@ class AcquisitionConfig(ConfigMixin):
     calibration_stale_probability: float = 0.5
     calibration_srs_error: float = 0.03
     calibration_shg_error: float = 0.08
+    focus_offset_um: float = 0.7
+    slide_tilt_deg: float = 0.1
 
     def __post_init__(self) -> None:
         check_range("lateral overlap error", self.overlap_lateral_um, 0.0, 2.0, "um")
@@ -93,16 +101,18 @@ class AcquisitionConfig(ConfigMixin):
                     0.0, 1.0)
         check_range("SRS calibration error", self.calibration_srs_error, 0.0, 0.5)
         check_range("SHG calibration error", self.calibration_shg_error, 0.0, 0.5)
+        check_range("focus error", self.focus_offset_um, 0.0, 20.0, "um")
+        check_range("slide tilt", self.slide_tilt_deg, 0.0, 5.0, "deg")
 
     @classmethod
     def ideal(cls) -> "AcquisitionConfig":
         """No variability: perfect overlap, nominal SHG yield, no drift, no leak, an exact
-        calibration of this session."""
+        calibration of this session, focus exactly at the commanded plane, no tilt."""
         return cls(overlap_lateral_um=0.0, overlap_axial_um=0.0, overlap_delay_ps=0.0,
                    shg_yield_sigma=0.0, pump_drift_rms=0.0, stokes_drift_rms=0.0,
                    overlap_drift_rms=0.0, af_photons_per_pigment=0.0,
                    calibration_stale_probability=0.0, calibration_srs_error=0.0,
-                   calibration_shg_error=0.0)
+                   calibration_shg_error=0.0, focus_offset_um=0.0, slide_tilt_deg=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +165,8 @@ class AcquisitionSession(ConfigMixin):
     """One session's drawn state: ``seed`` (the noise seed it was drawn for), the overlap
     errors (``offset_um`` lateral (dx, dy), ``defocus_um``, ``delay_ps``) and the SRS gain
     they give (``srs_gain``, 1 = perfect overlap), ``shg_yield`` (1 = nominal), the slow
-    drifts of pump power, Stokes power and overlap, and ``af_photons_per_pigment``.
+    drifts of pump power, Stokes power and overlap, ``af_photons_per_pigment``, the slide's
+    ``tilt`` (dz/dx, dz/dy) and ``focus_offset_um`` (1-sigma focus error of a field).
     Calibration: ``calibration_stale`` (the record comes from an earlier alignment),
     ``calibration_srs_ratio`` / ``calibration_shg_ratio``: the recorded volts per unit over
     this session's true ones at its start (1 = exact)."""
@@ -173,6 +184,8 @@ class AcquisitionSession(ConfigMixin):
     calibration_stale: bool = False
     calibration_srs_ratio: float = 1.0
     calibration_shg_ratio: float = 1.0
+    tilt: tuple[float, float] = (0.0, 0.0)
+    focus_offset_um: float = 0.0
 
     def srs_factor(self, t_s: float) -> float:
         """SRS gain at ``t_s`` s into the session: session gain x overlap drift."""
@@ -215,6 +228,8 @@ def draw_session(config: AcquisitionConfig, noise_seed: int | list[int], *,
     shg = math.exp(c.shg_yield_sigma * float(z[4]))
     drifts = [SlowDrift.draw(rms, c.drift_periods_s, c.drift_terms, rng) for rms in
               (c.pump_drift_rms, c.stokes_drift_rms, c.overlap_drift_rms)]
+    slope = math.tan(math.radians(c.slide_tilt_deg))
+    tilt = rng.standard_normal(2) * slope  # drawn after the drifts: earlier draws unchanged
     seed = noise_seed if isinstance(noise_seed, int) else int(noise_seed[0])
     stale, srs_ratio, shg_ratio = _draw_calibration(c, noise_seed, gain, shg, widths_um,
                                                     pulse_sigma_ps)
@@ -223,7 +238,9 @@ def draw_session(config: AcquisitionConfig, noise_seed: int | list[int], *,
                               stokes_drift=drifts[1], overlap_drift=drifts[2],
                               af_photons_per_pigment=c.af_photons_per_pigment,
                               calibration_stale=stale, calibration_srs_ratio=srs_ratio,
-                              calibration_shg_ratio=shg_ratio)
+                              calibration_shg_ratio=shg_ratio,
+                              tilt=(float(tilt[0]), float(tilt[1])),
+                              focus_offset_um=c.focus_offset_um)
 
 
 def _overlap_gain(z: np.ndarray, c: AcquisitionConfig, widths_um: tuple[float, float],
@@ -247,7 +264,7 @@ def _draw_calibration(c: AcquisitionConfig, noise_seed: int | list[int], gain: f
     the same overlap and yield distributions. Either way one measurement error (lognormal).
     """
     rng = np.random.default_rng(np.random.SeedSequence(
-        noise_seed, spawn_key=(SESSION_STREAM, 1)))
+        noise_seed, spawn_key=(SESSION_STREAM, CALIBRATION_KEY)))
     u = float(rng.uniform())
     z = rng.standard_normal(7)  # earlier alignment (dx, dy, dz, dt, ln yield), 2 errors
     stale = u < c.calibration_stale_probability
@@ -258,6 +275,25 @@ def _draw_calibration(c: AcquisitionConfig, noise_seed: int | list[int], gain: f
     srs_ratio = g_cal / gain * math.exp(c.calibration_srs_error * float(z[5]))
     shg_ratio = y_cal / shg * math.exp(c.calibration_shg_error * float(z[6]))
     return stale, float(srs_ratio), float(shg_ratio)
+
+
+#: Spawn keys (under the session stream) of the per-field focus errors and of the
+#: calibration record's draws.
+FOCUS_KEY = 1
+CALIBRATION_KEY = 2
+
+
+def field_focus_offset(session: AcquisitionSession, center_um: tuple[float, float]) -> float:
+    """Focus error (um) of the field centred at ``center_um`` in ``session``: normal with
+    sd ``session.focus_offset_um``, deterministic in the session's seed and the field's
+    centre (quantised to 1 nm), so every raster of a field, on every acquisition path, sees
+    the same focus."""
+    if session.focus_offset_um == 0:
+        return 0.0
+    q = [int(round(v * 1000.0)) & 0xFFFFFFFFFFFFFFFF for v in center_um]
+    key = (SESSION_STREAM, FOCUS_KEY, *[w for v in q for w in (v >> 32, v & 0xFFFFFFFF)])
+    rng = np.random.default_rng(np.random.SeedSequence(session.seed, spawn_key=key))
+    return session.focus_offset_um * float(rng.standard_normal())
 
 
 def overlap_widths(ipsf_pump_um: tuple[float, float], ipsf_stokes_um: tuple[float, float],

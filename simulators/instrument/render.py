@@ -3,8 +3,9 @@
 The scanner's field (:class:`~simulators.specimens.base.Window`) is rendered with a margin
 wide enough that neither the PSF blur nor the registration shift of a raster sees the
 window's edge, and the cross-phase-modulation (XPM) edge map is derived from the
-refractive-index map once per window. Renders are kept in a small LRU cache, so the Raman
-channels of one field render the specimen once.
+refractive-index map once per window. The composition is weighted by the part of the
+axial PSF that the section fills at the field's focal plane (:mod:`.focus`). Renders are
+kept in a small LRU cache, so the Raman channels of one field render the specimen once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from simulators.instrument.focus import FocalPlane, apply_focus
 from simulators.optics import Objective
 from simulators.specimens.base import Composition, Specimen, Window
 from simulators.spectra import SPECIES
@@ -38,23 +40,34 @@ def xpm_edges(comp: Composition, pixel_um: float) -> NDArray[np.float32]:
     return (n_map - ndimage.uniform_filter(n_map, size)).astype(np.float32)
 
 
+_Key = tuple[Window, FocalPlane | None, tuple[float, float]]
+
+
 class CompositionCache:
-    """LRU cache of ``(composition, XPM edges)`` of padded windows, keyed by window."""
+    """LRU cache of ``(composition, XPM edges)`` of padded windows, keyed by window, focal
+    plane and axial PSF widths."""
 
     def __init__(self, size: int = 2) -> None:
         self.size = int(size)
-        self._items: OrderedDict[Window, tuple[Composition, NDArray[np.float32]]] = OrderedDict()
+        self._items: OrderedDict[_Key, tuple[Composition, NDArray[np.float32]]] = OrderedDict()
 
-    def get(self, specimen: Specimen, window: Window, margin: int
+    def get(self, specimen: Specimen, window: Window, margin: int,
+            plane: FocalPlane | None = None, fwhm_z_um: tuple[float, float] = (1.0, 1.0)
             ) -> tuple[Composition, NDArray[np.float32]]:
-        """Ground truth of ``window`` padded by ``margin`` pixels, and its XPM edge map."""
-        hit = self._items.get(window)
+        """Ground truth of ``window`` padded by ``margin`` pixels at the focal ``plane``
+        (None: no axial weighting), and its XPM edge map. ``fwhm_z_um``: (SRS, SHG
+        amplitude) axial FWHMs (um) of :func:`~.focus.apply_focus`."""
+        key = (window, plane, fwhm_z_um)
+        hit = self._items.get(key)
         if hit is not None:
-            self._items.move_to_end(window)
+            self._items.move_to_end(key)
             return hit
         comp = specimen.render(window.padded(margin))
+        if plane is not None:
+            apply_focus(comp, specimen, plane, fwhm_srs_z_um=fwhm_z_um[0],
+                        fwhm_shg_z_um=fwhm_z_um[1])
         out = (comp, xpm_edges(comp, window.pixel_um))
-        self._items[window] = out
+        self._items[key] = out
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return out

@@ -43,9 +43,11 @@ from simulators.instrument.acquisition import (
     AcquisitionConfig,
     AcquisitionSession,
     draw_session,
+    field_focus_offset,
     noise_seed_of,
     overlap_widths,
 )
+from simulators.instrument.focus import FocalPlane
 from simulators.instrument.render import CompositionCache, margin_px
 from simulators.instrument.response import ResponseConfig
 from simulators.instrument.results import FieldResult, FrameResult, merge_faults
@@ -168,13 +170,38 @@ class SRASHSimulator:
         """Render margin (px) so PSF blur and registration never see the window edge."""
         return margin_px(self.objective, self.stokes.wavelength_nm, pixel_um)
 
+    def focal_plane(self, window: Window) -> FocalPlane:
+        """Where the focus sits over ``window`` (heights in um; 0: the mid-plane of the
+        specimen's nominal section): the stage's z plus the session's focus error of this
+        field at the field's centre, tilted by the session's slide tilt
+        (docs/physics-notes.md, Focus and section thickness). Before a session is started
+        (nothing acquired or calibrated yet) the focus is exactly at the stage's z: reading
+        the composition does not fix the session, which the first acquisition adopts."""
+        c = window.center_um
+        ses = self._session
+        if ses is None:
+            return FocalPlane(z_um=self.stage.position["z"], center_um=c)
+        z = self.stage.position["z"] + field_focus_offset(ses, c)
+        return FocalPlane(z_um=z, slope_x=ses.tilt[0], slope_y=ses.tilt[1], center_um=c)
+
+    def axial_fwhm_um(self) -> tuple[float, float]:
+        """(SRS, SHG amplitude) axial FWHMs (um) that weight the section's thickness: the
+        SRS PSF and the pump's one-photon illumination PSF, at the CH2 channel's pump
+        (2850 cm^-1) for the current Stokes wavelength (the ~1 % change across the CH band
+        is neglected, so one render serves every channel of a field)."""
+        pump = float(pump_nm_for_shift(2850.0, self.stokes.wavelength_nm))
+        return (self.objective.srs_fwhm_um(pump, self.stokes.wavelength_nm)[1],
+                self.objective.ipsf_fwhm_um(pump)[1])
+
     # ------------------------------------------------------------------ stage 1
     def composition(self, window: Window) -> tuple[Composition, NDArray[np.float32]]:
-        """Ground truth of ``window`` padded by :meth:`margin_px`, and its XPM edge map.
+        """Ground truth of ``window`` padded by :meth:`margin_px` at the field's focal plane
+        (:meth:`focal_plane`), and its XPM edge map.
 
-        Cached (LRU) per window: the channels of one field reuse the rendering.
+        Cached (LRU) per window and focus: the channels of one field reuse the rendering.
         """
-        return self._cache.get(self.specimen, window, self.margin_px(window.pixel_um))
+        return self._cache.get(self.specimen, window, self.margin_px(window.pixel_um),
+                               self.focal_plane(window), self.axial_fwhm_um())
 
     # ------------------------------------------------------------------ stage 2
     def srs_modulation(self, window: Window, shift_cm1: float) -> NDArray[np.float32]:
@@ -465,7 +492,8 @@ class SRASHSimulator:
         return {
             "specimen": self.specimen.describe(),
             "acquisition": {"config": self.acquisition.to_dict(),
-                            "session": self.session.to_dict(), "clock_s": self.clock_s},
+                            "session": self.session.to_dict(), "clock_s": self.clock_s,
+                            "focal_plane": self.focal_plane(self.window()).to_dict()},
             "objective": self.objective.to_dict(),
             "response": self.response.to_dict(),
             "pump": {"config": self.pump.config.to_dict(), "wavelength_nm": self.pump.wavelength_nm,

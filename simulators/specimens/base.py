@@ -190,6 +190,25 @@ class Specimen(abc.ABC):
         x0, x1, y0, y1 = self.extent_um
         return (x0 + x1) / 2, (y0 + y1) / 2
 
+    def thickness_map(self, window: Window) -> NDArray[np.float32] | None:
+        """Local thickness (um) of the specimen's slab on the window's pixels, lying on the
+        glass from height ``-nominal_thickness_um / 2`` (height 0: the focal plane at stage
+        z = 0). None (the default): a specimen thicker than any focus error, whose
+        composition is the same at every focus (docs/physics-notes.md, Focus and section
+        thickness)."""
+        return None
+
+    def thickness_floor_um(self, window: Window) -> float | None:
+        """A cheap lower bound (um) of :meth:`thickness_map` over the window, or None
+        (unknown: the map is computed wherever the focus might be near a surface)."""
+        return None
+
+    @property
+    def nominal_thickness_um(self) -> float | None:
+        """Nominal slab thickness (um) that stage z = 0 focuses in the middle of; None with
+        :meth:`thickness_map` None."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """JSON-safe provenance (kind, seed, config) for run metadata."""
         cfg = getattr(self, "config", None)

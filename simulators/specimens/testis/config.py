@@ -237,8 +237,9 @@ class TestisConfig(ConfigMixin):
     section (preparation): ``center_um`` (x, y), ``section_radii_um`` (semi-axes of the
     outline), ``boundary_roughness`` (relative outline irregularity), ``hole_fraction``
     (area fraction of tears, where interstitium is missing and tubules are dropped),
-    ``hole_scale_um``, ``section_thickness_um`` (provenance for the forward model; the
-    composition is the focal plane), ``artefact_seed`` (seeds the outline and tear noise;
+    ``hole_scale_um``, ``section_thickness_um`` (nominal thickness: stage z = 0 focuses in
+    its middle; the local thickness map is :class:`~.preparation.SectionPreparation`),
+    ``artefact_seed`` (seeds the outline and tear noise;
     drawn per patient, independent of the histology).
     tubules: ``tubule_diameter_um`` (patient scale: true outer diameter of a tubule with
     complete spermatogenesis; a state's tubules are ``diameter_factor`` x this) and

@@ -62,6 +62,7 @@ from simulators.specimens.testis.contents import (
     tubule_contents,
 )
 from simulators.specimens.testis.geometry import N_TEX, N_WALL, SectionGeometry, Tubule
+from simulators.specimens.testis.preparation import SectionPreparation
 from simulators.spectra import SPECIES
 
 _F32 = np.float32
@@ -167,6 +168,10 @@ class TestisSection(Specimen):
         self.config = config
         #: outline, tears and tubule lattice (:class:`~.geometry.SectionGeometry`)
         self.geometry = g = SectionGeometry(self.seed, config)
+        #: section thickness map: wedge, knife chatter, folds (preparation, not histology)
+        self.preparation = SectionPreparation.draw(
+            config.section_thickness_um, config.artefact_seed, config.center_um,
+            config.section_radii_um)
         # per-instance caches (deterministic, so eviction never changes results)
         self._contents = functools.lru_cache(maxsize=128)(
             lambda i, j: tubule_contents(g, i, j))
@@ -176,6 +181,20 @@ class TestisSection(Specimen):
     def extent_um(self) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max): bounding box of all tissue (um)."""
         return self.geometry.extent_um
+
+    def thickness_map(self, window: Window) -> NDArray[np.float32]:
+        """Local section thickness (um): wedge, knife chatter and folds of the patient's
+        preparation (:class:`~.preparation.SectionPreparation`, keyed by ``artefact_seed``)."""
+        return self.preparation.thickness(window)
+
+    def thickness_floor_um(self, window: Window) -> float:
+        """Lower bound of :meth:`thickness_map` over the window (um)."""
+        return self.preparation.floor_um(window)
+
+    @property
+    def nominal_thickness_um(self) -> float:
+        """``config.section_thickness_um``."""
+        return float(self.config.section_thickness_um)
 
     def tissue_at(self, x: NDArray, y: NDArray) -> NDArray[np.bool_]:
         """True where world points (um) lie in the section outline and not in a hole."""
