@@ -48,6 +48,12 @@ from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
 from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
 from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens.testis.collagen import (
+    LAMELLA_CONTRAST,
+    fibre_angle,
+    lamellae,
+    texture_gradient,
+)
 from simulators.specimens.testis.config import STATES, TestisConfig, check_phenotype
 from simulators.specimens.testis.contents import (
     EPI,
@@ -77,6 +83,8 @@ def _clear(comp: Composition) -> None:
                                     comp.labels, comp.instance)
     for v in arrays:
         v[...] = 0
+    if comp.fibre_angle is not None:
+        comp.fibre_angle[...] = np.nan  # no collagen, no direction
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -199,7 +207,8 @@ class TestisSection(Specimen):
         comp = Composition(
             window, {s: (np.empty if s in full else np.zeros)(shape, _F32) for s in SPECIES},
             chi2=np.empty(shape, _F32), pigment=np.zeros(shape, _F32),
-            labels=np.empty(shape, np.uint8), instance=np.zeros(shape, np.int32))
+            labels=np.empty(shape, np.uint8), instance=np.zeros(shape, np.int32),
+            fibre_angle=np.empty(shape, _F32), shg_rho=self.config.shg_rho)
         nb = self.threads if window.nx * window.ny >= 250_000 else 1
         nb = max(1, min(nb, window.ny // 64))
         if nb == 1:
@@ -211,9 +220,11 @@ class TestisSection(Specimen):
             sub = Window(window.x_um, window.y_um + r0 * window.pixel_um, window.nx,
                          int(r1 - r0), window.pixel_um)
             rs = slice(int(r0), int(r1))
+            assert comp.fibre_angle is not None
             jobs.append((sub, Composition(sub, {k: v[rs] for k, v in comp.concentrations.items()},
                                           comp.chi2[rs], comp.pigment[rs], comp.labels[rs],
-                                          comp.instance[rs])))
+                                          comp.instance[rs], fibre_angle=comp.fibre_angle[rs],
+                                          shg_rho=comp.shg_rho)))
         for f in [_pool().submit(self._render_into, *job) for job in jobs]:
             f.result()
         return comp
@@ -373,8 +384,12 @@ class TestisSection(Specimen):
         out *= tmp
         np.subtract(A, B, out=tmp)  # lamina propria weight
         wwt = tmp  # keep: reused for chi2
+        # wavy concentric lamellae (collagen.lamellae), hyalinised walls less lamellar
+        lam_tbl = np.array([0.0] + [LAMELLA_CONTRAST[t.state] for t in tubs], _F32)
+        lam = lamellae(depth, tex, lam_tbl[owner])
+        lam *= wwt  # lamina propria weight x lamellar profile
         colw = np.multiply(texc, per_tubule("wall_collagen"), dtype=_F32)
-        colw *= wwt
+        colw *= lam
         out += colw
         # chi2: I = ichi (0.2 + 1.6 fib), W = wchi (0.7 + 0.6 tex) (1 - 0.85 gap)
         np.multiply(fib, 1.6 * c.interstitial_chi2, out=chi2)
@@ -388,10 +403,17 @@ class TestisSection(Specimen):
             gap *= -0.85
             gap += 1.0
             colw *= gap
-        colw *= wwt
+        colw *= lam
         chi2 += colw
         np.clip(chi2, 0.0, 1.0, out=chi2)
-        del fib, colw, wwt
+        del fib, colw, wwt, lam
+        # fibre directions: round the tubules in the walls, along the ridges outside
+        if comp.fibre_angle is not None:
+            cx_tbl = np.array([0.0] + [t.cx_um for t in tubs], _F32)
+            cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
+            comp.fibre_angle[...] = fibre_angle(
+                window, A, cx_tbl[owner], cy_tbl[owner],
+                texture_gradient(window, g.noise_seed(N_TEX), 3.5))
 
         # ---- labels of the base classes
         labels[:] = Label.INTERSTITIUM
