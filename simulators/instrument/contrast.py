@@ -84,8 +84,8 @@ def orientation_factor(alpha_rad: ArrayLike, rho: float) -> NDArray[np.float64]:
     ``E = (cos a, sin a)`` in the fibre frame (z along the fibre):
     ``P_z = chi_zzz cos^2 a + chi_zxx sin^2 a``, ``P_x = 2 chi_zxx sin a cos a``, so
 
-    .. math:: f(\alpha) = (\rho \cos^2\alpha + \sin^2\alpha)^2 + \sin^2 2\alpha,
-              \qquad \rho = \chi_{zzz} / \chi_{zxx}
+    .. math:: f(\\alpha) = (\\rho \\cos^2\\alpha + \\sin^2\\alpha)^2 + \\sin^2 2\\alpha,
+              \\qquad \\rho = \\chi_{zzz} / \\chi_{zxx}
 
     ``f(0) = rho^2``, ``f(pi/2) = 1``; mean over ``alpha``: :func:`orientation_mean`.
     """
