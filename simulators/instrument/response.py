@@ -7,7 +7,6 @@ import dataclasses
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 
-
 #: Laser polarisation states at the sample (:attr:`ResponseConfig.polarization`).
 POLARIZATIONS: tuple[str, ...] = ("linear", "circular")
 
