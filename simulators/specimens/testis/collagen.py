@@ -33,48 +33,45 @@ LAMELLA_CONTRAST: dict[str, float] = {
 }
 
 
-def texture_gradient(window: Window, seed: int, scale_um: float
-                     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Gradient (1/um) of the texture noise ``noise_grid(window, seed, scale_um)``: central
-    differences on the window grown by one pixel, so edge pixels get the same value in
-    every window."""
+def texture_and_differences(window: Window, seed: int, scale_um: float
+                            ) -> tuple[NDArray[np.float32], NDArray[np.float32],
+                                       NDArray[np.float32]]:
+    """The texture noise ``noise_grid(window, seed, scale_um)`` (0..1) and its central
+    differences along x and y (``n(x + p) - n(x - p)``, i.e. ``2 p grad``), from one noise
+    grid on the window grown by one pixel, so edge pixels get the same values in every
+    window. The texture is a view into that grid."""
     n = noise_grid(window.padded(1), seed, scale_um)
-    k = _F32(0.5 / window.pixel_um)
-    gx = np.subtract(n[1:-1, 2:], n[1:-1, :-2], dtype=_F32)
-    gx *= k
-    gy = np.subtract(n[2:, 1:-1], n[:-2, 1:-1], dtype=_F32)
-    gy *= k
-    return gx, gy
+    dx = np.subtract(n[1:-1, 2:], n[1:-1, :-2], dtype=_F32)
+    dy = np.subtract(n[2:, 1:-1], n[:-2, 1:-1], dtype=_F32)
+    return n[1:-1, 1:-1], dx, dy
 
 
-def fibre_angle(window: Window, inside: NDArray[np.float32], cx: NDArray[np.float32],
-                cy: NDArray[np.float32], tex_grad: tuple[NDArray[np.float32],
+def fibre_angle(window: Window, radial_weight: NDArray[np.float32], cx: NDArray[np.float32],
+                cy: NDArray[np.float32], tex_diff: tuple[NDArray[np.float32],
                                                          NDArray[np.float32]]
                 ) -> NDArray[np.float32]:
     """In-plane fibre direction (rad, image frame, modulo pi), float32 (ny, nx).
 
-    Lamina propria (weight ``inside``, 0..1: the pixel lies in a tubule's outline): the
-    fibres run round the tubule. A circumferential fibre of a tubule cut obliquely projects
-    on the section plane perpendicular to the in-plane radius from the tubule's centre
-    (``cx``, ``cy``: per-pixel centre of the owning tubule, um) whatever the axis ratio; the
-    lamellae's waviness tilts it: the direction is perpendicular to
-    ``-r_hat + LAMELLA_WAVE_UM grad(tex)`` (the gradient of the lamellar phase, times the
-    period). Interstitium: loose fibres along the ridges of the texture noise, i.e.
-    perpendicular to ``grad(tex)``.
+    Lamina propria: the fibres run round the tubule. A circumferential fibre of a tubule
+    cut obliquely projects on the section plane perpendicular to the in-plane radius
+    ``r = (x - cx, y - cy)`` from the tubule's centre (``cx``, ``cy``: per pixel, of the
+    owning tubule, um), whatever the axis ratio; the lamellae's waviness tilts it: the
+    direction is perpendicular to ``-r / r' + LAMELLA_WAVE_UM grad(tex)`` (the gradient of
+    the lamellar phase times the period; ``radial_weight`` = ``inside / r'``, 1/um, with
+    ``inside`` 0..1 the weight of being in a tubule and ``r'`` its unstretched radius: equal
+    to ``|r|`` on the profile's minor axis, up to the axis ratio smaller on the major axis,
+    where the waviness then tilts the fibres correspondingly less). Interstitium
+    (``radial_weight`` 0): loose fibres along the ridges of the texture noise, i.e.
+    perpendicular to ``grad(tex)``. ``tex_diff``: :func:`texture_and_differences`.
     """
-    gx, gy = tex_grad
+    k = _F32(LAMELLA_WAVE_UM / (2.0 * window.pixel_um))
     dx = np.subtract(window.xs().astype(_F32)[None, :], cx, dtype=_F32)
-    dy = np.subtract(window.ys().astype(_F32)[:, None], cy, dtype=_F32)
-    r = np.multiply(dx, dx, dtype=_F32)
-    r += dy * dy
-    np.sqrt(r, out=r)
-    np.maximum(r, _F32(1e-3), out=r)
-    np.divide(inside, r, out=r)  # inside / |r|
-    u = np.multiply(gx, _F32(LAMELLA_WAVE_UM), dtype=_F32)
-    dx *= r
+    dx *= radial_weight
+    u = np.multiply(tex_diff[0], k, dtype=_F32)
     u -= dx  # x of the phase gradient
-    v = np.multiply(gy, _F32(-LAMELLA_WAVE_UM), dtype=_F32)
-    dy *= r
+    dy = np.subtract(window.ys().astype(_F32)[:, None], cy, out=dx)
+    dy *= radial_weight
+    v = np.multiply(tex_diff[1], -k, dtype=_F32)
     v += dy  # minus y of the phase gradient
     # fibre = perpendicular of the gradient (gx, gy): (-gy, gx), angle atan2(gx, -gy)
     return np.arctan2(u, v, out=u)

@@ -28,6 +28,11 @@ the dominant one: :data:`~.config.STATES`, :data:`~.config.MIXTURE_MEANS`):
 
 Interstitial fibrosis, Leydig clusters and the section's artefacts are patient-level.
 
+Collagen (:mod:`.collagen`): the lamina propria as wavy concentric lamellae whose fibres run
+round the tubule, loose fibres along the texture ridges of the interstitium; their in-plane
+direction is :attr:`Composition.fibre_angle` and the patient's ``shg_rho`` its
+:attr:`Composition.shg_rho` (the SHG's polarisation dependence: docs/physics-notes.md).
+
 Truth labels: :class:`Label.LIPID_DROPLET` where the droplet's in-focus volume fraction
 (``sphere_map`` partial volume) is >= 0.25, so sub-resolution or out-of-focus droplets stay
 unlabelled.
@@ -52,7 +57,7 @@ from simulators.specimens.testis.collagen import (
     LAMELLA_CONTRAST,
     fibre_angle,
     lamellae,
-    texture_gradient,
+    texture_and_differences,
 )
 from simulators.specimens.testis.config import STATES, TestisConfig, check_phenotype
 from simulators.specimens.testis.contents import (
@@ -248,7 +253,8 @@ class TestisSection(Specimen):
                 and t.cy_um + t.a_um > y0 - p and t.cy_um - t.a_um < y1 + p]
         conc = comp.concentrations
         chi2, pigment, labels = comp.chi2, comp.pigment, comp.labels
-        tex = noise_grid(window, g.noise_seed(N_TEX), 3.5)  # 0..1, ~3.5 um grain
+        # 0..1, ~3.5 um grain (a view), and its differences for the fibre directions
+        tex, *tex_diff = texture_and_differences(window, g.noise_seed(N_TEX), 3.5)
         nw = noise_grid(window, g.noise_seed(N_WALL), 30.0)  # 0..1, ~30 um
         inv_p = 1.0 / p
         tmp = np.empty(shape, _F32)
@@ -411,9 +417,10 @@ class TestisSection(Specimen):
         if comp.fibre_angle is not None:
             cx_tbl = np.array([0.0] + [t.cx_um for t in tubs], _F32)
             cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
-            comp.fibre_angle[...] = fibre_angle(
-                window, A, cx_tbl[owner], cy_tbl[owner],
-                texture_gradient(window, g.noise_seed(N_TEX), 3.5))
+            np.add(rad, 1e-3, out=tmp)
+            np.divide(A, tmp, out=tmp)  # weight of the radial direction (1/um)
+            comp.fibre_angle[...] = fibre_angle(window, tmp, cx_tbl[owner], cy_tbl[owner],
+                                                (tex_diff[0], tex_diff[1]))
 
         # ---- labels of the base classes
         labels[:] = Label.INTERSTITIUM
