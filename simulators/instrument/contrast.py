@@ -138,7 +138,7 @@ def polarisation_amplitude(fibre_angle: NDArray[np.float32], rho: float, polariz
     f *= x
     f += _F32(a0)
     np.sqrt(f, out=f)
-    np.copyto(f, _F32(1.0), where=np.isnan(f))
+    np.copyto(f, _F32(1.0), where=np.isnan(f))  # no preferred direction
     return f
 
 

@@ -48,8 +48,8 @@ def texture_and_differences(window: Window, seed: int, scale_um: float
 
 def fibre_angle(window: Window, radial_weight: NDArray[np.float32], cx: NDArray[np.float32],
                 cy: NDArray[np.float32], tex_diff: tuple[NDArray[np.float32],
-                                                         NDArray[np.float32]]
-                ) -> NDArray[np.float32]:
+                                                         NDArray[np.float32]],
+                out: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
     """In-plane fibre direction (rad, image frame, modulo pi), float32 (ny, nx).
 
     Lamina propria: the fibres run round the tubule. A circumferential fibre of a tubule
@@ -63,19 +63,19 @@ def fibre_angle(window: Window, radial_weight: NDArray[np.float32], cx: NDArray[
     where the waviness then tilts the fibres correspondingly less). Interstitium
     (``radial_weight`` 0): loose fibres along the ridges of the texture noise, i.e.
     perpendicular to ``grad(tex)``. ``tex_diff``: :func:`texture_and_differences`.
+    ``cx``, ``cy`` and ``tex_diff`` are overwritten (scratch); ``out``: where to write.
     """
     k = _F32(LAMELLA_WAVE_UM / (2.0 * window.pixel_um))
-    dx = np.subtract(window.xs().astype(_F32)[None, :], cx, dtype=_F32)
+    dx = np.subtract(window.xs().astype(_F32)[None, :], cx, out=cx)
     dx *= radial_weight
-    u = np.multiply(tex_diff[0], k, dtype=_F32)
+    u = np.multiply(tex_diff[0], k, out=tex_diff[0])
     u -= dx  # x of the phase gradient
-    dy = np.subtract(window.ys().astype(_F32)[:, None], cy, out=dx)
+    dy = np.subtract(window.ys().astype(_F32)[:, None], cy, out=cy)
     dy *= radial_weight
-    v = np.multiply(tex_diff[1], -k, dtype=_F32)
+    v = np.multiply(tex_diff[1], -k, out=tex_diff[1])
     v += dy  # minus y of the phase gradient
     # fibre = perpendicular of the gradient (gx, gy): (-gy, gx), angle atan2(gx, -gy)
-    return np.arctan2(u, v, out=u)
-
+    return np.arctan2(u, v, out=out)
 
 def lamellae(depth: NDArray[np.float32], tex: NDArray[np.float32],
              contrast: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -419,8 +419,9 @@ class TestisSection(Specimen):
             cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
             np.add(rad, 1e-3, out=tmp)
             np.divide(A, tmp, out=tmp)  # weight of the radial direction (1/um)
-            comp.fibre_angle[...] = fibre_angle(window, tmp, cx_tbl[owner], cy_tbl[owner],
-                                                (tex_diff[0], tex_diff[1]))
+            fibre_angle(window, tmp, cx_tbl[owner], cy_tbl[owner], (tex_diff[0], tex_diff[1]),
+                        out=comp.fibre_angle)
+            del tex_diff
 
         # ---- labels of the base classes
         labels[:] = Label.INTERSTITIUM
