@@ -214,3 +214,18 @@ def test_lamina_propria_fibres_run_round_the_tubule_and_tiles_agree():
     np.testing.assert_allclose(np.cos(2 * other), np.cos(2 * part), atol=2e-3)
     np.testing.assert_allclose(np.sin(2 * other), np.sin(2 * part), atol=2e-3)
     assert np.isfinite(comp.fibre_angle).all()
+
+
+@given(m=st.floats(0.0, 0.9), shift=st.floats(0.0, 1.0))
+def test_lamellae_keep_the_wall_mean_and_have_the_period(m, shift):
+    from simulators.specimens.testis.collagen import LAMELLA_PERIOD_UM, lamellae
+
+    n = 4000
+    depth = (np.arange(n, dtype=np.float32) + 0.5) * np.float32(4 * LAMELLA_PERIOD_UM / n)
+    tex = np.full(n, shift, np.float32)
+    prof = lamellae(depth, tex, np.full(n, m, np.float32)).astype(np.float64)
+    assert prof.mean() == pytest.approx(1.0, abs=1e-4)  # four whole lamellae
+    assert prof.min() == pytest.approx(1.0 - m, abs=1e-3)
+    assert prof.max() == pytest.approx(1.0 + m, abs=1e-3)
+    k = n // 4  # one period later: the same
+    np.testing.assert_allclose(prof[:k], prof[k:2 * k], atol=2e-3)
