@@ -2,8 +2,8 @@
 with circumferential fibres, and the loose fibres of the interstitium, with their in-plane
 fibre direction (:attr:`~simulators.specimens.base.Composition.fibre_angle`).
 
-Numbers and sources: docs/physics-notes.md (testis phantom, collagen lamellae and fibre
-directions). All maps float32, vectorised over the window; every value depends only on the
+Numbers and sources: docs/physics-notes.md (SHG polarisation and fibre direction: fibre
+directions, lamellae). All maps float32, vectorised over the window; every value depends only on the
 world point (and the owning tubule), so tiles of a mosaic agree.
 """
 
@@ -76,6 +76,7 @@ def fibre_angle(window: Window, radial_weight: NDArray[np.float32], cx: NDArray[
     v += dy  # minus y of the phase gradient
     # fibre = perpendicular of the gradient (gx, gy): (-gy, gx), angle atan2(gx, -gy)
     return np.arctan2(u, v, out=out)
+
 
 def lamellae(depth: NDArray[np.float32], tex: NDArray[np.float32],
              contrast: NDArray[np.float32]) -> NDArray[np.float32]:
