@@ -7,6 +7,9 @@ import dataclasses
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 
+#: Laser polarisation states at the sample (:attr:`ResponseConfig.polarization`).
+POLARIZATIONS: tuple[str, ...] = ("linear", "circular")
+
 
 @dataclasses.dataclass(frozen=True)
 class ResponseConfig(ConfigMixin):
@@ -22,6 +25,13 @@ class ResponseConfig(ConfigMixin):
     ``stokes`` 515 nm, ``both``). ``irf_fwhm_cm1``: spectral resolution (cm^-1).
     ``safety_limit_mw``: total power refused above this. (The registration error between
     frames is scanner state: :class:`~simulators.parts.scanner.ScannerConfig`.)
+    ``polarization``: the lasers' polarisation at the sample (the beams are co-polarised),
+    ``linear`` (default: most SRS / SHG microscopes keep the lasers' linear polarisation)
+    or ``circular`` (a quarter-wave plate); ``polarization_deg``: direction of the linear
+    polarisation in degrees from the scan (+x, column) axis towards +y (rows), -360..360
+    (the half-wave plate setting; ignored for circular). The SHG of aligned collagen
+    depends on the angle between it and the fibres (docs/physics-notes.md, SHG
+    polarisation).
     """
 
     srs_k: float = 3e-4
@@ -34,6 +44,8 @@ class ResponseConfig(ConfigMixin):
     shg_source: str = "pump"
     irf_fwhm_cm1: float = 8.0
     safety_limit_mw: float = 150.0
+    polarization: str = "linear"
+    polarization_deg: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("SRS gain K", self.srs_k, 0.0, 1e-2)
@@ -45,3 +57,14 @@ class ResponseConfig(ConfigMixin):
             raise SettingsError(f"shg_source {self.shg_source!r}: use pump, stokes or both")
         check_positive("instrument line width", self.irf_fwhm_cm1, "cm^-1", allow_zero=True)
         check_positive("safety limit", self.safety_limit_mw, "mW")
+        if self.polarization not in POLARIZATIONS:
+            raise SettingsError(f"polarization {self.polarization!r}: use "
+                                + " or ".join(POLARIZATIONS))
+        try:
+            if isinstance(self.polarization_deg, bool):
+                raise TypeError
+            float(self.polarization_deg)
+        except (TypeError, ValueError):
+            raise SettingsError(f"polarization_deg {self.polarization_deg!r}: a number of "
+                                "degrees") from None
+        check_range("polarisation angle", self.polarization_deg, -360.0, 360.0, "deg")

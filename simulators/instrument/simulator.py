@@ -222,14 +222,16 @@ class SRASHSimulator:
         :func:`.contrast.autofluorescence_photons`.
         """
         return self._shg_cathode(*self._shg_inputs(window, pump_mw, stokes_mw),
-                                 objective=self.objective, pixel_um=window.pixel_um)
+                                 objective=self.objective, pixel_um=window.pixel_um,
+                                 response=self.response)
 
     def _shg_inputs(self, window: Window, pump_mw: float, stokes_mw: float
-                    ) -> tuple[NDArray[np.float32], list[tuple[float, float]], float,
+                    ) -> tuple[Composition, list[tuple[float, float]], float,
                                NDArray[np.float32], float, float]:
-        """chi2 map (padded window), SHG sources, dense-collagen photons per pass (times the
-        session's SHG yield), the pigment map, autofluorescence photons per pass per unit
-        pigment and the pump wavelength, read from the instrument's current state."""
+        """The composition (padded window: its chi2, fibre directions and rho), SHG sources,
+        dense-collagen photons per pass (times the session's SHG yield), the pigment map,
+        autofluorescence photons per pass per unit pigment and the pump wavelength, read
+        from the instrument's current state."""
         comp, _ = self.composition(window)
         c = self.pump.config
         pulse = (2.0 / c.pulse_ps) * (80.0 / c.rep_rate_mhz) * self.pump.peak_power_factor
@@ -241,14 +243,15 @@ class SRASHSimulator:
         ses = self.session
         af = (ses.af_photons_per_pigment * (pump_mw / self.response.ref_pump_mw) ** 2
               * pulse * dwell)
-        return (comp.chi2, sources, self.response.shg_photons_dense * pulse * dwell
+        return (comp, sources, self.response.shg_photons_dense * pulse * dwell
                 * ses.shg_yield, comp.pigment, af, self.pump.wavelength_nm)
 
     @staticmethod
-    def _shg_cathode(chi2: NDArray[np.float32], sources: Sequence[tuple[float, float]],
+    def _shg_cathode(comp: Composition, sources: Sequence[tuple[float, float]],
                      photons_per_pass: float, pigment: NDArray[np.float32], af_per_pass: float,
-                     pump_nm: float, *, objective: Objective, pixel_um: float
-                     ) -> NDArray[np.float32]:
+                     pump_nm: float, *, objective: Objective, pixel_um: float,
+                     response: ResponseConfig) -> NDArray[np.float32]:
+        chi2 = oriented_chi2(comp, response)
         photons = contrast.shg_photons(chi2, sources, photons_per_pass=photons_per_pass,
                                        objective=objective, pixel_um=pixel_um)
         if af_per_pass > 0 and pigment.any():
@@ -296,10 +299,12 @@ class SRASHSimulator:
         m = self.margin_px(win.pixel_um)
         objective, dwell_s, averages, pmt = (self.objective, self.scanner.dwell_s,
                                              self.scanner.averages, self.pmt)
+        response = self.response
         vignetting = self.scanner.vignetting()
 
         def job() -> tuple[NDArray[np.float32], dict[str, Any]]:
-            photons = self._shg_cathode(*inputs, objective=objective, pixel_um=win.pixel_um)
+            photons = self._shg_cathode(*inputs, objective=objective, pixel_um=win.pixel_um,
+                                        response=response)
             # two-photon excitation: the pump's vignetting squared, the SRS map (P_P P_S)
             photons = detection.register(photons, m, shift_px) * vignetting
             return pmt.detect(photons, dwell_s, averages, rng)
@@ -543,6 +548,17 @@ def build_simulator(specimen: Specimen, *, pixels: int = 1200, fov_um: float = 3
         sim.start_session(session_seed)
     sim.stage.move(x=x_um, y=y_um)
     return sim
+
+
+def oriented_chi2(comp: Composition, response: ResponseConfig) -> NDArray[np.float32]:
+    """SHG amplitude of ``comp`` at ``response``'s laser polarisation: ``chi2`` times
+    :func:`.contrast.polarisation_amplitude` (``chi2`` itself where the specimen sets no
+    fibre direction)."""
+    if comp.fibre_angle is None or not comp.chi2.any():
+        return comp.chi2
+    amp = contrast.polarisation_amplitude(comp.fibre_angle, comp.shg_rho, response.polarization,
+                                          response.polarization_deg)
+    return np.multiply(comp.chi2, amp, dtype=np.float32)
 
 
 def _collect_shg(frame: FrameResult, shg: Future) -> None:

@@ -3,7 +3,8 @@
 A specimen is generated from a seed and rendered for any :class:`Window` on demand; the
 same world point always renders the same tissue, whatever the window (overlapping fields of
 a mosaic agree). Rendering returns a :class:`Composition`: per-species concentration maps,
-SHG-active collagen density, a transient-absorption (pigment) map and per-pixel truth labels.
+SHG-active collagen density and its in-plane fibre orientation, a transient-absorption
+(pigment) map and per-pixel truth labels.
 
 Coordinates: image columns run along +x, rows along +y (stage frame); pixel ``(r, c)`` of a
 window has its centre at ``(x0 + (c + 0.5) p, y0 + (r + 0.5) p)``.
@@ -37,6 +38,12 @@ class Label(enum.IntEnum):
     PROTEIN_DROPLET = 6  #: dense protein bodies (high 2930, low 2850 cm^-1)
     INTERSTITIUM = 7  #: loose connective tissue between tubules
     STANDARD = 8  #: uniform calibration standard (reference specimen)
+
+
+#: ``chi_zzz / chi_zxx`` of fibrillar collagen when a specimen does not set its own
+#: (:attr:`Composition.shg_rho`): the middle of the 1.3-2.6 reported for type-I collagen
+#: (docs/physics-notes.md, SHG polarisation).
+DEFAULT_SHG_RHO: float = 1.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +134,15 @@ class Composition:
     its square). ``pigment``: transient-absorption strength (lipofuscin), relative to lipid
     SRS. ``labels``: :class:`Label` per pixel (uint8). ``instance``: id of the top-level
     object (tubule, cell) covering the pixel, 0 for none (int32).
+
+    ``fibre_angle``: in-plane direction (radians, image frame: from +x towards +y, i.e.
+    columns towards rows; defined modulo pi) of the collagen fibres' projection on the
+    section plane, float32; NaN where the collagen has no preferred direction (its SHG does
+    not depend on the laser polarisation). None (the default, e.g. beads, cells, reference
+    standards): NaN everywhere. ``shg_rho``: ``chi_zzz / chi_zxx`` of the window's aligned
+    collagen (dimensionless; :data:`DEFAULT_SHG_RHO`). ``chi2`` keeps its meaning: the
+    SHG amplitude averaged over fibre orientations under linear polarisation
+    (docs/physics-notes.md, SHG polarisation).
     """
 
     window: Window
@@ -135,6 +151,8 @@ class Composition:
     pigment: NDArray[np.float32]
     labels: NDArray[np.uint8]
     instance: NDArray[np.int32]
+    fibre_angle: NDArray[np.float32] | None = None
+    shg_rho: float = DEFAULT_SHG_RHO
 
     @classmethod
     def empty(cls, window: Window) -> "Composition":
@@ -158,7 +176,9 @@ class Composition:
         win = Window(w.x_um + m * w.pixel_um, w.y_um + m * w.pixel_um, w.nx - 2 * m,
                      w.ny - 2 * m, w.pixel_um)
         return Composition(win, {k: v[sl] for k, v in self.concentrations.items()},
-                           self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl])
+                           self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl],
+                           fibre_angle=None if self.fibre_angle is None else self.fibre_angle[sl],
+                           shg_rho=self.shg_rho)
 
     def label_fraction(self, label: Label) -> float:
         """Fraction of pixels with truth ``label``."""

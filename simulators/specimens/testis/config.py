@@ -40,6 +40,14 @@ DIAMETER_LIMITS_UM: tuple[float, float] = (80.0, 300.0)
 #: rng streams of the patient draw (histology) and of the preparation artefacts
 _S_PATIENT = 0x7E57
 _S_ARTEFACT = 0xA27E
+#: rng stream of the collagen's SHG tensor ratio (its own, so adding it left every other
+#: draw of a patient as it was)
+_S_SHG = 0x5A6C
+
+#: Patient-to-patient ``chi_zzz / chi_zxx`` of the collagen (:attr:`TestisConfig.shg_rho`):
+#: lognormal (median, sigma) and physical limits; 1.3-2.6 reported for type-I collagen
+#: (docs/physics-notes.md, SHG polarisation).
+SHG_RHO_LOGNORMAL: tuple[float, float, tuple[float, float]] = (1.8, 0.17, (1.1, 3.2))
 
 _ALL_GERM = ("spermatogonia", "spermatocytes", "round_spermatids", "elongated_spermatids")
 
@@ -259,6 +267,8 @@ class TestisConfig(ConfigMixin):
     ``leydig_cell_scale`` (cell size factor; hypertrophy), ``leydig_droplets_per_cell``,
     ``leydig_lipofuscin_per_cell``, ``leydig_droplet_density``, ``leydig_pigment``
     (lipofuscin transient absorption of Leydig cytoplasm).
+    collagen: ``shg_rho`` (``chi_zzz / chi_zxx`` of the fibrillar collagen: how strongly its
+    SHG depends on the laser polarisation; :data:`SHG_RHO_LOGNORMAL`).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -292,6 +302,7 @@ class TestisConfig(ConfigMixin):
     leydig_lipofuscin_per_cell: float = 4.0
     leydig_droplet_density: float = 0.86
     leydig_pigment: float = 0.045
+    shg_rho: float = SHG_RHO_LOGNORMAL[0]
 
     def __post_init__(self) -> None:
         check_phenotype(self.phenotype)
@@ -338,6 +349,7 @@ class TestisConfig(ConfigMixin):
                     0.0, 50.0)
         check_range("Leydig droplet density", self.leydig_droplet_density, 0.1, 1.5)
         check_range("Leydig pigment", self.leydig_pigment, 0.0, 1.0)
+        check_range("SHG tensor ratio chi_zzz/chi_zxx", self.shg_rho, *SHG_RHO_LOGNORMAL[2])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TestisConfig":
@@ -361,7 +373,8 @@ class TestisConfig(ConfigMixin):
         Histology (its rng stream): the state weights (:func:`draw_mixture`) and the
         patient-level lognormals (:data:`PATIENT_LOGNORMALS`). Preparation (a separate
         stream keyed by seed and phenotype): section outline, tears and their noise seed,
-        section thickness (docs/physics-notes.md, testis phantom).
+        section thickness (docs/physics-notes.md, testis phantom). The collagen's
+        ``shg_rho`` (its own stream, :data:`SHG_RHO_LOGNORMAL`).
         """
         check_phenotype(phenotype)
         if int(seed) != seed or seed < 0:
@@ -373,6 +386,9 @@ class TestisConfig(ConfigMixin):
         pitch_factor = 1.0 + v.pop("pitch_excess")
         sd_frac = float(rng.uniform(0.05, 0.08))
         art = np.random.default_rng([int(seed), _S_ARTEFACT, ph])
+        med, sig, (lo, hi) = SHG_RHO_LOGNORMAL
+        z = np.random.default_rng([int(seed), _S_SHG, ph]).standard_normal()
+        rho = float(np.clip(med * math.exp(sig * z), lo, hi))
         return cls(
             phenotype=phenotype,
             state_weights=weights,
@@ -384,5 +400,6 @@ class TestisConfig(ConfigMixin):
             artefact_seed=int(art.integers(0, 2**31)),
             tubule_diameter_sd_um=sd_frac * v["tubule_diameter_um"],
             pitch_factor=pitch_factor,
+            shg_rho=rho,
             **v,
         )

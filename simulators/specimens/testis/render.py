@@ -28,6 +28,11 @@ the dominant one: :data:`~.config.STATES`, :data:`~.config.MIXTURE_MEANS`):
 
 Interstitial fibrosis, Leydig clusters and the section's artefacts are patient-level.
 
+Collagen (:mod:`.collagen`): the lamina propria as wavy concentric lamellae whose fibres run
+round the tubule, loose fibres along the texture ridges of the interstitium; their in-plane
+direction is :attr:`Composition.fibre_angle` and the patient's ``shg_rho`` its
+:attr:`Composition.shg_rho` (the SHG's polarisation dependence: docs/physics-notes.md).
+
 Truth labels: :class:`Label.LIPID_DROPLET` where the droplet's in-focus volume fraction
 (``sphere_map`` partial volume) is >= 0.25, so sub-resolution or out-of-focus droplets stay
 unlabelled.
@@ -48,6 +53,12 @@ from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
 from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
 from simulators.specimens.base import Composition, Label, Specimen, Window
+from simulators.specimens.testis.collagen import (
+    LAMELLA_CONTRAST,
+    fibre_angle,
+    lamellae,
+    texture_and_differences,
+)
 from simulators.specimens.testis.config import STATES, TestisConfig, check_phenotype
 from simulators.specimens.testis.contents import (
     EPI,
@@ -78,6 +89,8 @@ def _clear(comp: Composition) -> None:
                                     comp.labels, comp.instance)
     for v in arrays:
         v[...] = 0
+    if comp.fibre_angle is not None:
+        comp.fibre_angle[...] = np.nan  # no collagen, no direction
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -218,7 +231,8 @@ class TestisSection(Specimen):
         comp = Composition(
             window, {s: (np.empty if s in full else np.zeros)(shape, _F32) for s in SPECIES},
             chi2=np.empty(shape, _F32), pigment=np.zeros(shape, _F32),
-            labels=np.empty(shape, np.uint8), instance=np.zeros(shape, np.int32))
+            labels=np.empty(shape, np.uint8), instance=np.zeros(shape, np.int32),
+            fibre_angle=np.empty(shape, _F32), shg_rho=self.config.shg_rho)
         nb = self.threads if window.nx * window.ny >= 250_000 else 1
         nb = max(1, min(nb, window.ny // 64))
         if nb == 1:
@@ -230,9 +244,11 @@ class TestisSection(Specimen):
             sub = Window(window.x_um, window.y_um + r0 * window.pixel_um, window.nx,
                          int(r1 - r0), window.pixel_um)
             rs = slice(int(r0), int(r1))
+            assert comp.fibre_angle is not None
             jobs.append((sub, Composition(sub, {k: v[rs] for k, v in comp.concentrations.items()},
                                           comp.chi2[rs], comp.pigment[rs], comp.labels[rs],
-                                          comp.instance[rs])))
+                                          comp.instance[rs], fibre_angle=comp.fibre_angle[rs],
+                                          shg_rho=comp.shg_rho)))
         for f in [_pool().submit(self._render_into, *job) for job in jobs]:
             f.result()
         return comp
@@ -256,7 +272,8 @@ class TestisSection(Specimen):
                 and t.cy_um + t.a_um > y0 - p and t.cy_um - t.a_um < y1 + p]
         conc = comp.concentrations
         chi2, pigment, labels = comp.chi2, comp.pigment, comp.labels
-        tex = noise_grid(window, g.noise_seed(N_TEX), 3.5)  # 0..1, ~3.5 um grain
+        # 0..1, ~3.5 um grain (a view), and its differences for the fibre directions
+        tex, *tex_diff = texture_and_differences(window, g.noise_seed(N_TEX), 3.5)
         nw = noise_grid(window, g.noise_seed(N_WALL), 30.0)  # 0..1, ~30 um
         inv_p = 1.0 / p
         tmp = np.empty(shape, _F32)
@@ -392,8 +409,12 @@ class TestisSection(Specimen):
         out *= tmp
         np.subtract(A, B, out=tmp)  # lamina propria weight
         wwt = tmp  # keep: reused for chi2
+        # wavy concentric lamellae (collagen.lamellae), hyalinised walls less lamellar
+        lam_tbl = np.array([0.0] + [LAMELLA_CONTRAST[t.state] for t in tubs], _F32)
+        lam = lamellae(depth, tex, lam_tbl[owner])
+        lam *= wwt  # lamina propria weight x lamellar profile
         colw = np.multiply(texc, per_tubule("wall_collagen"), dtype=_F32)
-        colw *= wwt
+        colw *= lam
         out += colw
         # chi2: I = ichi (0.2 + 1.6 fib), W = wchi (0.7 + 0.6 tex) (1 - 0.85 gap)
         np.multiply(fib, 1.6 * c.interstitial_chi2, out=chi2)
@@ -407,10 +428,19 @@ class TestisSection(Specimen):
             gap *= -0.85
             gap += 1.0
             colw *= gap
-        colw *= wwt
+        colw *= lam
         chi2 += colw
         np.clip(chi2, 0.0, 1.0, out=chi2)
-        del fib, colw, wwt
+        del fib, colw, wwt, lam
+        # fibre directions: round the tubules in the walls, along the ridges outside
+        if comp.fibre_angle is not None:
+            cx_tbl = np.array([0.0] + [t.cx_um for t in tubs], _F32)
+            cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
+            np.add(rad, 1e-3, out=tmp)
+            np.divide(A, tmp, out=tmp)  # weight of the radial direction (1/um)
+            fibre_angle(window, tmp, cx_tbl[owner], cy_tbl[owner], (tex_diff[0], tex_diff[1]),
+                        out=comp.fibre_angle)
+            del tex_diff
 
         # ---- labels of the base classes
         labels[:] = Label.INTERSTITIUM
