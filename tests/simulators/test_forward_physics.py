@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ml.io.processed import process_field
 from simulators.errors import SafetyLimitError
-from simulators.instrument import SRASHSimulator, build_simulator
+from simulators.instrument import AcquisitionConfig, SRASHSimulator, build_simulator
 from simulators.parts.lasers import PumpLaserConfig, PumpLaserSim, StokesLaserConfig, StokesLaserSim
 from simulators.parts.scanner import GalvoScannerSim, ScannerConfig
 from simulators.spectra import species_spectrum
@@ -154,8 +154,10 @@ def test_lockin_filter_smears_along_fast_axis_only():
 @given(st.floats(0.0, 1.0), st.floats(0.0, 1.0))
 def test_unmixing_recovers_uniform_concentrations(c_lipid, c_protein):
     rng = np.random.default_rng(3)
+    # an exact calibration record (ideal acquisition): unmixing's own law, not the
+    # record's measurement error (docs/physics-notes.md, calibration is a measurement)
     sim = quiet_sim(UniformSpecimen(lipid=c_lipid, protein=c_protein, chi2=0.3), pixels=64,
-                    fov_um=5.0, averages=4)
+                    fov_um=5.0, averages=4, acquisition=AcquisitionConfig.ideal())
     field = sim.field(rng, pump_nm=[795.9, 790.9])
     proc = process_field(sim, field, rng)
     assert float(np.mean(proc.lipid)) == pytest.approx(c_lipid, abs=0.02)
