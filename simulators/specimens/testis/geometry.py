@@ -353,7 +353,8 @@ class SectionGeometry:
         """Neighbours of candidate (i, j) whose pair scale is < 1: their cells, pair
         scales, conflict thresholds and priorities, by decreasing priority."""
         p = self._raw(i, j)
-        empty = ([], np.empty(0), np.empty(0), np.empty(0))
+        empty: tuple[list[tuple[int, int]], NDArray, NDArray, NDArray] = (
+            [], np.empty(0), np.empty(0), np.empty(0))
         if p is None:
             return empty
         m, n = self._nb, self._BLOCK
