@@ -196,7 +196,9 @@ class SectionGeometry:
         self.leydig_margin_um = self.leydig_offset_um + (
             10.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0)
             + 10.0 * c.leydig_cell_scale + 2.0)
-        self.reach_um = self.a_max_um + self.leydig_margin_um + 1.5 * self.cell_um
+        #: how far from its hash cell a tubule outline can reach
+        self.tubule_reach_um = self.a_max_um + self.cell_um
+        self.reach_um = self.tubule_reach_um + self.leydig_margin_um
         self.hole_level = noise_level(c.hole_fraction) if c.hole_fraction > 0 else 2.0
         cx, cy = c.center_um
         rx, ry = c.section_radii_um
@@ -205,6 +207,7 @@ class SectionGeometry:
         self._imax = int(math.ceil(rx * g / self.cell_um)) + 2
         self._jmax = int(math.ceil(ry * g / self.cell_um)) + 2
         self._block = functools.lru_cache(maxsize=2048)(self._make_block)
+        self._hood = functools.lru_cache(maxsize=64)(self._make_hood)
         self._raw = functools.lru_cache(maxsize=65536)(self._make_raw)
         self._near = functools.lru_cache(maxsize=32768)(self._make_near)
         self._kept = functools.lru_cache(maxsize=65536)(self._make_kept)
@@ -267,8 +270,8 @@ class SectionGeometry:
 
     def _make_block(self, bi: int, bj: int) -> NDArray:
         """Candidates of the ``_BLOCK`` x ``_BLOCK`` hash cells of block (bi, bj): rows
-        (cx, cy, b, ratio, angle, state, priority, sheath, i, j, valid), one per cell, each
-        drawn from its cell's own generator (so blocks only batch the tissue test).
+        (cx, cy, b, ratio, angle, state, priority, sheath, i, j, valid), one per cell, at a
+        uniform point of its cell, drawn (vectorised) from the block's own generator.
 
         Cut law: the tubule axis makes angle theta with the section normal; profiles of an
         isotropic tube system are hit in proportion to cos(theta), so cos(theta) has
@@ -278,32 +281,33 @@ class SectionGeometry:
         """
         c = self.config
         n = self._BLOCK
-        out = np.zeros((n * n, 11))
-        for k in range(n * n):
-            i, j = bi * n + k % n, bj * n + k // n
-            out[k, 8:10] = i, j
-            if abs(i) > self._imax or abs(j) > self._jmax:
-                continue
-            rng = self.rng_for(S_TUBULE, i, j)
-            x0, y0 = self.lattice_centre(i, j)
-            jx, jy = rng.uniform(-0.5 * self.cell_um, 0.5 * self.cell_um, 2)
-            st = self.state_of(float(rng.uniform()))
-            f = float(rng.uniform(*STATES[STATE_NAMES[st]].diameter_factor))
-            d = float(np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um) * f,
-                              c.diameter_range_um[0], self.d_max_um))
-            cos_t = math.sqrt(1.0 - float(rng.uniform()))  # density 2 c on (0, 1]
-            ratio = min(1.0 / cos_t, c.axis_ratio_max)
-            angle = float(rng.uniform(0.0, math.pi))
-            # arrival of the first of `ratio` unit-area candidates: elongated profiles,
-            # which conflict with more neighbours, keep their share of the cut law
-            prio = float(rng.uniform()) ** (1.0 / ratio)
-            sheath = min(float(rng.exponential(self.sheath_mean_um)), self.sheath_max_um)
-            out[k, :8] = x0 + jx, y0 + jy, 0.5 * d, ratio, angle, st, prio, sheath
-            out[k, 10] = 1.0
-        ok = out[:, 10] > 0
+        m = n * n
+        out = np.zeros((m, 11))
+        k = np.arange(m)
+        out[:, 8], out[:, 9] = bi * n + k % n, bj * n + k // n
+        rng = self.rng_for(S_TUBULE, bi, bj)
+        h = 0.5 * self.cell_um
+        cx, cy = c.center_um
+        out[:, 0] = cx + (out[:, 8] + 0.5) * self.cell_um + rng.uniform(-h, h, m)
+        out[:, 1] = cy + (out[:, 9] + 0.5) * self.cell_um + rng.uniform(-h, h, m)
+        st = np.minimum(np.searchsorted(self._cum, rng.uniform(size=m), side="right"),
+                        len(STATE_NAMES) - 1)
+        lo, hi = (np.array([STATES[s].diameter_factor[q] for s in STATE_NAMES])[st]
+                  for q in (0, 1))
+        f = lo + (hi - lo) * rng.uniform(size=m)
+        d = np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um, m) * f,
+                    c.diameter_range_um[0], self.d_max_um)
+        cos_t = np.sqrt(1.0 - rng.uniform(size=m))  # density 2 c on (0, 1]
+        ratio = np.minimum(1.0 / cos_t, c.axis_ratio_max)
+        out[:, 2], out[:, 3], out[:, 5] = 0.5 * d, ratio, st
+        out[:, 4] = rng.uniform(0.0, math.pi, m)
+        # priority: the first of `ratio` unit-area arrivals, so that elongated profiles,
+        # which conflict with more neighbours, keep their share of the cut law
+        out[:, 6] = rng.uniform(size=m) ** (1.0 / ratio)
+        out[:, 7] = np.minimum(rng.exponential(self.sheath_mean_um, m), self.sheath_max_um)
+        ok = (np.abs(out[:, 8]) <= self._imax) & (np.abs(out[:, 9]) <= self._jmax)
         if ok.any():
             out[ok, 10] = self.tissue_at(out[ok, 0], out[ok, 1])
-
         return out
 
     def _make_raw(self, i: int, j: int) -> tuple | None:
@@ -348,20 +352,26 @@ class SectionGeometry:
         lo = 0.5 * self.config.diameter_range_um[0]
         return np.maximum(self.config.packing_scale_min, np.maximum(lo / b_p, lo / b_q))
 
-    def _make_near(self, i: int, j: int) -> tuple[list[tuple[int, int]], NDArray, NDArray,
+    def _make_hood(self, bi: int, bj: int) -> NDArray:
+        """Valid candidates of the blocks within ``_nb`` cells of block (bi, bj)."""
+        m, n = self._nb, self._BLOCK
+        arr = np.concatenate([self._block(ki, kj)
+                              for kj in range((bj * n - m) // n, (bj * n + n - 1 + m) // n + 1)
+                              for ki in range((bi * n - m) // n, (bi * n + n - 1 + m) // n + 1)])
+        return arr[arr[:, 10] > 0]
+
+    def _make_near(self, i: int, j: int) -> tuple[list[list[int]], NDArray, NDArray,
                                                    NDArray]:
         """Neighbours of candidate (i, j) whose pair scale is < 1: their cells, pair
         scales, conflict thresholds and priorities, by decreasing priority."""
         p = self._raw(i, j)
-        empty: tuple[list[tuple[int, int]], NDArray, NDArray, NDArray] = (
+        empty: tuple[list[list[int]], NDArray, NDArray, NDArray] = (
             [], np.empty(0), np.empty(0), np.empty(0))
         if p is None:
             return empty
         m, n = self._nb, self._BLOCK
-        arr = np.concatenate([self._block(bi, bj)
-                              for bj in range((j - m) // n, (j + m) // n + 1)
-                              for bi in range((i - m) // n, (i + m) // n + 1)])
-        sel = ((arr[:, 10] > 0) & (np.abs(arr[:, 8] - i) <= m) & (np.abs(arr[:, 9] - j) <= m)
+        arr = self._hood(i // n, j // n)
+        sel = ((np.abs(arr[:, 8] - i) <= m) & (np.abs(arr[:, 9] - j) <= m)
                & ((arr[:, 8] != i) | (arr[:, 9] != j)))
         arr = arr[sel]
         if arr.shape[0] == 0:
@@ -377,7 +387,7 @@ class SectionGeometry:
         sel = s < 1.0
         close, a, s = close[sel], a[sel], s[sel]
         order = np.lexsort((a[:, 9], a[:, 8], -a[:, 6]))
-        return ([(int(a[k, 8]), int(a[k, 9])) for k in order], s[order],
+        return (a[order, 8:10].astype(int).tolist(), s[order],
                 self._threshold(p[2], a[order, 2]), a[order, 6])
 
     def _make_kept(self, i: int, j: int) -> bool:
@@ -389,7 +399,7 @@ class SectionGeometry:
             return False
         keys, s, thr, prio = self._near(i, j)
         for k in range(len(keys)):
-            if (prio[k], keys[k]) <= (p[6], (i, j)):
+            if (prio[k], keys[k][0], keys[k][1]) <= (p[6], i, j):
                 continue  # lower priority: it does not decide this one
             if s[k] < thr[k] and self._kept(*keys[k]):
                 return False
@@ -442,7 +452,7 @@ class SectionGeometry:
     def tubules_in(self, x0: float, x1: float, y0: float, y1: float) -> list[Tubule]:
         """Tubules whose outline's bounding box meets the world box (um), by id."""
         out = []
-        for i, j in self.cells(x0, x1, y0, y1, self.reach_um):
+        for i, j in self.cells(x0, x1, y0, y1, self.tubule_reach_um):
             t = self.tubule(i, j)
             if t is None:
                 continue
