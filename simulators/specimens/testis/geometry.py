@@ -2,7 +2,8 @@
 and each tubule's profile (oblique cut of a cylinder), lamina propria and lumen.
 
 Tubule profiles are a random sequential packing (Matérn type III) of candidates, one per
-cell of a square hash grid, each from its own generator (``rng_for(stream, i, j)``): a
+cell of a square hash grid, drawn by blocks of 8 x 8 cells from the block's own generator
+(``rng_for(stream, bi, bj)``; a tubule's histology from its cell's, ``(i, j)``): a
 candidate is kept unless a kept candidate of higher priority would need both to shrink
 below ``packing_scale_min`` to keep the interstitial gap and both tubules' interstitial
 sheaths between them; a kept tubule is then shrunk by its least pair scale with its kept
@@ -353,12 +354,14 @@ class SectionGeometry:
         return np.maximum(self.config.packing_scale_min, np.maximum(lo / b_p, lo / b_q))
 
     def _make_hood(self, bi: int, bj: int) -> NDArray:
-        """Valid candidates of the blocks within ``_nb`` cells of block (bi, bj)."""
+        """Valid candidates of the blocks within ``_nb`` cells of block (bi, bj), by
+        column (11, n): a superset of every candidate that can interact with one of the
+        block's."""
         m, n = self._nb, self._BLOCK
         arr = np.concatenate([self._block(ki, kj)
                               for kj in range((bj * n - m) // n, (bj * n + n - 1 + m) // n + 1)
                               for ki in range((bi * n - m) // n, (bi * n + n - 1 + m) // n + 1)])
-        return arr[arr[:, 10] > 0]
+        return np.ascontiguousarray(arr[arr[:, 10] > 0].T)
 
     def _make_near(self, i: int, j: int) -> tuple[list[list[int]], NDArray, NDArray,
                                                    NDArray]:
@@ -369,20 +372,14 @@ class SectionGeometry:
             [], np.empty(0), np.empty(0), np.empty(0))
         if p is None:
             return empty
-        m, n = self._nb, self._BLOCK
-        arr = self._hood(i // n, j // n)
-        sel = ((np.abs(arr[:, 8] - i) <= m) & (np.abs(arr[:, 9] - j) <= m)
-               & ((arr[:, 8] != i) | (arr[:, 9] != j)))
-        arr = arr[sel]
-        if arr.shape[0] == 0:
-            return empty
-        dist = np.hypot(arr[:, 0] - p[0], arr[:, 1] - p[1])
-        reach = p[2] * p[3] + arr[:, 2] * arr[:, 3] + self.config.interstitial_gap_um + \
-            p[7] + arr[:, 7]
-        close = np.flatnonzero(dist < reach)
+        n = self._BLOCK
+        h = self._hood(i // n, j // n)
+        dist = np.hypot(h[0] - p[0], h[1] - p[1])
+        reach = p[2] * p[3] + h[2] * h[3] + self.config.interstitial_gap_um + p[7] + h[7]
+        close = np.flatnonzero((dist < reach) & ((h[8] != i) | (h[9] != j)))
         if close.size == 0:
             return empty
-        a = arr[close]
+        a = h[:, close].T
         s = self.pair_scale(p, tuple(a[:, k] for k in range(8)))
         sel = s < 1.0
         close, a, s = close[sel], a[sel], s[sel]
