@@ -210,7 +210,7 @@ class SectionGeometry:
         self._block = functools.lru_cache(maxsize=2048)(self._make_block)
         self._hood = functools.lru_cache(maxsize=64)(self._make_hood)
         self._raw = functools.lru_cache(maxsize=65536)(self._make_raw)
-        self._near = functools.lru_cache(maxsize=32768)(self._make_near)
+        self._near = functools.lru_cache(maxsize=16384)(self._make_near)
         self._kept = functools.lru_cache(maxsize=65536)(self._make_kept)
         #: the tubule of hash cell (i, j), or None (cached)
         self.tubule = functools.lru_cache(maxsize=16384)(self._make_tubule)
