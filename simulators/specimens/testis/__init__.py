@@ -1,7 +1,7 @@
 """Frozen section of human seminiferous tubules (testis biopsy): :class:`TestisSection`.
 
 Modules: :mod:`.config` (phenotypes, one patient's parameters and their distributions),
-:mod:`.geometry` (outline, tears, tubule lattice and profiles), :mod:`.contents`
+:mod:`.geometry` (outline, tears, tubule packing and profiles), :mod:`.contents`
 (epithelium, droplets, Leydig clusters, materials), :mod:`.render` (the specimen).
 """
 

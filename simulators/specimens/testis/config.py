@@ -181,7 +181,8 @@ MIXTURE_CONCENTRATION: dict[str, float] = {"normal": 30.0, "NOA-SPT": 12.0, "NOA
 
 #: Patient-level lognormals: (median per phenotype in PHENOTYPES order, sigma of ln x), and
 #: the physical limits the draw is clipped to (docs/physics-notes.md, patient parameters).
-#: ``pitch_excess`` is pitch_factor - 1 (lattice pitch / mean tubule diameter - 1).
+#: ``pitch_excess`` is pitch_factor - 1 (interstitium: the mean surface gap between
+#: neighbouring tubules' sheaths / mean tubule diameter; see TestisConfig).
 PATIENT_LOGNORMALS: dict[str, tuple[tuple[float, float, float, float], float,
                                     tuple[float, float]]] = {
     "tubule_diameter_um": ((205.0, 195.0, 190.0, 185.0), 0.07, (150.0, 260.0)),
@@ -252,9 +253,17 @@ class TestisConfig(ConfigMixin):
     tubules: ``tubule_diameter_um`` (patient scale: true outer diameter of a tubule with
     complete spermatogenesis; a state's tubules are ``diameter_factor`` x this) and
     ``tubule_diameter_sd_um`` (tubule-to-tubule sd at that scale), ``diameter_range_um``
-    (physical limits), ``axis_ratio_max`` (oblique cut), ``pitch_factor`` (lattice pitch /
-    the patient's mean tubule diameter over its mixture: sets how much interstitium),
-    ``interstitial_gap_um`` (least gap between tubules).
+    (physical limits), ``axis_ratio_max`` (longest profile / its width: the straight run
+    of a coiled tubule in diameters, caps the oblique cut's 1 / cos(theta)),
+    ``pitch_factor`` (sets how much interstitium: each tubule's interstitial sheath is
+    exponential with mean (pitch_factor - 1) / 2 x the patient's mean tubule diameter
+    over its mixture, so two neighbours' sheaths add up on average to the gap of a
+    lattice of pitch pitch_factor x that diameter; before issue 14 item 3 it was that
+    lattice), ``interstitial_gap_um`` (least gap between tubules, on top of the sheaths),
+    ``packing_scale_min`` (least factor a tubule's drawn size is shrunk by to clear its
+    neighbours: how much packed tubules give way; docs/physics-notes.md, tubule packing).
+    Configs stored before item 3 (``axis_ratio_max`` 1.5, no ``packing_scale_min``) load
+    and keep their 1.5 cap.
     wall: ``wall_factor`` (patient's lamina propria thickening, x each state's thickness),
     ``wall_range_um`` (physical limits of a tubule's mean thickness), ``gap_wall_um`` (what
     is left of the collagen where the wall is truncated).
@@ -286,9 +295,10 @@ class TestisConfig(ConfigMixin):
     tubule_diameter_sd_um: float = 13.0
     diameter_range_um: tuple[float, float] = DIAMETER_LIMITS_UM
     wall_range_um: tuple[float, float] = WALL_LIMITS_UM
-    axis_ratio_max: float = 1.5
+    axis_ratio_max: float = 3.0
     pitch_factor: float = 1.17
     interstitial_gap_um: float = 6.0
+    packing_scale_min: float = 0.85
     wall_factor: float = 1.0
     gap_wall_um: float = 3.0
     droplet_diameter_sigma: float = 0.35
@@ -329,9 +339,10 @@ class TestisConfig(ConfigMixin):
         check_range("tubule diameter upper limit", hi, lo, 400.0, "um")
         check_range("tubule diameter", self.tubule_diameter_um, lo, hi, "um")
         check_range("tubule diameter sd", self.tubule_diameter_sd_um, 0.0, 100.0, "um")
-        check_range("axis ratio max", self.axis_ratio_max, 1.0, 3.0)
+        check_range("axis ratio max", self.axis_ratio_max, 1.0, 6.0)
         check_range("pitch factor", self.pitch_factor, 1.05, 3.0)
         check_range("interstitial gap", self.interstitial_gap_um, 0.0, 50.0, "um")
+        check_range("packing scale min", self.packing_scale_min, 0.5, 1.0)
         wlo, whi = self.wall_range_um
         check_range("lamina propria lower limit", wlo, 1.0, 40.0, "um")
         check_range("lamina propria upper limit", whi, wlo, 40.0, "um")

@@ -2,7 +2,7 @@
 and germ-cell nuclei by the tubule's spermatogenic state, lipid and protein droplets) and
 the Leydig-cell clusters of the interstitium (cells, nuclei, lipid droplets, lipofuscin).
 
-Each tubule's contents and each lattice cell's Leydig clusters come from their own
+Each tubule's contents and its Leydig clusters come from their own
 generator (``rng_for(stream, i, j)``), so they are the same whichever window asks.
 """
 
@@ -31,7 +31,7 @@ LIPID_LABEL_MIN = 0.25  #: LD label where the in-focus lipid fraction (partial v
 
 
 def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | None:
-    """Nuclei, lipid droplets and protein droplets of the tubule of lattice cell (i, j).
+    """Nuclei, lipid droplets and protein droplets of the tubule of hash cell (i, j).
 
     Returns arrays: ``nuc`` (n, 8) = x, y, a, b, angle, coverage weight, dna, protein;
     ``ld`` (m, 5) = x, y, r, z, density; ``pd`` (k, 4) = x, y, r, z.
@@ -234,31 +234,41 @@ def droplets(g: SectionGeometry, rng: np.random.Generator, t: Tubule, a_epi: flo
 
 def leydig_may_touch(g: SectionGeometry, i: int, j: int, x0: float, x1: float, y0: float,
                      y1: float) -> bool:
-    """Whether the Leydig clusters of cell (i, j) can reach the box (um).
+    """Whether the Leydig clusters of hash cell (i, j) can reach the box (um).
 
-    A cluster centre lies within 30 um of one of the cell's two lattice voids, its cells
-    within ``10 sqrt(4 n + 1)`` um of the centre (n the mean cluster size, the count is
-    capped at 4 n + 1) and a cell's semi-axis is <= 10 um x ``leydig_cell_scale``:
-    :attr:`SectionGeometry.leydig_margin_um` in all.
+    Only a cell holding a tubule has clusters; a cluster centre lies at most
+    :attr:`SectionGeometry.leydig_offset_um` beyond the tubule's outline, its cells within
+    ``10 sqrt(4 n + 1)`` um of the centre (n the mean cluster size, the count is capped at
+    4 n + 1) and a cell's semi-axis is <= 10 um x ``leydig_cell_scale``:
+    :attr:`SectionGeometry.leydig_margin_um` beyond the outline in all.
     """
-    gx, gy = g.lattice_centre(i, j)
-    m = g.leydig_margin_um
-    return (gx - m < x1 and gx + 0.5 * g.pitch_um + m > x0
-            and gy + g.row_um / 3.0 - m < y1 and gy + 2.0 * g.row_um / 3.0 + m > y0)
+    t = g.tubule(i, j)
+    if t is None:
+        return False
+    r = t.a_um + g.leydig_margin_um
+    return (t.cx_um - r < x1 and t.cx_um + r > x0 and t.cy_um - r < y1
+            and t.cy_um + r > y0)
 
 
 def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
-    """Leydig-cell clusters in the interstitium of lattice cell (i, j).
+    """Leydig-cell clusters in the interstitium next to the tubule of hash cell (i, j)
+    (none without a tubule).
 
-    Returns arrays: ``cells`` (n, 5) = x, y, a, b, angle; ``nuc`` (n, 8) as in
-    :func:`tubule_contents`; ``ld`` (m, 5) = x, y, r, z, density; ``lf`` (k, 5) =
-    lipofuscin granules x, y, r, z, pigment weight.
+    The tubule has Poisson(``leydig_clusters_per_tubule``) clusters; each is centred at the
+    first of 8 candidate points, 6 um to :attr:`SectionGeometry.leydig_offset_um` outside
+    the tubule's outline at a random angle, that lies in tissue and >= 6 um from every
+    tubule (else the cluster is dropped). Returns arrays: ``cells`` (n, 5) = x, y, a, b,
+    angle; ``nuc`` (n, 8) as in :func:`tubule_contents`; ``ld`` (m, 5) = x, y, r, z,
+    density; ``lf`` (k, 5) = lipofuscin granules x, y, r, z, pigment weight.
     """
     c = g.config
     rng = g.rng_for(S_LEYDIG, i, j)
-    gx, gy = g.lattice_centre(i, j)
-    near = [t for di in range(-2, 3) for dj in range(-2, 3)
-            if (t := g.tubule(i + di, j + dj)) is not None]
+    t0 = g.tubule(i, j)
+    reach = g.leydig_margin_um + 20.0
+    near = [] if t0 is None else g.tubules_in(t0.cx_um - t0.a_um - reach,
+                                              t0.cx_um + t0.a_um + reach,
+                                              t0.cy_um - t0.a_um - reach,
+                                              t0.cy_um + t0.a_um + reach)
 
     def outside(x: NDArray, y: NDArray, margin: float | NDArray) -> NDArray:
         ok = g.tissue_at(x, y)
@@ -266,21 +276,20 @@ def leydig_clusters(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
             ok &= t.radius_at(x, y) > t.b_um + margin
         return ok
 
+    centres = []
+    if t0 is not None:
+        for _ in range(min(int(rng.poisson(c.leydig_clusters_per_tubule)), 8)):
+            phi = rng.uniform(0, 2 * math.pi, 8)
+            ex, ey = t0.to_world(t0.b_um, phi)  # points of the outline
+            off = rng.uniform(6.0, g.leydig_offset_um, 8)
+            ux, uy = ex - t0.cx_um, ey - t0.cy_um
+            nrm = np.maximum(np.hypot(ux, uy), 1e-9)
+            cand_x, cand_y = ex + off * ux / nrm, ey + off * uy / nrm
+            good = np.nonzero(outside(cand_x, cand_y, 6.0))[0]
+            if good.size:
+                centres.append((float(cand_x[good[0]]), float(cand_y[good[0]])))
     cells, nucs, lds, lfs = [], [], [], []
-    # the lattice has two triangular interstitial spaces per cell; each may hold a cluster
-    voids = ((gx + 0.5 * g.pitch_um, gy + g.row_um / 3.0), (gx, gy + 2.0 * g.row_um / 3.0))
-    p_void = min(1.0, 0.5 * c.leydig_clusters_per_tubule)
-    for vx, vy in voids:
-        if rng.uniform() >= p_void:
-            continue
-        rr = 30.0 * np.sqrt(rng.uniform(0, 1, 8))
-        rr[0] = 0.0
-        aa = rng.uniform(0, 2 * math.pi, 8)
-        cand_x, cand_y = vx + rr * np.cos(aa), vy + rr * np.sin(aa)
-        good = np.nonzero(outside(cand_x, cand_y, 6.0))[0]
-        if good.size == 0:
-            continue
-        kx, ky = cand_x[good[0]], cand_y[good[0]]
+    for kx, ky in centres:
         m = min(max(1, int(rng.poisson(c.leydig_cluster_cells))),
                 int(4 * c.leydig_cluster_cells + 1))
         k = np.arange(m)

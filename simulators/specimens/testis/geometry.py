@@ -1,14 +1,21 @@
-"""Geometry of a testis section: its outline and tears, the staggered lattice of tubules
+"""Geometry of a testis section: its outline and tears, the packing of tubule profiles
 and each tubule's profile (oblique cut of a cylinder), lamina propria and lumen.
 
-Tubules sit one per cell of a staggered, jittered lattice and are generated on demand from
-their own generator (``rng_for(stream, i, j)``); each draws its spermatogenic state from
-the patient's mixture (:data:`~simulators.specimens.testis.config.STATES`), which sets its
-size, wall, epithelium and droplets, and is shrunk so that it keeps the interstitial gap
-from its neighbours. Generators and histology noise are keyed by the seed and the
-phenotype; the outline and tears by the patient's ``artefact_seed``. Fields that are not
-objects (wall thickness variation, lumen outline, section outline, tears) are value noise
-on world-aligned lattices, so any window renders the same values for the same world point.
+Tubule profiles are a random sequential packing (Matérn type III) of candidates, one per
+cell of a square hash grid, drawn by blocks of 8 x 8 cells from the block's own generator
+(``rng_for(stream, bi, bj)``; a tubule's histology from its cell's, ``(i, j)``): a
+candidate is kept unless a kept candidate of higher priority would need both to shrink
+below ``packing_scale_min`` to keep the interstitial gap and both tubules' interstitial
+sheaths between them; a kept tubule is then shrunk by its least pair scale with its kept
+neighbours. The decision follows chains of increasing priority only, so it is evaluated
+locally, lazily and identically whatever window asks. Each candidate draws its
+spermatogenic state from the patient's mixture
+(:data:`~simulators.specimens.testis.config.STATES`), which sets its size, wall,
+epithelium and droplets, and its cut angle (:meth:`SectionGeometry._make_block`).
+Generators and histology noise are keyed by the seed and the phenotype; the outline and
+tears by the patient's ``artefact_seed``. Fields that are not objects (wall thickness
+variation, lumen outline, section outline, tears) are value noise on world-aligned
+lattices, so any window renders the same values for the same world point.
 
 An oblique cut of a cylinder of radius ``b`` is an ellipse with semi-axes
 ``a = ratio * b`` and ``b``. Layers (lamina propria, epithelium, lumen) are laid out in the
@@ -56,7 +63,7 @@ class Tubule(ConfigMixin):
     outline, ``angle_rad`` the direction of ``a``; ``b_um`` is the true tubule radius (the
     cut stretches the profile by ``a/b`` along ``angle``). ``wall_um``: mean lamina propria
     thickness; ``lumen_um``: mean lumen radius (unstretched frame). ``id`` is the value in
-    :attr:`Composition.instance`; ``cell`` the lattice indices it was generated from;
+    :attr:`Composition.instance`; ``cell`` the hash-cell indices it was generated from;
     ``elongated``: the profile is at a stage with elongated spermatids. ``state``: its
     spermatogenic state (:data:`~simulators.specimens.testis.config.STATES`), and the
     state's parameters as drawn for this tubule: ``wall_variation`` (relative local +-
@@ -66,6 +73,8 @@ class Tubule(ConfigMixin):
     ``droplet_density`` (CH2 density of its LDs relative to triolein, from
     ``ld_composition``: fractions of :data:`~simulators.specimens.testis.lipids.CLASS_NAMES`),
     ``protein_droplet_area_fraction``.
+    Packing: ``scale`` (<= 1) the factor its drawn size was shrunk by to clear its
+    neighbours, ``sheath_um`` its interstitial sheath (um).
     """
 
     id: int
@@ -90,6 +99,8 @@ class Tubule(ConfigMixin):
     droplet_density: float = 0.815
     protein_droplet_area_fraction: float = 0.0
     ld_composition: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
+    scale: float = 1.0
+    sheath_um: float = 0.0
 
     @property
     def gap_level(self) -> float:
@@ -100,6 +111,13 @@ class Tubule(ConfigMixin):
     def diameter_um(self) -> float:
         """True (unstretched) outer diameter, 2 b."""
         return 2.0 * self.b_um
+
+    @property
+    def half_extent_um(self) -> tuple[float, float]:
+        """Half width and half height (um) of the outline's axis-aligned bounding box."""
+        ca, sa = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        return (math.hypot(self.a_um * ca, self.b_um * sa),
+                math.hypot(self.a_um * sa, self.b_um * ca))
 
     @property
     def axis_ratio(self) -> float:
@@ -131,13 +149,31 @@ class Tubule(ConfigMixin):
 
 
 class SectionGeometry:
-    """Outline, tears and tubule lattice of one patient's section (world um).
+    """Outline, tears and tubule packing of one patient's section (world um).
 
-    ``pitch_um`` / ``row_um``: lattice pitch and row spacing; ``reach_um``: how far from its
-    lattice cell anything the cell generates (tubule outline, Leydig cluster) can reach;
-    ``extent_um``: bounding box of all tissue. :meth:`tubule` is cached (deterministic, so
-    eviction never changes results).
+    Tubule profiles are a random sequential (Matérn type III) packing of candidates, one per
+    cell of a square hash grid of side ``cell_um``: a candidate is kept unless a candidate
+    of higher priority that is kept conflicts with it (docs/physics-notes.md, testis
+    phantom, tubule packing). ``pitch_um``: the patient's spacing scale (``pitch_factor``
+    x mean tubule diameter; it sets the interstitial sheaths and ``cell_um``);
+    ``reach_um``: how far from its hash cell anything the cell generates (tubule outline,
+    Leydig cluster) can reach; ``extent_um``: bounding box of all tissue. Everything is
+    cached (deterministic, so eviction never changes results).
     """
+
+    #: directions (unit vectors, a centrally symmetric set) tried as separating axes
+    _DIRS = np.array([(math.cos(a), math.sin(a)) for a in np.arange(16) * (math.pi / 16)])
+    _DIRS = np.concatenate([_DIRS, -_DIRS])  # exactly symmetric: pair scales are too
+
+    #: hash cells per side of a block (candidates are drawn and tissue-tested by blocks)
+    _BLOCK = 8
+    #: hash-cell side / pitch: one candidate per cell, about 6 per kept tubule, so the
+    #: packing is close to jammed (docs/physics-notes.md, tubule packing)
+    _CELL = 0.4
+    #: mean sheath / ((pitch_factor - 1) x mean diameter): two neighbours' sheaths add up
+    #: on average to the surface gap of the former lattice of the same pitch_factor
+    _SHEATH = 0.5
+
 
     def __init__(self, seed: int, config: TestisConfig) -> None:
         self.seed = int(seed)
@@ -145,31 +181,47 @@ class SectionGeometry:
         #: key of the patient (seed and phenotype) in every histology rng and noise field
         self.patient_key = PHENOTYPES.index(c.phenotype)
         self._cum = np.cumsum(c.state_weights)
-        self.pitch_um = c.pitch_factor * c.tubule_diameter_um * c.mean_diameter_factor
-        self.row_um = self.pitch_um * math.sqrt(3.0) / 2.0
-        self.jitter_um = 0.1 * self.pitch_um
+        self.mean_diameter_um = c.tubule_diameter_um * c.mean_diameter_factor
+        self.pitch_um = c.pitch_factor * self.mean_diameter_um
+        #: side of the hash cells, each holding one candidate
+        self.cell_um = self._CELL * self.pitch_um
+        #: mean interstitial sheath of a tubule (exponential, at most 4 x the mean)
+        self.sheath_mean_um = self._SHEATH * (c.pitch_factor - 1.0) * self.mean_diameter_um
+        self.sheath_max_um = 4.0 * self.sheath_mean_um
         #: largest true diameter a tubule of this patient can have (um): the physical
         #: limit, or the largest state factor x the scale + 4 sd
         self.d_max_um = min(c.diameter_range_um[1],
                             max(s.diameter_factor[1] for s in STATES.values())
                             * (c.tubule_diameter_um + 4.0 * c.tubule_diameter_sd_um))
         self.a_max_um = 0.5 * self.d_max_um * c.axis_ratio_max
-        #: Leydig clusters stay within this of their cell's lattice voids (see
+        #: beyond this centre distance two candidates never interact (pair shrink >= 1)
+        self.pair_range_um = 2.0 * (self.a_max_um + self.sheath_max_um) + \
+            c.interstitial_gap_um
+        self._nb = int(math.ceil(self.pair_range_um / self.cell_um)) + 1
+        #: Leydig clusters of a tubule: centre at most ``leydig_offset_um`` beyond its
+        #: outline, cells within ``leydig_margin_um`` of it (see
         #: :func:`simulators.specimens.testis.contents.leydig_clusters`)
-        self.leydig_margin_um = (30.0 + 10.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0)
-                                 + 10.0 * c.leydig_cell_scale + 2.0)
-        self.reach_um = max(self.a_max_um, 0.5 * self.pitch_um + self.leydig_margin_um) + \
-            self.jitter_um
+        self.leydig_offset_um = c.interstitial_gap_um + 2.0 * self.sheath_mean_um + 30.0
+        self.leydig_margin_um = self.leydig_offset_um + (
+            10.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0)
+            + 10.0 * c.leydig_cell_scale + 2.0)
+        #: how far from its hash cell a tubule outline can reach
+        self.tubule_reach_um = self.a_max_um + self.cell_um
+        self.reach_um = self.tubule_reach_um + self.leydig_margin_um
         self.hole_level = noise_level(c.hole_fraction) if c.hole_fraction > 0 else 2.0
         cx, cy = c.center_um
         rx, ry = c.section_radii_um
         g = 1.0 + c.boundary_roughness
         self.extent_um = (cx - rx * g, cx + rx * g, cy - ry * g, cy + ry * g)
-        self._imax = int(math.ceil(rx * g / self.pitch_um)) + 2
-        self._jmax = int(math.ceil(ry * g / self.row_um)) + 2
-        self._raw = functools.lru_cache(maxsize=8192)(self._make_raw)
-        #: the tubule of lattice cell (i, j), or None (cached)
-        self.tubule = functools.lru_cache(maxsize=8192)(self._make_tubule)
+        self._imax = int(math.ceil(rx * g / self.cell_um)) + 2
+        self._jmax = int(math.ceil(ry * g / self.cell_um)) + 2
+        self._block = functools.lru_cache(maxsize=2048)(self._make_block)
+        self._hood = functools.lru_cache(maxsize=64)(self._make_hood)
+        self._raw = functools.lru_cache(maxsize=65536)(self._make_raw)
+        self._near = functools.lru_cache(maxsize=16384)(self._make_near)
+        self._kept = functools.lru_cache(maxsize=65536)(self._make_kept)
+        #: the tubule of hash cell (i, j), or None (cached)
+        self.tubule = functools.lru_cache(maxsize=16384)(self._make_tubule)
 
     def rng_for(self, *keys: int) -> np.random.Generator:
         """Deterministic generator of a sub-object of this patient (seed and phenotype;
@@ -203,18 +255,21 @@ class SectionGeometry:
             c.boundary_roughness * (2.0 * n - 1.0)
 
     def lattice_centre(self, i: int, j: int) -> tuple[float, float]:
-        """World (x, y) um of lattice cell (i, j) before jitter (odd rows shifted by half)."""
+        """World (x, y) um of the centre of hash cell (i, j) (its candidate lies within
+        half a ``cell_um`` of it in x and y)."""
         cx, cy = self.config.center_um
-        return cx + (i + 0.5 * (j & 1)) * self.pitch_um, cy + j * self.row_um
+        return cx + (i + 0.5) * self.cell_um, cy + (j + 0.5) * self.cell_um
 
     def cells(self, x0: float, x1: float, y0: float, y1: float, reach: float
               ) -> list[tuple[int, int]]:
-        """Lattice cells (i, j) whose objects, reaching ``reach`` um, may meet the box."""
+        """Hash cells (i, j) whose objects, reaching ``reach`` um from the cell's
+        candidate, may meet the box."""
         cx, cy = self.config.center_um
-        j0 = max(-self._jmax, math.floor((y0 - reach - cy) / self.row_um) - 1)
-        j1 = min(self._jmax, math.ceil((y1 + reach - cy) / self.row_um) + 1)
-        i0 = max(-self._imax, math.floor((x0 - reach - cx) / self.pitch_um) - 1)
-        i1 = min(self._imax, math.ceil((x1 + reach - cx) / self.pitch_um) + 1)
+        h = self.cell_um
+        j0 = max(-self._jmax, math.floor((y0 - reach - cy) / h) - 1)
+        j1 = min(self._jmax, math.floor((y1 + reach - cy) / h) + 1)
+        i0 = max(-self._imax, math.floor((x0 - reach - cx) / h) - 1)
+        i1 = min(self._imax, math.floor((x1 + reach - cx) / h) + 1)
         return [(i, j) for j in range(j0, j1 + 1) for i in range(i0, i1 + 1)]
 
     def state_of(self, u: float) -> int:
@@ -222,56 +277,156 @@ class SectionGeometry:
         the patient's cumulative weights."""
         return min(int(np.searchsorted(self._cum, u, side="right")), len(STATE_NAMES) - 1)
 
-    def _make_raw(self, i: int, j: int) -> tuple | None:
-        """Unresolved tubule of lattice cell (i, j): (cx, cy, b, ratio, angle, state) or
-        None (``state`` an index in :data:`STATE_NAMES`)."""
-        if abs(i) > self._imax or abs(j) > self._jmax:
-            return None
-        c = self.config
-        rng = self.rng_for(S_TUBULE, i, j)
-        gx, gy = self.lattice_centre(i, j)
-        jx, jy = rng.uniform(-self.jitter_um, self.jitter_um, 2)
-        cx, cy = gx + jx, gy + jy
-        k = self.state_of(float(rng.uniform()))
-        f = float(rng.uniform(*STATES[STATE_NAMES[k]].diameter_factor))
-        d = float(np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um) * f,
-                          c.diameter_range_um[0], self.d_max_um))
-        ratio = 1.0 + min(abs(rng.normal(0.0, 0.18)), c.axis_ratio_max - 1.0)
-        angle = float(rng.uniform(0.0, math.pi))
-        if not bool(self.tissue_at(np.array([cx]), np.array([cy]))[0]):
-            return None
-        return (cx, cy, 0.5 * d, ratio, angle, k)
+    def _make_block(self, bi: int, bj: int) -> NDArray:
+        """Candidates of the ``_BLOCK`` x ``_BLOCK`` hash cells of block (bi, bj): rows
+        (cx, cy, b, ratio, angle, state, priority, sheath, i, j, valid), one per cell, at a
+        uniform point of its cell, drawn (vectorised) from the block's own generator.
 
-    @staticmethod
-    def _support(b: float, ratio: float, angle: float, nx: float, ny: float) -> float:
-        """Support function of the ellipse (ratio*b, b, angle) in unit direction (nx, ny)."""
-        ca, sa = math.cos(angle), math.sin(angle)
+        Cut law: the tubule axis makes angle theta with the section normal; profiles of an
+        isotropic tube system are hit in proportion to cos(theta), so cos(theta) has
+        density 2 c on [0, 1] and the profile's axis ratio is 1 / cos(theta), at most
+        ``axis_ratio_max`` (the straight run of a coiled tubule): P(ratio > R) = 1 / R^2.
+        ``state`` is an index in :data:`STATE_NAMES`; ``valid`` 0 outside the tissue.
+        """
+        c = self.config
+        n = self._BLOCK
+        m = n * n
+        out = np.zeros((m, 11))
+        k = np.arange(m)
+        out[:, 8], out[:, 9] = bi * n + k % n, bj * n + k // n
+        rng = self.rng_for(S_TUBULE, bi, bj)
+        h = 0.5 * self.cell_um
+        cx, cy = c.center_um
+        out[:, 0] = cx + (out[:, 8] + 0.5) * self.cell_um + rng.uniform(-h, h, m)
+        out[:, 1] = cy + (out[:, 9] + 0.5) * self.cell_um + rng.uniform(-h, h, m)
+        st = np.minimum(np.searchsorted(self._cum, rng.uniform(size=m), side="right"),
+                        len(STATE_NAMES) - 1)
+        lo, hi = (np.array([STATES[s].diameter_factor[q] for s in STATE_NAMES])[st]
+                  for q in (0, 1))
+        f = lo + (hi - lo) * rng.uniform(size=m)
+        d = np.clip(rng.normal(c.tubule_diameter_um, c.tubule_diameter_sd_um, m) * f,
+                    c.diameter_range_um[0], self.d_max_um)
+        cos_t = np.sqrt(1.0 - rng.uniform(size=m))  # density 2 c on (0, 1]
+        ratio = np.minimum(1.0 / cos_t, c.axis_ratio_max)
+        out[:, 2], out[:, 3], out[:, 5] = 0.5 * d, ratio, st
+        out[:, 4] = rng.uniform(0.0, math.pi, m)
+        # priority: the first of `ratio` unit-area arrivals, so that elongated profiles,
+        # which conflict with more neighbours, keep their share of the cut law
+        out[:, 6] = rng.uniform(size=m) ** (1.0 / ratio)
+        out[:, 7] = np.minimum(rng.exponential(self.sheath_mean_um, m), self.sheath_max_um)
+        ok = (np.abs(out[:, 8]) <= self._imax) & (np.abs(out[:, 9]) <= self._jmax)
+        if ok.any():
+            out[ok, 10] = self.tissue_at(out[ok, 0], out[ok, 1])
+        return out
+
+    def _make_raw(self, i: int, j: int) -> tuple | None:
+        """Candidate of hash cell (i, j): (cx, cy, b, ratio, angle, state, priority,
+        sheath) or None (outside the tissue; see :meth:`_make_block`)."""
+        n = self._BLOCK
+        row = self._block(i // n, j // n)[(i % n) + n * (j % n)]
+        if row[10] == 0:
+            return None
+        return (float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]),
+                int(row[5]), float(row[6]), float(row[7]))
+
+    def _support(self, b: NDArray, ratio: NDArray, angle: NDArray, nx: NDArray,
+                 ny: NDArray) -> NDArray:
+        """Support function of ellipses (ratio*b, b, angle) in unit directions (nx, ny)."""
+        ca, sa = np.cos(angle), np.sin(angle)
         p, q = nx * ca + ny * sa, -nx * sa + ny * ca
-        return math.sqrt((ratio * b * p) ** 2 + (b * q) ** 2)
+        return np.sqrt((ratio * b * p) ** 2 + (b * q) ** 2)
+
+    def pair_scale(self, p: tuple, q: tuple) -> NDArray:
+        """Largest common scale s of two candidates' outlines (raw tuples; ``q`` may hold
+        arrays) that leaves ``interstitial_gap_um`` + both sheaths between them across a
+        separating axis: max over axes n (:attr:`_DIRS` and the line of centres, both
+        signs) of ``(n.d - gap - w_p - w_q) / (h_p(n) + h_q(-n))``. Symmetric in p, q."""
+        dx = np.asarray(q[0], float) - p[0]
+        dy = np.asarray(q[1], float) - p[1]
+        dist = np.maximum(np.hypot(dx, dy), 1e-9)
+        ux, uy = dx / dist, dy / dist
+        nx = np.concatenate([np.broadcast_to(self._DIRS[:, 0], dx.shape + (32,)),
+                             ux[..., None], -ux[..., None]], axis=-1)
+        ny = np.concatenate([np.broadcast_to(self._DIRS[:, 1], dx.shape + (32,)),
+                             uy[..., None], -uy[..., None]], axis=-1)
+        num = nx * dx[..., None] + ny * dy[..., None] - (
+            self.config.interstitial_gap_um + (p[7] + np.asarray(q[7], float)))[..., None]
+        den = self._support(p[2], p[3], p[4], nx, ny) + self._support(
+            np.asarray(q[2], float)[..., None], np.asarray(q[3], float)[..., None],
+            np.asarray(q[4], float)[..., None], -nx, -ny)
+        return np.max(num / den, axis=-1)
+
+    def _threshold(self, b_p: float, b_q: NDArray) -> NDArray:
+        """Least pair scale two candidates may be shrunk to (their conflict threshold)."""
+        lo = 0.5 * self.config.diameter_range_um[0]
+        return np.maximum(self.config.packing_scale_min, np.maximum(lo / b_p, lo / b_q))
+
+    def _make_hood(self, bi: int, bj: int) -> NDArray:
+        """Valid candidates of the blocks within ``_nb`` cells of block (bi, bj), by
+        column (11, n): a superset of every candidate that can interact with one of the
+        block's."""
+        m, n = self._nb, self._BLOCK
+        arr = np.concatenate([self._block(ki, kj)
+                              for kj in range((bj * n - m) // n, (bj * n + n - 1 + m) // n + 1)
+                              for ki in range((bi * n - m) // n, (bi * n + n - 1 + m) // n + 1)])
+        return np.ascontiguousarray(arr[arr[:, 10] > 0].T)
+
+    def _make_near(self, i: int, j: int) -> tuple[list[list[int]], NDArray, NDArray,
+                                                   NDArray]:
+        """Neighbours of candidate (i, j) whose pair scale is < 1: their cells, pair
+        scales, conflict thresholds and priorities, by decreasing priority."""
+        p = self._raw(i, j)
+        empty: tuple[list[list[int]], NDArray, NDArray, NDArray] = (
+            [], np.empty(0), np.empty(0), np.empty(0))
+        if p is None:
+            return empty
+        n = self._BLOCK
+        h = self._hood(i // n, j // n)
+        dist = np.hypot(h[0] - p[0], h[1] - p[1])
+        reach = p[2] * p[3] + h[2] * h[3] + self.config.interstitial_gap_um + p[7] + h[7]
+        close = np.flatnonzero((dist < reach) & ((h[8] != i) | (h[9] != j)))
+        if close.size == 0:
+            return empty
+        a = h[:, close].T
+        s = self.pair_scale(p, tuple(a[:, k] for k in range(8)))
+        sel = s < 1.0
+        close, a, s = close[sel], a[sel], s[sel]
+        order = np.lexsort((a[:, 9], a[:, 8], -a[:, 6]))
+        return (a[order, 8:10].astype(int).tolist(), s[order],
+                self._threshold(p[2], a[order, 2]), a[order, 6])
+
+    def _make_kept(self, i: int, j: int) -> bool:
+        """Whether candidate (i, j) is kept: no kept candidate of higher priority conflicts
+        with it (pair scale below the threshold). Random sequential packing in priority
+        order, evaluated locally (the recursion follows increasing priorities only)."""
+        p = self._raw(i, j)
+        if p is None:
+            return False
+        keys, s, thr, prio = self._near(i, j)
+        for k in range(len(keys)):
+            if (prio[k], keys[k][0], keys[k][1]) <= (p[6], i, j):
+                continue  # lower priority: it does not decide this one
+            if s[k] < thr[k] and self._kept(*keys[k]):
+                return False
+        return True
 
     def _make_tubule(self, i: int, j: int) -> Tubule | None:
-        """Tubule of cell (i, j), shrunk so that it keeps ``interstitial_gap_um`` from its
-        neighbours (separating axis along the line of centres; pairwise symmetric)."""
-        raw = self._raw(i, j)
-        if raw is None:
+        """Tubule of hash cell (i, j) if its candidate is kept, shrunk by the least pair
+        scale with its kept neighbours (>= ``packing_scale_min``, and never below the
+        physical diameter limit) so that it keeps ``interstitial_gap_um`` + both sheaths
+        from each of them."""
+        if not self._kept(i, j):
             return None
+        raw = self._raw(i, j)
+        assert raw is not None
         c = self.config
-        cx, cy, b, ratio, angle, k = raw
-        s = 1.0
-        for dj in range(-2, 3):
-            for di in range(-2, 3):
-                if di == 0 and dj == 0:
-                    continue
-                nb = self._raw(i + di, j + dj)
-                if nb is None:
-                    continue
-                dx, dy = nb[0] - cx, nb[1] - cy
-                dist = math.hypot(dx, dy)
-                nx, ny = dx / dist, dy / dist
-                h = self._support(b, ratio, angle, nx, ny) + \
-                    self._support(nb[2], nb[3], nb[4], -nx, -ny)
-                s = min(s, (dist - c.interstitial_gap_um) / h)
-        b = max(b * s, 0.5 * c.diameter_range_um[0])
+        cx, cy, b, ratio, angle, k, _, sheath = raw
+        keys, s_pair, _, _ = self._near(i, j)
+        scale = 1.0
+        for key, s in zip(keys, s_pair):
+            if s < scale and self._kept(*key):
+                scale = float(s)
+        b = b * scale
         rng = self.rng_for(S_TUBULE + 16, i, j)
         name = STATE_NAMES[k]
         st = STATES[name]
@@ -302,17 +457,19 @@ class SectionGeometry:
                       droplet_area_fraction=ld_area,
                       droplet_diameter_um=v["droplet_diameter_um"], droplet_density=dens,
                       ld_composition=comp,
-                      protein_droplet_area_fraction=v["protein_droplet_area_fraction"])
+                      protein_droplet_area_fraction=v["protein_droplet_area_fraction"],
+                      scale=scale, sheath_um=sheath)
 
     def tubules_in(self, x0: float, x1: float, y0: float, y1: float) -> list[Tubule]:
         """Tubules whose outline's bounding box meets the world box (um), by id."""
         out = []
-        for i, j in self.cells(x0, x1, y0, y1, self.reach_um):
+        for i, j in self.cells(x0, x1, y0, y1, self.tubule_reach_um):
             t = self.tubule(i, j)
             if t is None:
                 continue
-            if (t.cx_um + t.a_um > x0 and t.cx_um - t.a_um < x1 and t.cy_um + t.a_um > y0
-                    and t.cy_um - t.a_um < y1):
+            ex, ey = t.half_extent_um
+            if t.cx_um + ex > x0 and t.cx_um - ex < x1 and t.cy_um + ey > y0 and \
+                    t.cy_um - ey < y1:
                 out.append(t)
         return sorted(out, key=lambda t: t.id)
 

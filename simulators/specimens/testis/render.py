@@ -4,7 +4,7 @@
 Anatomy and the numbers behind it: docs/physics-notes.md (testis phantom). World
 coordinates are stage micrometres; the section is a few millimetres across with an
 irregular outline and tears (holes). Nothing is built for the whole section: the geometry
-(:mod:`.geometry`), each tubule's contents and each lattice cell's Leydig clusters
+(:mod:`.geometry`), each tubule's contents and Leydig clusters
 (:mod:`.contents`) are generated on demand and kept in small LRU caches. Cells and droplets
 (spheres) stay round while the tubule layers stretch with the oblique cut.
 
@@ -179,7 +179,7 @@ class TestisSection(Specimen):
                                 f"phenotype {phenotype!r}; pass the same one")
         self.phenotype = phenotype
         self.config = config
-        #: outline, tears and tubule lattice (:class:`~.geometry.SectionGeometry`)
+        #: outline, tears and tubule packing (:class:`~.geometry.SectionGeometry`)
         self.geometry = g = SectionGeometry(self.seed, config)
         #: section thickness map: wedge, knife chatter, folds (preparation, not histology)
         self.preparation = SectionPreparation.draw(
@@ -268,8 +268,10 @@ class TestisSection(Specimen):
             return _clear(comp)
         cells = g.cells(x0, x1, y0, y1, g.reach_um)
         tubs = [t for t in (g.tubule(i, j) for i, j in cells) if t is not None
-                and t.cx_um + t.a_um > x0 - p and t.cx_um - t.a_um < x1 + p
-                and t.cy_um + t.a_um > y0 - p and t.cy_um - t.a_um < y1 + p]
+                and t.cx_um + t.half_extent_um[0] > x0 - p
+                and t.cx_um - t.half_extent_um[0] < x1 + p
+                and t.cy_um + t.half_extent_um[1] > y0 - p
+                and t.cy_um - t.half_extent_um[1] < y1 + p]
         conc = comp.concentrations
         chi2, pigment, labels = comp.chi2, comp.pigment, comp.labels
         # 0..1, ~3.5 um grain (a view), and its differences for the fibre directions
@@ -283,8 +285,9 @@ class TestisSection(Specimen):
         owner = np.zeros(shape, np.intp)  # intp: gathers need no index conversion
         xs, ys = window.xs(), window.ys()
         for k, t in enumerate(tubs, 1):
-            sl = window.pixel_slices(t.cx_um - t.a_um - p, t.cx_um + t.a_um + p,
-                                     t.cy_um - t.a_um - p, t.cy_um + t.a_um + p)
+            ex, ey = t.half_extent_um
+            sl = window.pixel_slices(t.cx_um - ex - p, t.cx_um + ex + p,
+                                     t.cy_um - ey - p, t.cy_um + ey + p)
             if sl is None:
                 continue
             rs, cs = sl
@@ -453,7 +456,7 @@ class TestisSection(Specimen):
         nuc_parts, ld_parts, pd_parts, lf_parts, cell_parts = [], [], [], [], []
         for t in tubs:
             cont = self._contents(*t.cell)
-            assert cont is not None  # tubs holds only lattice cells that have a tubule
+            assert cont is not None  # tubs holds only hash cells that have a tubule
             nuc_parts.append(cont["nuc"])
             ld_parts.append(cont["ld"])
             pd_parts.append(cont["pd"])

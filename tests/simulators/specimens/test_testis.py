@@ -52,8 +52,9 @@ def specimens():
 
 
 def _tubule_window(spec, pixel_um=0.4):
-    """A window holding the whole tubule nearest the origin, and that tubule."""
-    tubs = spec.tubules_in(-150, 150, -150, 150)
+    """A window holding the whole tubule nearest the origin, and that tubule (among
+    near-transverse profiles, so that the window stays small)."""
+    tubs = [t for t in spec.tubules_in(-600, 600, -600, 600) if t.axis_ratio < 1.3]
     t = min(tubs, key=lambda t: math.hypot(t.cx_um, t.cy_um))
     fov = 2 * t.a_um + 20
     return Window.centered(t.cx_um, t.cy_um, fov, int(round(fov / pixel_um))), t
@@ -77,6 +78,7 @@ _STATE_HOME = {"complete": "normal", "hypo": "normal", "arrest_spt": "NOA-SPT",
 def _state_window(spec, state, pixel_um=0.4):
     """A window around the tubule of ``state`` nearest the origin (or None)."""
     tubs = [t for t in spec.tubules_in(-1200, 1200, -1200, 1200) if t.state == state]
+    tubs = [t for t in tubs if t.axis_ratio < 1.3] or tubs  # small windows when possible
     if not tubs:
         return None
     t = min(tubs, key=lambda t: math.hypot(t.cx_um, t.cy_um))
@@ -214,7 +216,8 @@ def test_determinism_and_seed_dependence():
         np.testing.assert_array_equal(v, _maps(b)[k], err_msg=k)
     np.testing.assert_array_equal(a.labels, b.labels)
     c = TestisSection(4, "NOA-SPG").render(w)
-    assert not np.allclose(a.concentrations["protein"], c.concentrations["protein"])
+    # (a small window may hold interstitium only: its collagen texture still differs)
+    assert not all(np.allclose(v, _maps(c)[k]) for k, v in _maps(a).items())
 
 
 def test_maps_are_float32_and_in_range(tubule_renders):
@@ -258,7 +261,7 @@ def test_tubule_geometry(specimens, phenotype):
     if len(small) >= 5 and len(big) >= 5:
         assert np.median(small) < 0.85 * np.median(big)
     ratios = np.array([t.axis_ratio for t in tubs])
-    assert ratios.min() >= 1.0 and ratios.max() <= 1.5 + 1e-9
+    assert ratios.min() >= 1.0 and ratios.max() <= spec.config.axis_ratio_max + 1e-9
     assert len({t.id for t in tubs}) == len(tubs)
     assert all(t.id > 0 for t in tubs)
     # the same records come back for a sub-box (lazy, cached, stable)
