@@ -37,6 +37,7 @@ class Label(enum.IntEnum):
     PROTEIN_DROPLET = 6  #: dense protein bodies (high 2930, low 2850 cm^-1)
     INTERSTITIUM = 7  #: loose connective tissue between tubules
     STANDARD = 8  #: uniform calibration standard (reference specimen)
+    VESSEL = 9  #: blood vessel: endothelial wall, plasma and red blood cells
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +127,11 @@ class Composition:
     aligned collagen (1 = dense fibrillar collagen, amplitude units: SHG intensity goes as
     its square). ``pigment``: transient-absorption strength (lipofuscin), relative to lipid
     SRS. ``labels``: :class:`Label` per pixel (uint8). ``instance``: id of the top-level
-    object (tubule, cell) covering the pixel, 0 for none (int32).
+    object (tubule, cell) covering the pixel, 0 for none (int32). ``heme``: haemoglobin
+    in focus, relative to the inside of a red blood cell (1 = a cell filling the axial
+    PSF); its pump-probe (transient absorption) signal has its own strength and phase and,
+    unlike ``pigment``, no autofluorescence. Optional: zeros of the labels' shape when not
+    given.
     """
 
     window: Window
@@ -135,6 +140,12 @@ class Composition:
     pigment: NDArray[np.float32]
     labels: NDArray[np.uint8]
     instance: NDArray[np.int32]
+    heme: NDArray[np.float32] = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def __post_init__(self) -> None:
+        if self.heme.shape != self.labels.shape:
+            self.heme = np.zeros(self.labels.shape, np.float32)
 
     @classmethod
     def empty(cls, window: Window) -> "Composition":
@@ -146,6 +157,7 @@ class Composition:
             pigment=np.zeros(shape, np.float32),
             labels=np.zeros(shape, np.uint8),
             instance=np.zeros(shape, np.int32),
+            heme=np.zeros(shape, np.float32),
         )
 
     def crop(self, margin_px: int) -> "Composition":
@@ -158,7 +170,8 @@ class Composition:
         win = Window(w.x_um + m * w.pixel_um, w.y_um + m * w.pixel_um, w.nx - 2 * m,
                      w.ny - 2 * m, w.pixel_um)
         return Composition(win, {k: v[sl] for k, v in self.concentrations.items()},
-                           self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl])
+                           self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl],
+                           heme=self.heme[sl])
 
     def label_fraction(self, label: Label) -> float:
         """Fraction of pixels with truth ``label``."""

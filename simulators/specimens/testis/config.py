@@ -40,6 +40,19 @@ DIAMETER_LIMITS_UM: tuple[float, float] = (80.0, 300.0)
 #: rng streams of the patient draw (histology) and of the preparation artefacts
 _S_PATIENT = 0x7E57
 _S_ARTEFACT = 0xA27E
+#: rng stream of the patient's interstitial vessel and macrophage densities (its own
+#: stream, so the draws above are unchanged)
+_S_INTERSTITIUM = 0x1A7E
+
+#: Patient-level lognormals of the interstitial vessels and macrophages: (median per
+#: phenotype, sigma of ln x, physical limits), drawn on their own stream
+#: (docs/physics-notes.md, interstitium).
+INTERSTITIUM_LOGNORMALS: dict[str, tuple[tuple[float, float, float, float], float,
+                                         tuple[float, float]]] = {
+    "capillaries_per_tubule": ((3.0, 3.0, 3.0, 3.0), 0.25, (0.5, 10.0)),
+    "vessels_per_tubule": ((0.3, 0.3, 0.3, 0.3), 0.3, (0.0, 2.0)),
+    "macrophages_per_mm2": ((25.0, 40.0, 40.0, 50.0), 0.35, (2.0, 300.0)),
+}
 
 _ALL_GERM = ("spermatogonia", "spermatocytes", "round_spermatids", "elongated_spermatids")
 
@@ -256,7 +269,9 @@ class TestisConfig(ConfigMixin):
     ``leydig_clusters_per_tubule``, ``leydig_cluster_cells`` (mean cells per cluster),
     ``leydig_cell_scale`` (cell size factor; hypertrophy), ``leydig_droplets_per_cell``,
     ``leydig_lipofuscin_per_cell``, ``leydig_droplet_density``, ``leydig_pigment``
-    (lipofuscin transient absorption of Leydig cytoplasm).
+    (lipofuscin transient absorption of Leydig cytoplasm), ``capillaries_per_tubule`` /
+    ``vessels_per_tubule`` (capillary and small-vessel profiles per tubule's worth of
+    section area), ``macrophages_per_mm2`` (per mm^2 of section).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -290,6 +305,9 @@ class TestisConfig(ConfigMixin):
     leydig_lipofuscin_per_cell: float = 4.0
     leydig_droplet_density: float = 0.86
     leydig_pigment: float = 0.045
+    capillaries_per_tubule: float = 3.0
+    vessels_per_tubule: float = 0.3
+    macrophages_per_mm2: float = 25.0
 
     def __post_init__(self) -> None:
         check_phenotype(self.phenotype)
@@ -336,6 +354,9 @@ class TestisConfig(ConfigMixin):
                     0.0, 50.0)
         check_range("Leydig droplet density", self.leydig_droplet_density, 0.1, 1.5)
         check_range("Leydig pigment", self.leydig_pigment, 0.0, 1.0)
+        check_range("capillaries per tubule", self.capillaries_per_tubule, 0.0, 20.0)
+        check_range("small vessels per tubule", self.vessels_per_tubule, 0.0, 5.0)
+        check_range("macrophages per mm^2", self.macrophages_per_mm2, 0.0, 1000.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TestisConfig":
@@ -370,6 +391,10 @@ class TestisConfig(ConfigMixin):
         v: dict[str, Any] = {k: draw_lognormal(k, phenotype, rng) for k in PATIENT_LOGNORMALS}
         pitch_factor = 1.0 + v.pop("pitch_excess")
         sd_frac = float(rng.uniform(0.05, 0.08))
+        rng_i = np.random.default_rng([int(seed), _S_INTERSTITIUM, ph])
+        for k, (medians, sigma, (lo, hi)) in INTERSTITIUM_LOGNORMALS.items():
+            v[k] = float(np.clip(medians[ph] * math.exp(sigma * rng_i.standard_normal()),
+                                 lo, hi))
         art = np.random.default_rng([int(seed), _S_ARTEFACT, ph])
         return cls(
             phenotype=phenotype,
