@@ -18,10 +18,11 @@ class ResponseConfig(ConfigMixin):
     ``pigment_phase_deg``: transient absorption of lipofuscin (wavenumber independent,
     its own lock-in phase). ``heme_rel`` and ``heme_phase_deg``: pump-probe (transient
     absorption / two-photon absorption) of haemoglobin inside a red blood cell (the
-    composition's ``heme`` map), its own phase. ``shg_photons_dense``: SHG photons at the PMT cathode per 10 us
-    pixel per pass from dense aligned collagen (chi2 = 1) at ``ref_pump_mw``, 2 ps, 80 MHz.
-    ``shg_source``: which beam's SHG the emission filter passes (``pump`` 398 nm,
-    ``stokes`` 515 nm, ``both``). ``irf_fwhm_cm1``: spectral resolution (cm^-1).
+    composition's ``heme`` map), its own phase. ``shg_photons_dense``: SHG photons at the
+    PMT cathode per 10 us pixel per pass from dense aligned collagen (chi2 = 1) at
+    ``ref_pump_mw``, 2 ps, 80 MHz. ``shg_source``: which beam's SHG the emission filter
+    passes (``pump`` 398 nm, ``stokes`` 515 nm, ``both``). ``irf_fwhm_cm1``: spectral
+    resolution (cm^-1).
     ``safety_limit_mw``: total power refused above this. (The registration error between
     frames is scanner state: :class:`~simulators.parts.scanner.ScannerConfig`.)
     """

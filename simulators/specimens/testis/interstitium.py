@@ -138,11 +138,11 @@ def _all_tissue(g: SectionGeometry, i: int, j: int) -> bool:
     return g.section_coverage(w) is None and g.hole_coverage(w) is None
 
 
-def _first_in_tissue(g: SectionGeometry, ok: NDArray, x: NDArray, y: NDArray,
-                     inside: bool) -> int:
+def _first_in_tissue(g: SectionGeometry, ok: NDArray | np.bool_ | bool, x: NDArray,
+                     y: NDArray, inside: bool) -> int:
     """Index of the first candidate with ``ok`` that lies in the section, or -1 (the
     section test runs on the few candidates needed; none when ``inside``)."""
-    k = np.flatnonzero(ok)[:4]
+    k = np.flatnonzero(np.broadcast_to(ok, np.shape(x)))[:4]
     if k.size == 0:
         return -1
     if not inside:
@@ -348,7 +348,7 @@ def _cell_contents(g: SectionGeometry, rng: np.random.Generator, cl: NDArray
     off = rng.uniform(0, 2.0, m)
     oa = rng.uniform(0, 2 * math.pi, m)
     nx, ny = x + off * np.cos(oa), y + off * np.sin(oa)
-    nr = rng.uniform(3.0, 4.0, m)
+    nr: NDArray = np.asarray(rng.uniform(3.0, 4.0, m))
     tex = np.where(mac, TEX_MACRO, TEX_LEYDIG)
     nucs = []
     ley = ~mac

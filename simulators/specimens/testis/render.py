@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
-from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
+from simulators.specimens._raster import noise_grid, sphere_map
 from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens.testis.config import STATES, TestisConfig, check_phenotype
 from simulators.specimens.testis.contents import (
