@@ -64,11 +64,25 @@ def leydig_cap_um(c: TestisConfig) -> float:
     return 12.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0) * c.leydig_cell_scale
 
 
+def vessel_reach_um() -> float:
+    """Largest semi-major axis of a vessel profile (um): how far a vessel reaches beyond
+    its grid square."""
+    return max(0.5 * CAPILLARY[0][1] * CAPILLARY[2], 0.5 * SMALL_VESSEL[0][1] * SMALL_VESSEL[2])
+
+
+def cell_reach_um(c: TestisConfig) -> float:
+    """How far (um) a Leydig cell or macrophage reaches beyond its grid square."""
+    return max(leydig_cap_um(c) + LEYDIG_SA_UM[1] * c.leydig_cell_scale, MACRO_SA_UM[1]) + 1.0
+
+
 def reach_um(c: TestisConfig) -> float:
     """How far (um) beyond its grid square anything a grid cell generates can reach."""
-    ley = leydig_cap_um(c) + LEYDIG_SA_UM[1] * c.leydig_cell_scale + 1.0
-    ves = max(0.5 * CAPILLARY[0][1] * CAPILLARY[2], 0.5 * SMALL_VESSEL[0][1] * SMALL_VESSEL[2])
-    return max(ley, ves, MACRO_SA_UM[1]) + 1.0
+    return max(cell_reach_um(c), vessel_reach_um()) + 1.0
+
+
+def vessel_neighbours(c: TestisConfig) -> int:
+    """Grid cells (i +- k, j +- k) whose vessels the cells of grid cell (i, j) may meet."""
+    return math.ceil((cell_reach_um(c) + vessel_reach_um()) / grid_um(c))
 
 
 def grid_cells(c: TestisConfig, x0: float, x1: float, y0: float, y1: float
@@ -87,9 +101,10 @@ def _square(c: TestisConfig, i: int, j: int) -> tuple[float, float, float]:
     return cx + i * s, cy + j * s, s
 
 
-def _near_tubules(g: SectionGeometry, i: int, j: int) -> list[Tubule]:
+def _near_tubules(g: SectionGeometry, i: int, j: int, reach: float) -> list[Tubule]:
+    """Tubules whose outline may come within 2 um of grid square (i, j) grown by ``reach``."""
     x, y, s = _square(g.config, i, j)
-    r = reach_um(g.config) + 2.0
+    r = reach + 2.0
     return g.tubules_in(x - r, x + s + r, y - r, y + s + r)
 
 
@@ -164,7 +179,7 @@ def vessels(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
     c = g.config
     rng = g.rng_for(S_VESSEL, i, j)
     x0, y0, s = _square(c, i, j)
-    tubs = _near_tubules(g, i, j)
+    tubs = _near_tubules(g, i, j, vessel_reach_um())
     inside = _all_tissue(g, i, j)
     rows: list[NDArray] = []
     for kind, (drange, wrange, rmax), mean in ((0, CAPILLARY, c.capillaries_per_tubule),
@@ -266,14 +281,14 @@ def interstitial_cells(g: SectionGeometry, i: int, j: int, ves: NDArray
     """
     c = g.config
     x0, y0, s = _square(c, i, j)
-    tubs = _near_tubules(g, i, j)
+    tubs = _near_tubules(g, i, j, cell_reach_um(c))
     inside = _all_tissue(g, i, j)
     scale = c.leydig_cell_scale
     cap = leydig_cap_um(c)
     cells: list[NDArray] = []
 
-    # only the vessels within reach of this grid square matter
-    rch = reach_um(c)
+    # only the vessels within reach of this grid square's cells matter
+    rch = cell_reach_um(c)
     near = ((ves[:, 0] + ves[:, 2] > x0 - rch) & (ves[:, 0] - ves[:, 2] < x0 + s + rch)
             & (ves[:, 1] + ves[:, 2] > y0 - rch) & (ves[:, 1] - ves[:, 2] < y0 + s + rch))
     ves = ves[near]

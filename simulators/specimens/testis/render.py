@@ -64,9 +64,8 @@ from simulators.specimens.testis.interstitium import (
     LEY,
     MAC,
     grid_cells,
-    grid_um,
     interstitial_cells,
-    reach_um,
+    vessel_neighbours,
     vessels,
 )
 from simulators.specimens.testis.stamp import (
@@ -184,8 +183,8 @@ class TestisSection(Specimen):
             lambda i, j: tubule_contents(g, i, j))
         self._vessels = functools.lru_cache(maxsize=512)(lambda i, j: vessels(g, i, j))
 
-        # vessels that the cells of a grid cell may meet: within twice the reach
-        kn = math.ceil(2.0 * reach_um(config) / grid_um(config))
+        # the grid cells whose vessels the cells of a grid cell may meet
+        kn = vessel_neighbours(config)
 
         def cells_of(i: int, j: int) -> dict[str, NDArray]:
             near = [self._vessels(i + di, j + dj)["vessels"]
