@@ -90,4 +90,5 @@ TRUTH_LABELS: Final[Mapping[str, int]] = MappingProxyType({
     "protein_droplet": 6,  # dense protein bodies
     "interstitium": 7,  # loose connective tissue between tubules
     "standard": 8,  # uniform calibration standard
+    "vessel": 9,  # blood vessel: endothelial wall, plasma, red blood cells
 })

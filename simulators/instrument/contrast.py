@@ -42,6 +42,9 @@ def srs_modulation(comp: Composition, edges: NDArray[np.float32], shift_cm1: flo
     acc += np.float32(r.xpm_rel) * edges
     phase_ta = math.radians(r.pigment_phase_deg - lockin_phase_deg)
     acc += np.float32(r.pigment_rel * math.cos(phase_ta)) * comp.pigment
+    if comp.heme.any():
+        phase_hb = math.radians(r.heme_phase_deg - lockin_phase_deg)
+        acc += np.float32(r.heme_rel * math.cos(phase_hb)) * comp.heme
     return (np.float32(r.srs_k) * blur(acc, psf_fwhm_um, pixel_um)).astype(np.float32)
 
 

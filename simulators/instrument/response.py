@@ -19,10 +19,13 @@ class ResponseConfig(ConfigMixin):
     ``ref_pump_mw`` / ``ref_stokes_mw``. ``xpm_rel``: cross-phase-modulation edge contrast
     relative to ``srs_k`` (non-resonant, at refractive-index edges). ``pigment_rel`` and
     ``pigment_phase_deg``: transient absorption of lipofuscin (wavenumber independent,
-    its own lock-in phase). ``shg_photons_dense``: SHG photons at the PMT cathode per 10 us
-    pixel per pass from dense aligned collagen (chi2 = 1) at ``ref_pump_mw``, 2 ps, 80 MHz.
-    ``shg_source``: which beam's SHG the emission filter passes (``pump`` 398 nm,
-    ``stokes`` 515 nm, ``both``). ``irf_fwhm_cm1``: spectral resolution (cm^-1).
+    its own lock-in phase). ``heme_rel`` and ``heme_phase_deg``: pump-probe (transient
+    absorption / two-photon absorption) of haemoglobin inside a red blood cell (the
+    composition's ``heme`` map), its own phase. ``shg_photons_dense``: SHG photons at the
+    PMT cathode per 10 us pixel per pass from dense aligned collagen (chi2 = 1) at
+    ``ref_pump_mw``, 2 ps, 80 MHz. ``shg_source``: which beam's SHG the emission filter
+    passes (``pump`` 398 nm, ``stokes`` 515 nm, ``both``). ``irf_fwhm_cm1``: spectral
+    resolution (cm^-1).
     ``safety_limit_mw``: total power refused above this. (The registration error between
     frames is scanner state: :class:`~simulators.parts.scanner.ScannerConfig`.)
     ``polarization``: the lasers' polarisation at the sample (the beams are co-polarised),
@@ -40,6 +43,8 @@ class ResponseConfig(ConfigMixin):
     xpm_rel: float = 0.02
     pigment_rel: float = 0.3
     pigment_phase_deg: float = 60.0
+    heme_rel: float = 0.5
+    heme_phase_deg: float = -30.0
     shg_photons_dense: float = 300.0
     shg_source: str = "pump"
     irf_fwhm_cm1: float = 8.0
@@ -52,6 +57,7 @@ class ResponseConfig(ConfigMixin):
         check_positive("reference pump power", self.ref_pump_mw, "mW")
         check_positive("reference Stokes power", self.ref_stokes_mw, "mW")
         check_range("XPM amplitude", self.xpm_rel, 0.0, 1.0)
+        check_range("haemoglobin pump-probe", self.heme_rel, 0.0, 10.0)
         check_positive("SHG yield", self.shg_photons_dense, "photons", allow_zero=True)
         if self.shg_source not in ("pump", "stokes", "both"):
             raise SettingsError(f"shg_source {self.shg_source!r}: use pump, stokes or both")

@@ -38,6 +38,7 @@ class Label(enum.IntEnum):
     PROTEIN_DROPLET = 6  #: dense protein bodies (high 2930, low 2850 cm^-1)
     INTERSTITIUM = 7  #: loose connective tissue between tubules
     STANDARD = 8  #: uniform calibration standard (reference specimen)
+    VESSEL = 9  #: blood vessel: endothelial wall, plasma and red blood cells
 
 
 #: ``chi_zzz / chi_zxx`` of fibrillar collagen when a specimen does not set its own
@@ -133,7 +134,11 @@ class Composition:
     aligned collagen (1 = dense fibrillar collagen, amplitude units: SHG intensity goes as
     its square). ``pigment``: transient-absorption strength (lipofuscin), relative to lipid
     SRS. ``labels``: :class:`Label` per pixel (uint8). ``instance``: id of the top-level
-    object (tubule, cell) covering the pixel, 0 for none (int32).
+    object (tubule, cell) covering the pixel, 0 for none (int32). ``heme``: haemoglobin
+    in focus, relative to the inside of a red blood cell (1 = a cell filling the axial
+    PSF); its pump-probe (transient absorption) signal has its own strength and phase and,
+    unlike ``pigment``, no autofluorescence. Optional: zeros of the labels' shape when not
+    given.
 
     ``fibre_angle``: in-plane direction (radians, image frame: from +x towards +y, i.e.
     columns towards rows; defined modulo pi) of the collagen fibres' projection on the
@@ -151,8 +156,14 @@ class Composition:
     pigment: NDArray[np.float32]
     labels: NDArray[np.uint8]
     instance: NDArray[np.int32]
+    heme: NDArray[np.float32] = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), np.float32))
     fibre_angle: NDArray[np.float32] | None = None
     shg_rho: float = DEFAULT_SHG_RHO
+
+    def __post_init__(self) -> None:
+        if self.heme.shape != self.labels.shape:
+            self.heme = np.zeros(self.labels.shape, np.float32)
 
     @classmethod
     def empty(cls, window: Window) -> "Composition":
@@ -164,6 +175,7 @@ class Composition:
             pigment=np.zeros(shape, np.float32),
             labels=np.zeros(shape, np.uint8),
             instance=np.zeros(shape, np.int32),
+            heme=np.zeros(shape, np.float32),
         )
 
     def crop(self, margin_px: int) -> "Composition":
@@ -178,7 +190,8 @@ class Composition:
         return Composition(win, {k: v[sl] for k, v in self.concentrations.items()},
                            self.chi2[sl], self.pigment[sl], self.labels[sl], self.instance[sl],
                            fibre_angle=None if self.fibre_angle is None else self.fibre_angle[sl],
-                           shg_rho=self.shg_rho)
+                           shg_rho=self.shg_rho,
+                           heme=self.heme[sl])
 
     def label_fraction(self, label: Label) -> float:
         """Fraction of pixels with truth ``label``."""

@@ -2,7 +2,9 @@
 
 Modules: :mod:`.config` (phenotypes, one patient's parameters and their distributions),
 :mod:`.geometry` (outline, tears, tubule packing and profiles), :mod:`.contents`
-(epithelium, droplets, Leydig clusters, materials), :mod:`.render` (the specimen).
+(epithelium, droplets, materials), :mod:`.interstitium` (vessels and red blood cells,
+Leydig clusters, macrophages), :mod:`.stamp` (compositing of those and of nuclei),
+:mod:`.render` (the specimen).
 """
 
 from __future__ import annotations

@@ -48,6 +48,19 @@ _S_SHG = 0x5A6C
 #: lognormal (median, sigma) and physical limits; 1.3-2.6 reported for type-I collagen
 #: (docs/physics-notes.md, SHG polarisation).
 SHG_RHO_LOGNORMAL: tuple[float, float, tuple[float, float]] = (1.8, 0.17, (1.1, 3.2))
+#: rng stream of the patient's interstitial vessel and macrophage densities (its own
+#: stream, so the draws above are unchanged)
+_S_INTERSTITIUM = 0x1A7E
+
+#: Patient-level lognormals of the interstitial vessels and macrophages: (median per
+#: phenotype, sigma of ln x, physical limits), drawn on their own stream
+#: (docs/physics-notes.md, interstitium).
+INTERSTITIUM_LOGNORMALS: dict[str, tuple[tuple[float, float, float, float], float,
+                                         tuple[float, float]]] = {
+    "capillaries_per_tubule": ((3.0, 3.0, 3.0, 3.0), 0.25, (0.5, 10.0)),
+    "vessels_per_tubule": ((0.3, 0.3, 0.3, 0.3), 0.3, (0.0, 2.0)),
+    "macrophages_per_mm2": ((25.0, 40.0, 40.0, 50.0), 0.35, (2.0, 300.0)),
+}
 
 _ALL_GERM = ("spermatogonia", "spermatocytes", "round_spermatids", "elongated_spermatids")
 
@@ -278,6 +291,9 @@ class TestisConfig(ConfigMixin):
     (lipofuscin transient absorption of Leydig cytoplasm).
     collagen: ``shg_rho`` (``chi_zzz / chi_zxx`` of the fibrillar collagen: how strongly its
     SHG depends on the laser polarisation; :data:`SHG_RHO_LOGNORMAL`).
+    interstitium objects: ``capillaries_per_tubule`` /
+    ``vessels_per_tubule`` (capillary and small-vessel profiles per tubule's worth of
+    section area), ``macrophages_per_mm2`` (per mm^2 of section).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -313,6 +329,9 @@ class TestisConfig(ConfigMixin):
     leydig_droplet_density: float = 0.86
     leydig_pigment: float = 0.045
     shg_rho: float = SHG_RHO_LOGNORMAL[0]
+    capillaries_per_tubule: float = 3.0
+    vessels_per_tubule: float = 0.3
+    macrophages_per_mm2: float = 25.0
 
     def __post_init__(self) -> None:
         check_phenotype(self.phenotype)
@@ -361,6 +380,9 @@ class TestisConfig(ConfigMixin):
         check_range("Leydig droplet density", self.leydig_droplet_density, 0.1, 1.5)
         check_range("Leydig pigment", self.leydig_pigment, 0.0, 1.0)
         check_range("SHG tensor ratio chi_zzz/chi_zxx", self.shg_rho, *SHG_RHO_LOGNORMAL[2])
+        check_range("capillaries per tubule", self.capillaries_per_tubule, 0.0, 20.0)
+        check_range("small vessels per tubule", self.vessels_per_tubule, 0.0, 5.0)
+        check_range("macrophages per mm^2", self.macrophages_per_mm2, 0.0, 1000.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TestisConfig":
@@ -396,6 +418,10 @@ class TestisConfig(ConfigMixin):
         v: dict[str, Any] = {k: draw_lognormal(k, phenotype, rng) for k in PATIENT_LOGNORMALS}
         pitch_factor = 1.0 + v.pop("pitch_excess")
         sd_frac = float(rng.uniform(0.05, 0.08))
+        rng_i = np.random.default_rng([int(seed), _S_INTERSTITIUM, ph])
+        for k, (medians, sigma, (lo, hi)) in INTERSTITIUM_LOGNORMALS.items():
+            v[k] = float(np.clip(medians[ph] * math.exp(sigma * rng_i.standard_normal()),
+                                 lo, hi))
         art = np.random.default_rng([int(seed), _S_ARTEFACT, ph])
         med, sig, (lo, hi) = SHG_RHO_LOGNORMAL
         z = np.random.default_rng([int(seed), _S_SHG, ph]).standard_normal()

@@ -156,9 +156,10 @@ class SectionGeometry:
     of higher priority that is kept conflicts with it (docs/physics-notes.md, testis
     phantom, tubule packing). ``pitch_um``: the patient's spacing scale (``pitch_factor``
     x mean tubule diameter; it sets the interstitial sheaths and ``cell_um``);
-    ``reach_um``: how far from its hash cell anything the cell generates (tubule outline,
-    Leydig cluster) can reach; ``extent_um``: bounding box of all tissue. Everything is
-    cached (deterministic, so eviction never changes results).
+    ``reach_um``: how far from its hash cell a tubule outline can reach (the interstitium's
+    objects have their own grid: :mod:`~simulators.specimens.testis.interstitium`);
+    ``extent_um``: bounding box of all tissue. Everything is cached (deterministic, so
+    eviction never changes results).
     """
 
     #: directions (unit vectors, a centrally symmetric set) tried as separating axes
@@ -198,16 +199,9 @@ class SectionGeometry:
         self.pair_range_um = 2.0 * (self.a_max_um + self.sheath_max_um) + \
             c.interstitial_gap_um
         self._nb = int(math.ceil(self.pair_range_um / self.cell_um)) + 1
-        #: Leydig clusters of a tubule: centre at most ``leydig_offset_um`` beyond its
-        #: outline, cells within ``leydig_margin_um`` of it (see
-        #: :func:`simulators.specimens.testis.contents.leydig_clusters`)
-        self.leydig_offset_um = c.interstitial_gap_um + 2.0 * self.sheath_mean_um + 30.0
-        self.leydig_margin_um = self.leydig_offset_um + (
-            10.0 * math.sqrt(4.0 * c.leydig_cluster_cells + 1.0)
-            + 10.0 * c.leydig_cell_scale + 2.0)
         #: how far from its hash cell a tubule outline can reach
         self.tubule_reach_um = self.a_max_um + self.cell_um
-        self.reach_um = self.tubule_reach_um + self.leydig_margin_um
+        self.reach_um = self.tubule_reach_um
         self.hole_level = noise_level(c.hole_fraction) if c.hole_fraction > 0 else 2.0
         cx, cy = c.center_um
         rx, ry = c.section_radii_um

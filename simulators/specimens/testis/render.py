@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from simulators.errors import SettingsError
 from simulators.optics import SRS_AXIAL_FWHM_UM
-from simulators.specimens._raster import noise_grid, sphere_map, stamp_ellipses
+from simulators.specimens._raster import noise_grid, sphere_map
 from simulators.specimens.base import Composition, Label, Specimen, Window
 from simulators.specimens.testis.collagen import (
     LAMELLA_CONTRAST,
@@ -63,17 +63,28 @@ from simulators.specimens.testis.config import STATES, TestisConfig, check_pheno
 from simulators.specimens.testis.contents import (
     EPI,
     INT,
-    LEY,
     LIPID_LABEL_MIN,
     NUC,
+    NUC_COLS,
     PDROP,
     WALL,
-    leydig_clusters,
-    leydig_may_touch,
     tubule_contents,
 )
 from simulators.specimens.testis.geometry import N_TEX, N_WALL, SectionGeometry, Tubule
+from simulators.specimens.testis.interstitium import (
+    LEY,
+    MAC,
+    grid_cells,
+    interstitial_cells,
+    vessel_neighbours,
+    vessels,
+)
 from simulators.specimens.testis.preparation import SectionPreparation
+from simulators.specimens.testis.stamp import (
+    stamp_cells,
+    stamp_nuclei,
+    stamp_vessels,
+)
 from simulators.spectra import SPECIES
 
 _F32 = np.float32
@@ -86,7 +97,7 @@ def _cat(parts: list[NDArray], width: int) -> NDArray:
 
 def _clear(comp: Composition) -> None:
     arrays: tuple[NDArray, ...] = (*comp.concentrations.values(), comp.chi2, comp.pigment,
-                                    comp.labels, comp.instance)
+                                    comp.labels, comp.instance, comp.heme)
     for v in arrays:
         v[...] = 0
     if comp.fibre_angle is not None:
@@ -188,7 +199,16 @@ class TestisSection(Specimen):
         # per-instance caches (deterministic, so eviction never changes results)
         self._contents = functools.lru_cache(maxsize=128)(
             lambda i, j: tubule_contents(g, i, j))
-        self._leydig = functools.lru_cache(maxsize=512)(lambda i, j: leydig_clusters(g, i, j))
+        self._vessels = functools.lru_cache(maxsize=512)(lambda i, j: vessels(g, i, j))
+
+        # the grid cells whose vessels the cells of a grid cell may meet
+        kn = vessel_neighbours(config)
+
+        def cells_of(i: int, j: int) -> dict[str, NDArray]:
+            near = [self._vessels(i + di, j + dj)["vessels"]
+                    for dj in range(-kn, kn + 1) for di in range(-kn, kn + 1)]
+            return interstitial_cells(g, i, j, _cat(near, 7))
+        self._cells = functools.lru_cache(maxsize=512)(cells_of)
 
     @property
     def extent_um(self) -> tuple[float, float, float, float]:
@@ -232,6 +252,7 @@ class TestisSection(Specimen):
             window, {s: (np.empty if s in full else np.zeros)(shape, _F32) for s in SPECIES},
             chi2=np.empty(shape, _F32), pigment=np.zeros(shape, _F32),
             labels=np.empty(shape, np.uint8), instance=np.zeros(shape, np.int32),
+            heme=np.zeros(shape, _F32),
             fibre_angle=np.empty(shape, _F32), shg_rho=self.config.shg_rho)
         nb = self.threads if window.nx * window.ny >= 250_000 else 1
         nb = max(1, min(nb, window.ny // 64))
@@ -247,14 +268,16 @@ class TestisSection(Specimen):
             assert comp.fibre_angle is not None
             jobs.append((sub, Composition(sub, {k: v[rs] for k, v in comp.concentrations.items()},
                                           comp.chi2[rs], comp.pigment[rs], comp.labels[rs],
-                                          comp.instance[rs], fibre_angle=comp.fibre_angle[rs],
+                                          comp.instance[rs], heme=comp.heme[rs],
+                                          fibre_angle=comp.fibre_angle[rs],
                                           shg_rho=comp.shg_rho)))
         for f in [_pool().submit(self._render_into, *job) for job in jobs]:
             f.result()
         return comp
 
     def _render_into(self, window: Window, comp: Composition) -> None:
-        """Render ``window`` into ``comp``'s arrays (dna, pigment, instance arrive zeroed)."""
+        """Render ``window`` into ``comp``'s arrays (dna, pigment, heme, instance arrive
+        zeroed)."""
         g = self.geometry
         x0, x1, y0, y1 = window.extent_um
         ex0, ex1, ey0, ey1 = g.extent_um
@@ -452,61 +475,33 @@ class TestisSection(Specimen):
             np.putmask(labels, B >= 0.5, Label.CYTOPLASM)
             np.putmask(labels, C >= 0.5, Label.LUMEN)
 
-        # ---- objects from the tubules and Leydig clusters near the window
+        # ---- objects from the tubules and the interstitium near the window
         nuc_parts, ld_parts, pd_parts, lf_parts, cell_parts = [], [], [], [], []
+        ves_parts, rbc_parts = [], []
         for t in tubs:
             cont = self._contents(*t.cell)
             assert cont is not None  # tubs holds only hash cells that have a tubule
             nuc_parts.append(cont["nuc"])
             ld_parts.append(cont["ld"])
             pd_parts.append(cont["pd"])
-        for i, j in cells:
-            if not leydig_may_touch(g, i, j, x0 - 2 * p, x1 + 2 * p, y0 - 2 * p, y1 + 2 * p):
-                continue
-            ley = self._leydig(i, j)
+        for i, j in grid_cells(c, x0 - 2 * p, x1 + 2 * p, y0 - 2 * p, y1 + 2 * p):
+            ves = self._vessels(i, j)
+            ves_parts.append(ves["vessels"])
+            rbc_parts.append(ves["rbc"])
+            nuc_parts.append(ves["nuc"])
+            ley = self._cells(i, j)
             cell_parts.append(ley["cells"])
             nuc_parts.append(ley["nuc"])
             ld_parts.append(ley["ld"])
             lf_parts.append(ley["lf"])
-
-        # Leydig cell bodies over the interstitium
-        cl = _cat(cell_parts, 5)
-        res = (stamp_ellipses(window, cl[:, 0], cl[:, 1], cl[:, 2], cl[:, 3], cl[:, 4],
-                              [np.ones(cl.shape[0])]) if cl.shape[0] else None)
-        if res is not None:
-            sl, (cov,) = res
-            np.minimum(cov, 1.0, out=cov)
-            for s in ("protein", "lipid", "water"):
-                v = conc[s][sl]
-                v += cov * (LEY[s] - v)
-            keep = 1.0 - cov
-            conc["collagen"][sl] *= keep
-            chi2[sl] *= keep
-            pigment[sl] += cov * c.leydig_pigment
-            np.putmask(labels[sl], cov >= 0.5, Label.CYTOPLASM)
-        # nuclei (coverage, dna, protein), chromatin texture from the fine noise
-        nu = _cat(nuc_parts, 8)
-        res = (stamp_ellipses(window, nu[:, 0], nu[:, 1], nu[:, 2], nu[:, 3], nu[:, 4],
-                              [nu[:, 5], nu[:, 6], nu[:, 7]]) if nu.shape[0] else None)
-        if res is not None:
-            sl, (cov, dna, prot) = res
-            np.minimum(cov, 1.0, out=cov)  # (touching nuclei add their DNA)
-            f = np.multiply(tex[sl], 0.5)
-            f += 0.75
-            dna *= f
-            keep = np.subtract(1.0, cov, out=f)
-            conc["dna"][sl] = dna  # no DNA outside nuclei
-            v = conc["protein"][sl]
-            v *= keep
-            v += prot
-            for s in ("lipid", "water"):
-                v = conc[s][sl]
-                v *= keep
-                v += cov * NUC[s]
-            conc["collagen"][sl] *= keep
-            chi2[sl] *= keep
-            pigment[sl] *= keep
-            np.putmask(labels[sl], cov >= 0.5, Label.NUCLEUS)
+        heme = comp.heme
+        stamp_vessels(window, comp, _cat(ves_parts, 7), _cat(rbc_parts, 7))
+        # Leydig cells and macrophages over the interstitium, then all nuclei
+        cl = _cat(cell_parts, 6)
+        mac = cl[:, 5] >= 0.5
+        stamp_cells(window, comp, cl[~mac], LEY, c.leydig_pigment)
+        stamp_cells(window, comp, cl[mac], MAC)
+        stamp_nuclei(window, comp, _cat(nuc_parts, NUC_COLS), NUC, tex)
         # spheres: composite only the pixels they touch
         flat = {k: v.reshape(-1) for k, v in conc.items()}
         chi2f, pigf, labf = chi2.reshape(-1), pigment.reshape(-1), labels.reshape(-1)
@@ -542,6 +537,7 @@ class TestisSection(Specimen):
                 flat[s][idx] *= keep
             chi2f[idx] *= keep
             pigf[idx] *= keep
+            heme.reshape(-1)[idx] *= keep
             labf[idx[cv >= LIPID_LABEL_MIN]] = Label.LIPID_DROPLET
         lf = _touching(_cat(lf_parts, 5), window)
         if lf.shape[0]:  # lipofuscin granules (transient absorption)
@@ -568,7 +564,7 @@ class TestisSection(Specimen):
             if rows.size:
                 sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
                 ts = tissue[sl]
-                for v in (*conc.values(), chi2, pigment):
+                for v in (*conc.values(), chi2, pigment, heme):
                     v[sl] *= ts
                 out_m = ts < 0.5
                 labels[sl][out_m] = Label.BACKGROUND
