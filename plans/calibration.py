@@ -14,8 +14,6 @@ Shutter values: True = open, False = closed (the SRASH lasers' ``shutter`` signa
 ``calibration`` (``"dark"``, ``"power_reference"``, ``"flat_field"``).
 """
 
-from __future__ import annotations
-
 from typing import Any, Mapping, Sequence
 
 import bluesky.plan_stubs as bps
@@ -24,6 +22,7 @@ import numpy as np
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from .decorate import full_plan
 from .errors import PlanError
 from .markers import FieldMarker
 from .scans import _base_md, _check_shifts
@@ -38,6 +37,7 @@ from .stubs import (
 __all__ = ["dark_frames", "flat_field", "flat_field_map", "power_reference"]
 
 
+@full_plan
 def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, num: int = 1,
                 md: Mapping | None = None) -> MsgGenerator[str]:
     """Background frames with the laser shutters closed.
@@ -97,6 +97,7 @@ def dark_frames(detectors: Sequence[Readable], shutters: Sequence[Movable], *, n
     return gen()
 
 
+@full_plan
 def power_reference(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable, *,
                     position_um: Sequence[float] = (0.0, 0.0),
                     shifts_cm1: Sequence[float] = DEFAULT_SHIFTS_CM1,
@@ -130,6 +131,7 @@ def power_reference(detectors: Sequence[Readable], raman: Movable, x: Movable, y
     return _fields_at(detectors, raman, x, y, [(px, py)], shifts, _md)
 
 
+@full_plan
 def flat_field(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable, *,
                positions_um: Sequence[Sequence[float]],
                shifts_cm1: Sequence[float] = DEFAULT_SHIFTS_CM1,

@@ -9,8 +9,6 @@ generator. Every start document carries ``plan_name``, ``plan_args``, ``detector
 ``patient_id`` are always present (None when the caller gave none).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from typing import Any, Mapping, Sequence
@@ -21,6 +19,7 @@ from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
 from .contract import PROTEIN_CM1
+from .decorate import full_plan
 from .errors import PlanError
 from .grid import TileGrid, tile_grid
 from .markers import FieldMarker
@@ -94,6 +93,7 @@ class SurveyResult:
     uid: str | None
 
 
+@full_plan
 def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable,
                  grid: TileGrid, *, pixels: Movable | None = None, survey_pixels: int = 24,
                  shift_cm1: float = PROTEIN_CM1, threshold: float = 0.025,
@@ -208,6 +208,7 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
 
 
 # ---------------------------------------------------------------------------- mosaic
+@full_plan
 def mosaic(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable, *,
            rows: int | None = None, cols: int | None = None, fov_um: float,
            overlap: float = 0.1, center_um: Sequence[float] | None = (0.0, 0.0),
@@ -267,15 +268,16 @@ def mosaic(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable
     str
         The mosaic run's uid (the RunEngine also returns it).
 
-    Start document
-    --------------
-    ``plan_name="mosaic"``, ``plan_args``, ``shape=[rows, cols]``, ``extents`` (tile centres
-    ``[[y0, y1], [x0, x1]]``, um), ``snaking=[False, snake]``, ``tiles`` (rows, cols,
-    overlap, fov_um, step_um, center_um, snake, ``positions`` [[x, y]] by field index,
-    ``order`` (field indices in acquisition order), ``acquire`` (field indices that will be
-    acquired, in order), ``mask``), ``shifts_cm1``, ``composite``, ``num_points`` (= tiles
-    acquired x shifts = events in ``primary``), ``survey_uid`` (when surveyed), ``hints``
-    (``dimensions``: y, x), ``sample_id``, ``patient_id`` and ``md``.
+    Notes
+    -----
+    Start document: ``plan_name="mosaic"``, ``plan_args``, ``shape=[rows, cols]``,
+    ``extents`` (tile centres ``[[y0, y1], [x0, x1]]``, um), ``snaking=[False, snake]``,
+    ``tiles`` (rows, cols, overlap, fov_um, step_um, center_um, snake, ``positions``
+    [[x, y]] by field index, ``order`` (field indices in acquisition order), ``acquire``
+    (field indices that will be acquired, in order), ``mask``), ``shifts_cm1``,
+    ``composite``, ``num_points`` (= tiles acquired x shifts = events in ``primary``),
+    ``survey_uid`` (when surveyed), ``hints`` (``dimensions``: y, x), ``sample_id``,
+    ``patient_id`` and ``md``.
     """
     grid = tile_grid(rows=rows, cols=cols, fov_um=fov_um, overlap=overlap,
                      center_um=center_um, rect_um=rect_um, snake=snake)
@@ -348,6 +350,7 @@ def _mosaic(detectors, raman, x, y, *, grid: TileGrid, base_mask, shifts, survey
 
 
 # ---------------------------------------------------------------------------- spectra
+@full_plan
 def hyperspectral_stack(detectors: Sequence[Readable], raman: Movable, *, start_cm1: float,
                         stop_cm1: float, step_cm1: float, retries: int = 1,
                         retry_delay_s: float = 0.1, md: Mapping | None = None
