@@ -266,18 +266,14 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     frames = frames_dir(root)
     mic = make_microscope(specimen, phenotype=phenotype, seed=seed, noise_seed=noise_seed,
                           data_dir=frames, **microscope_kwargs)
-    md_store: Any = {}
-    if RE is None and persist_md:  # before the catalog: a damaged store touches nothing
-        from .runmd import open_session_md
-
-        md_store = open_session_md(root)
     frames.mkdir(parents=True, exist_ok=True)
     client = open_catalog(root, uri=catalog_uri, api_key=api_key, create=True)
     try:
-        if RE is None:
-            from .runmd import scan_id_source
+        if RE is None:  # after the catalog: its checks (read-only...) speak first
+            from .runmd import open_session_md, scan_id_source
 
-            RE = RunEngine(md_store, scan_id_source=scan_id_source)
+            RE = RunEngine(open_session_md(root) if persist_md else {},
+                           scan_id_source=scan_id_source)
         if TerminationHandler not in RE.context_managers:  # SIGTERM / SIGHUP like Ctrl-C
             RE.context_managers.append(TerminationHandler)
         keep_abort_reason(RE)
