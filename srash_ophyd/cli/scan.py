@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a rows x columns mosaic on the simulated microscope: at every tile "
                     "the stage moves, the pump tunes to each Raman shift (SRS) and SHG is "
                     "recorded; frames are OME-TIFF files under DATA_DIR/frames and the run "
-                    "goes into the catalog (embedded in DATA_DIR, or --catalog URL). "
+                    "goes into the catalog (embedded in DATA_DIR, or --catalog URL) with "
+                    "the next scan id of DATA_DIR (counted in DATA_DIR/.srash/re-md across "
+                    "commands and sessions). "
                     "Exit status: 0 done, 1 device fault (finished tiles kept), 2 bad input, "
                     "130 interrupted, 143/129 SIGTERM/SIGHUP (finished tiles kept; after a "
                     "SIGKILL `srash catalog repair` recovers them).")

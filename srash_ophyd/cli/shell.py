@@ -82,12 +82,10 @@ def run_shell(args: argparse.Namespace) -> int:
     for s in TERMINATION_SIGNALS:
         signal.signal(s, signal.SIG_DFL)
     try:
-        if preview:
-            attach_preview(session)
         print(banner(plots=plots, preview=preview, display=display))
         argv = ["--no-banner"] + (["--matplotlib=auto"] if plots or preview else [])
         IPython.start_ipython(argv=argv, user_ns=session.namespace(),
-                              config=_shell_config())
+                              config=_shell_config(preview=preview))
     finally:
         session.close()
     return 0
@@ -124,10 +122,19 @@ def register_magics(ip: Any) -> None:
     ip.register_magics(BlueskyMagics)
 
 
-def _shell_config() -> Any:
+def setup_shell(ip: Any, *, preview: bool) -> None:
+    """Run inside the started IPython (after its matplotlib event-loop integration): the
+    magics, and the live preview as ``preview`` in the namespace when asked for."""
+    register_magics(ip)
+    if preview:
+        ip.user_ns["preview"] = attach_preview(ip.user_ns["session"])
+
+
+def _shell_config(*, preview: bool) -> Any:
     from traitlets.config import Config
 
     c = Config()
     c.InteractiveShellApp.exec_lines = [
-        "__import__('srash_ophyd.cli.shell', fromlist=['_']).register_magics(get_ipython())"]
+        "__import__('srash_ophyd.cli.shell', fromlist=['_']).setup_shell(get_ipython(), "
+        f"preview={bool(preview)})"]
     return c

@@ -35,15 +35,21 @@ def test_every_device_has_labels_and_wa_lists_stage_and_lasers(mic, RE):
     assert {"pump", "stokes"} <= set(names["lasers"])
     assert "stage" in names["motors"] and "raman" in names["motors"]
     assert names["detectors"] == ["mic"]  # %ct counts the microscope once
-    ip = InteractiveShell.instance(user_ns=_session(mic, RE).namespace())
+    import matplotlib.pyplot as plt
+
+    session = _session(mic, RE)
+    ip = InteractiveShell.instance(user_ns=session.namespace())
     try:
-        shell.register_magics(ip)
+        shell.setup_shell(ip, preview=True)  # what `srash shell` runs inside IPython
+        assert isinstance(ip.user_ns["preview"], MosaicPreview)
+        assert session.callbacks["preview"] is ip.user_ns["preview"] and session.tokens
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             ip.run_line_magic("wa", "motors lasers")
         text = out.getvalue()
     finally:
         InteractiveShell.clear_instance()
+        plt.close("all")
     for word in ("srash_xyz_x", "srash_xyz_y", "srash_pump_wavelength", "srash_stokes",
                  "stage"):
         assert word in text
