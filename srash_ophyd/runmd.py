@@ -212,10 +212,13 @@ class SessionMetadata(PersistentDict):
         return key, value
 
     def flush(self) -> None:
-        """Store every key's current value (items mutated in place included)."""
+        """Store every key's current value (items mutated in place included), except a
+        ``scan_id`` that :meth:`next_scan_id` allocated (the store may hold a later one)."""
         with self._locked():
             for k, v in self._cache.items():
-                self._write(k, v)
+                if not (k == "scan_id" and self._allocated is not None
+                        and v == self._allocated):
+                    self._write(k, v)
 
     def reload(self) -> None:
         """Re-read every key from disk, replacing this process's copy."""

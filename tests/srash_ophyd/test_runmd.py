@@ -52,7 +52,10 @@ def test_scan_ids_count_up_across_stale_copies_and_never_go_back(tmp_path):
     n = a.next_scan_id()
     assert b.next_scan_id() == n + 1
     a["scan_id"] = n  # the RunEngine assigns what the source returned: not written again
-    assert SessionMetadata(tmp_path / "m")["scan_id"] == n + 1
+    a["versions"] = {"x": 1}
+    a["versions"]["x"] = 2  # mutated in place: stored at flush
+    a.flush()
+    assert dict(SessionMetadata(tmp_path / "m")) == {"scan_id": n + 1, "versions": {"x": 2}}
     a["scan_id"] = 100  # a user's explicit setting is written
     assert b.next_scan_id() == 101
 
