@@ -53,8 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
            "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
-           "get_run", "make_analysis_writer", "make_writer", "open_catalog", "parse_since",
-           "resolve_data_dir", "search_runs", "serialization_registry", "uri_path"]
+           "fulltext_terms", "get_run", "make_analysis_writer", "make_writer", "open_catalog",
+           "parse_since", "resolve_data_dir", "search_runs", "serialization_registry", "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
 ENV_DATA_DIR = "SRASH_DATA_DIR"
@@ -527,18 +527,50 @@ def _clip(text: str, n: int = 40) -> str:
     return text if len(text) <= n else f"{text[:n]}... ({len(text)} characters)"
 
 
+#: characters that split a free-text search into terms, besides white space: PostgreSQL's
+#: ``to_tsquery`` reads ``( ) ! : * & | < >`` as operators and a backslash or ``'`` as
+#: quoting; ``"`` ends an SQLite FTS5 string; neither full-text index keeps them in a word
+_FULLTEXT_SEPARATORS = re.compile(r"[\s()!:*&|<>\\'\"]+")
+
+
+def fulltext_terms(text: str) -> list[str]:
+    """``text`` as full-text terms that both of tiled's catalog databases parse: split at
+    white space and at :data:`_FULLTEXT_SEPARATORS`, terms without a letter or digit
+    dropped, each wrapped in double quotes.
+
+    SQLite FTS5 reads a double-quoted string as a phrase (``"S-001"`` = the tokens ``s``
+    ``001`` next to each other; a bare ``S-001`` is a syntax error); PostgreSQL's
+    ``to_tsquery('simple', '"S-001"')`` ignores the quotes and gives the same phrase
+    (``'s' <-> '-001'``), which matches the stored ``S-001``. Hyphens, dots, underscores,
+    slashes and ``@`` stay inside a term. One term per :class:`tiled.queries.FullText`
+    query: chained, they are an AND on both databases (FTS5's implicit AND between strings
+    has no tsquery equivalent in one text).
+    """
+    terms = [t for t in _FULLTEXT_SEPARATORS.split(text) if any(c.isalnum() for c in t)]
+    return [f'"{t}"' for t in terms]
+
+
 def build_queries(*, sample: str | None = None, patient: str | None = None,
                   diagnosis: str | None = None, phenotype: str | Sequence[str] | None = None,
                   plan: str | None = None, cohort: str | None = None,
-                  split: str | None = None, since: Any = None) -> list:
+                  split: str | None = None, since: Any = None,
+                  text: str | None = None) -> list:
     """tiled queries on start-document keys: ``sample_id``, ``patient_id``, ``diagnosis``,
     ``phenotype`` (one value, or a list: any of them), ``plan_name``, ``cohort``, ``split``
-    (exact matches) and ``time >= since``."""
-    from tiled.queries import In, Key
+    (exact matches), ``time >= since``, and ``text``: free text anywhere in a run's metadata
+    (every word, :func:`fulltext_terms`; case-insensitive whole words, so ``S-001`` does not
+    find ``S-0012``)."""
+    from tiled.queries import FullText, In, Key
 
     check_criteria(sample=sample, patient=patient, diagnosis=diagnosis, phenotype=phenotype,
-                   plan=plan, cohort=cohort, split=split, since=since)
-    q = []
+                   plan=plan, cohort=cohort, split=split, since=since, text=text)
+    q: list = []
+    if text is not None:
+        terms = fulltext_terms(text)
+        if not terms:
+            raise CatalogError(f"--text {_clip(text)!r} has no word to search for: give "
+                               "letters or digits (e.g. --text S-001)")
+        q.extend(FullText(t) for t in terms)
     if phenotype is not None and not isinstance(phenotype, str):
         q.append(In("phenotype", list(phenotype)))
         phenotype = None

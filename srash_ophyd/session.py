@@ -21,7 +21,10 @@ What is wired (each piece returned on :class:`Session`, each subscription token 
   frames under ``<data_dir>/frames/``;
 - progress: a tqdm bar on stderr counting primary events against the start document's
   ``num_points`` (``progress=False`` for none);
-- ``best_effort=True``: bluesky's BestEffortCallback (tables only: plots are disabled);
+- ``best_effort=True``: bluesky's BestEffortCallback (tables; its live plots only with
+  ``best_effort_plots=True``), in ``callbacks["bec"]``;
+- ``RE.md``: the data directory's persistent session metadata (:mod:`srash_ophyd.runmd`),
+  so ``scan_id`` counts up across processes and ``catalog[scan_id]`` finds the run;
 - suspenders from :func:`plans.make_suspenders` on the pump's mode-lock status (the
   simulated microscope has no separate shutter-interlock signal): installed unless
   ``suspenders=False``; a suspended mosaic re-acquires the interrupted field.
@@ -139,6 +142,7 @@ class Session:
     specimen_md: dict[str, Any]
     suspenders: list = dataclasses.field(default_factory=list)
     journal: Any = None
+    callbacks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def run_md(self, **extra: Any) -> dict[str, Any]:
         """Start-document metadata of this session's specimen plus ``extra`` (None values
@@ -183,12 +187,25 @@ class Session:
                 return PlanOutcome((), 1, _one_line(exc))
 
     def namespace(self) -> dict[str, Any]:
-        """Names a shell profile loads: RE, mic, catalog, plans, bps, bp, session."""
+        """Names a shell profile loads: RE, mic, catalog, plans, bps, bp, session, writer;
+        the microscope's stage, pump, stokes and raman axis under those names (so that
+        bluesky's ``%wa`` lists them by their ophyd labels); the callbacks (``bec``,
+        ``preview``) that are subscribed."""
         import bluesky.plan_stubs as bps
         import bluesky.plans as bp
 
-        return {"RE": self.RE, "mic": self.mic, "catalog": self.catalog, "plans": self.plans,
-                "bps": bps, "bp": bp, "session": self, "writer": self.writer}
+        m = self.mic
+        return {"RE": self.RE, "mic": m, "catalog": self.catalog, "plans": self.plans,
+                "bps": bps, "bp": bp, "session": self, "writer": self.writer,
+                "stage": m.xyz, "pump": m.pump, "stokes": m.stokes, "raman": m.raman,
+                **self.callbacks}
+
+    def subscribe(self, name: str, callback: Any) -> Any:
+        """Subscribe a document ``callback`` as ``name`` (in :attr:`callbacks` and the
+        namespace; unsubscribed at :meth:`close`); returns it."""
+        self.tokens[name] = self.RE.subscribe(callback)
+        self.callbacks[name] = callback
+        return callback
 
     def close(self) -> None:
         for token in self.tokens.values():
@@ -204,8 +221,10 @@ class Session:
 def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str | None = None,
                  api_key: str | None = None, specimen: str = "testis",
                  phenotype: str | None = None, seed: int = 0, noise_seed: int = 0,
-                 progress: bool = True, best_effort: bool = False, suspenders: bool = True,
-                 durable: bool = True, RE: Any = None, **microscope_kwargs: Any) -> Session:
+                 progress: bool = True, best_effort: bool = False,
+                 best_effort_plots: bool = False, suspenders: bool = True,
+                 durable: bool = True, persist_md: bool = True, RE: Any = None,
+                 **microscope_kwargs: Any) -> Session:
     """Build the session (see module doc).
 
     Parameters
@@ -220,16 +239,21 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         The simulated specimen (:func:`~srash_ophyd.devices.factory.make_microscope`).
     progress : bool
         tqdm bar on stderr per run.
-    best_effort : bool
-        Subscribe bluesky's BestEffortCallback (tables, no plots).
+    best_effort, best_effort_plots : bool
+        Subscribe bluesky's BestEffortCallback (tables; live plots too with
+        ``best_effort_plots``: they need a display and an interactive matplotlib backend).
     suspenders : bool
         Install :func:`plans.make_suspenders` for the microscope.
     durable : bool
         Force every frame file and journal record to disk as the frame finishes (True), so
         finished tiles survive a power loss; False leaves them to the page cache (they still
         survive SIGKILL). Costs: docs/benchmarks.md.
+    persist_md : bool
+        A new RunEngine's ``RE.md`` is the data directory's persistent session metadata
+        (:mod:`srash_ophyd.runmd`: ``<data_dir>/.srash/re-md``), so ``scan_id`` counts up
+        across processes; False: a plain ``{}`` (scan ids start at 1 in every process).
     RE : RunEngine, optional
-        Use this RunEngine instead of a new ``RunEngine({})``.
+        Use this RunEngine (its ``md`` as it is) instead of a new one.
     **microscope_kwargs
         ``pixels``, ``fov_um``, ``averages``, ``dwell_s``, ``x_um``, ``y_um``, ``time_scale``,
         ``name``... for :func:`~srash_ophyd.devices.factory.make_microscope`.
@@ -245,21 +269,28 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     frames.mkdir(parents=True, exist_ok=True)
     client = open_catalog(root, uri=catalog_uri, api_key=api_key, create=True)
     try:
-        RE = RE if RE is not None else RunEngine({})
+        if RE is None:  # after the catalog: its checks (read-only...) speak first
+            from .runmd import open_session_md, scan_id_source
+
+            RE = RunEngine(open_session_md(root) if persist_md else {},
+                           scan_id_source=scan_id_source)
         if TerminationHandler not in RE.context_managers:  # SIGTERM / SIGHUP like Ctrl-C
             RE.context_managers.append(TerminationHandler)
         keep_abort_reason(RE)
         writer = make_writer(client)
         journal = JournaledWriter(writer, journal_dir(root), sync=durable)
         tokens = {"writer": RE.subscribe(journal)}
+        callbacks: dict[str, Any] = {}
         if progress:
             tokens["progress"] = RE.subscribe(TqdmProgress())
         if best_effort:
             from bluesky.callbacks.best_effort import BestEffortCallback
 
             bec = BestEffortCallback()
-            bec.disable_plots()
-            tokens["best_effort"] = RE.subscribe(bec)
+            if not best_effort_plots:
+                bec.disable_plots()
+            tokens["bec"] = RE.subscribe(bec)
+            callbacks["bec"] = bec
         installed = []
         if suspenders:
             for s in plans.make_suspenders(mic.pump.mode_locked):
@@ -276,7 +307,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
           "specimen_seed": int(seed), "noise_seed": int(noise_seed)}
     return Session(RE=RE, mic=mic, catalog=client, writer=writer, plans=plans,
                    data_dir=root, tokens=tokens, specimen_md=md, suspenders=installed,
-                   journal=journal)
+                   journal=journal, callbacks=callbacks)
 
 
 def attach_live_dx(target: Any, dx: Any, publish: Any = None, *,

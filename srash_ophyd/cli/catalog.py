@@ -33,12 +33,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ss = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     s = ss.add_parser("search", help="list runs matching metadata",
                       description="List runs (oldest first) whose start document matches "
-                                  "every given criterion (exact matches).")
+                                  "every given criterion (all of them: AND). Metadata options "
+                                  "are exact matches; --text finds words anywhere in a "
+                                  "run's metadata.")
     s.add_argument("--sample", default=None, help="sample_id")
     s.add_argument("--patient", default=None, help="patient_id")
     s.add_argument("--diagnosis", default=None, help="diagnosis (normal, NOA)")
     s.add_argument("--phenotype", default=None, help="phenotype (normal, NOA-SPT, ...)")
     s.add_argument("--plan", default=None, help="plan_name (e.g. mosaic)")
+    s.add_argument("--cohort", default=None, help="cohort (as given to `srash cohort --name`)")
+    s.add_argument("--split", default=None, help="split (train, test, other)")
+    s.add_argument("--text", default=None, metavar="WORDS",
+                   help="free text: runs whose metadata contain every word, whole words, "
+                        "case-insensitive (e.g. --text S-001; hyphens, dots and "
+                        "underscores stay inside a word, other punctuation separates words)")
     s.add_argument("--since", default=None,
                    help="runs started at or after: 2025-01-31, 2025-01-31T14:00 or an age "
                         "such as 3d, 12h, 30m")
@@ -82,11 +90,12 @@ def run_summary(run) -> dict[str, Any]:
     """The row of ``srash catalog search`` for one run."""
     md = run.metadata
     start, stop = md.get("start") or {}, md.get("stop") or {}
-    return {"uid": start.get("uid"), "time": start.get("time"),
-            "time_iso": _when(start.get("time")),
+    return {"uid": start.get("uid"), "scan_id": start.get("scan_id"),
+            "time": start.get("time"), "time_iso": _when(start.get("time")),
             "plan": start.get("plan_name"), "sample": start.get("sample_id"),
             "patient": start.get("patient_id"), "diagnosis": start.get("diagnosis"),
-            "phenotype": start.get("phenotype"), "shape": start.get("shape"),
+            "phenotype": start.get("phenotype"), "cohort": start.get("cohort"),
+            "split": start.get("split"), "shape": start.get("shape"),
             "exit_status": stop.get("exit_status") if stop else None,
             "state": run_state(md).kind,
             "num_events": (stop or {}).get("num_events", {})}
@@ -96,7 +105,8 @@ def run_search(args: argparse.Namespace) -> int:
     from ..catalog import check_criteria, close_catalog, search_runs
 
     criteria = dict(sample=args.sample, patient=args.patient, diagnosis=args.diagnosis,
-                    phenotype=args.phenotype, plan=args.plan, since=args.since)
+                    phenotype=args.phenotype, plan=args.plan, cohort=args.cohort,
+                    split=args.split, since=args.since, text=args.text)
     check_criteria(**criteria)  # validate before opening anything
     if args.limit < 1:
         raise CLIError(f"--limit {args.limit} not allowed: must be >= 1")
@@ -114,9 +124,9 @@ def run_search(args: argparse.Namespace) -> int:
     if not rows:
         print("no matching runs", file=sys.stderr)
         return 0
-    cols = [("uid", 8), ("time_iso", 19), ("plan", 10), ("sample", 10), ("patient", 10),
-            ("diagnosis", 9), ("shape", 7), ("state", 9)]
-    heads = {"time_iso": "time", "exit_status": "exit"}
+    cols = [("uid", 8), ("scan_id", 5), ("time_iso", 19), ("plan", 10), ("sample", 10),
+            ("patient", 10), ("diagnosis", 9), ("shape", 7), ("state", 9)]
+    heads = {"time_iso": "time", "exit_status": "exit", "scan_id": "scan"}
     print("  ".join(f"{heads.get(c, c):<{w}}" for c, w in cols))
     for r in rows:
         cells = []

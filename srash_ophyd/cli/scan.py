@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a rows x columns mosaic on the simulated microscope: at every tile "
                     "the stage moves, the pump tunes to each Raman shift (SRS) and SHG is "
                     "recorded; frames are OME-TIFF files under DATA_DIR/frames and the run "
-                    "goes into the catalog (embedded in DATA_DIR, or --catalog URL). "
+                    "goes into the catalog (embedded in DATA_DIR, or --catalog URL) with "
+                    "the next scan id of DATA_DIR (counted in DATA_DIR/.srash/re-md across "
+                    "commands and sessions). "
                     "Exit status: 0 done, 1 device fault (finished tiles kept), 2 bad input, "
                     "130 interrupted, 143/129 SIGTERM/SIGHUP (finished tiles kept; after a "
                     "SIGKILL `srash catalog repair` recovers them).")
@@ -301,11 +303,12 @@ def run_scan(args: argparse.Namespace) -> int:
         noise_seed=args.noise_seed, progress=not args.quiet, pixels=args.pixels,
         fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6, averages=args.averages,
         x_um=cx, y_um=cy, time_scale=args.time_scale)
-    seen: dict[str, Any] = {"uid": None, "events": 0, "stop": None}
+    seen: dict[str, Any] = {"uid": None, "scan_id": None, "events": 0, "stop": None}
 
     def track(name: str, doc: dict) -> None:
         if name == "start":
             seen["uid"] = doc["uid"]
+            seen["scan_id"] = doc.get("scan_id")
         elif name == "event":
             seen["events"] += 1
         elif name == "stop":
@@ -328,7 +331,8 @@ def run_scan(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     n_shift = max(len(args.shifts), 1)
     stop = seen["stop"] or {}
-    summary = {"uid": seen["uid"], "exit_status": stop.get("exit_status"),
+    summary = {"uid": seen["uid"], "scan_id": seen["scan_id"],
+               "exit_status": stop.get("exit_status"),
                "reason": stop.get("reason") or None, "tiles": len(req["tiles"]),
                "tiles_done": seen["events"] // n_shift, "frames": seen["events"],
                "elapsed_s": round(elapsed, 3),
@@ -351,8 +355,8 @@ def run_scan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     elif not status:
-        print(f"run {summary['uid']}: {summary['tiles_done']} tiles "
-              f"({summary['frames']} frames) in {summary['elapsed_s']:.1f} s "
+        print(f"run {summary['uid']} (scan {summary['scan_id']}): {summary['tiles_done']} "
+              f"tiles ({summary['frames']} frames) in {summary['elapsed_s']:.1f} s "
               f"(real instrument ~{_hms(summary['estimated_instrument_time_s'])})")
         print(f"catalog: {summary['catalog']}")
     return status

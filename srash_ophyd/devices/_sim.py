@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
@@ -118,7 +118,19 @@ def complete_after(status, seconds: float, action: Callable[[], None], *,
 
 
 # ---------------------------------------------------------------------------- devices
-class SimDevice(Device):
+class Labelled:
+    """Mixin: ophyd labels by device class (``default_labels``), so that bluesky's IPython
+    magics find the devices (``%wa`` lists the positioners of every labelled device in the
+    namespace, ``%ct`` counts those labelled ``detectors``); ``labels=`` overrides."""
+
+    default_labels: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, labels: Iterable[str] | None = None, **kwargs: Any):
+        super().__init__(*args, labels=set(self.default_labels if labels is None else labels),
+                         **kwargs)
+
+
+class SimDevice(Labelled, Device):
     """Base of the simulator-backed devices: ``backend`` (the part) and ``time_scale``.
 
     Parameters
@@ -127,6 +139,8 @@ class SimDevice(Device):
         The part simulator; default: resolved as described in the module docstring.
     time_scale : float, optional
         Simulated-time factor; default: the parent's, else 0 (instant).
+    labels : iterable of str, optional
+        ophyd labels; default the class's ``default_labels`` (:class:`Labelled`).
     """
 
     #: Attribute of :class:`simulators.instrument.SRASHSimulator` holding this device's part.

@@ -91,6 +91,8 @@ class SRASHDetector(SimDevice):
         Noise of the frames; default: the parent's ``frame_rng``.
     """
 
+    default_labels = ("imaging",)
+
     srs_mean = Cpt(Signal, value=0.0, kind="hinted")
     shg_mean = Cpt(Signal, value=0.0, kind="hinted")
     frame_raman_shift = Cpt(Signal, value=0.0, kind="normal")

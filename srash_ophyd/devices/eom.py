@@ -37,6 +37,8 @@ def _set_enabled(dev: "EOM", value: object) -> None:
 class EOM(SimDevice):
     """Square-wave intensity modulation of the Stokes beam (default 20 MHz = f_rep/4)."""
 
+    default_labels = ("modulators",)
+
     _sim_part = "eom"
 
     frequency = Cpt(SimBackedSignal, getter=lambda d: float(d.backend.frequency_hz),

@@ -37,7 +37,7 @@ from ophyd.utils import LimitError
 
 from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 
-from ._sim import SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import Labelled, SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsPumpLaser", "EpicsPumpWavelength", "PumpLaser", "PumpWavelengthAxis",
            "StokesLaser"]
@@ -97,6 +97,8 @@ def _set_shutter(dev: Any, value: Any) -> None:
 class PumpLaser(SimDevice):
     """Tunable ps pump laser (OPO), 700-990 nm."""
 
+    default_labels = ("lasers",)
+
     _sim_part = "pump"
 
     wavelength = Cpt(PumpWavelengthAxis, kind="normal")
@@ -123,6 +125,8 @@ class PumpLaser(SimDevice):
 
 class StokesLaser(SimDevice):
     """Fixed-wavelength ps Stokes laser (1031 nm)."""
+
+    default_labels = ("lasers",)
 
     _sim_part = "stokes"
 
@@ -156,9 +160,11 @@ class EpicsPumpWavelength(PVPositionerIsClose):
         self.readback.name = self.name
 
 
-class EpicsPumpLaser(Device):
+class EpicsPumpLaser(Labelled, Device):
     """The pump laser on an EPICS IOC: same component names as :class:`PumpLaser`, PV
     suffixes in the module docstring. Connection is lazy: instantiating needs no IOC."""
+
+    default_labels = ("lasers",)
 
     wavelength = Cpt(EpicsPumpWavelength, "", kind="normal")
     power = Cpt(EpicsSignal, "Power-SP", kind="config")

@@ -35,6 +35,8 @@ def _set_phase(dev: "LockInAmplifier", value: float) -> None:
 class LockInAmplifier(SimDevice):
     """Lock-in amplifier; its analog output, sampled per pixel, is the SRS frame (V)."""
 
+    default_labels = ("amplifiers",)
+
     _sim_part = "lockin"
 
     time_constant = Cpt(SimBackedSignal, getter=lambda d: float(d.backend.tau_s),

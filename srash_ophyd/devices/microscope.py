@@ -31,7 +31,7 @@ from ophyd import Device
 from simulators.instrument import SRASHSimulator, noise_generators
 from simulators.parts.lasers import check_power_safety as _sim_check_power_safety
 
-from ._sim import LaserSafetyError, check_time_scale
+from ._sim import Labelled, LaserSafetyError, check_time_scale
 from .detector import SRASHDetector
 from .eom import EOM
 from .lasers import PumpLaser, StokesLaser
@@ -45,7 +45,7 @@ from .stage import XYZStage
 __all__ = ["SRASHMicroscope"]
 
 
-class SRASHMicroscope(Device):
+class SRASHMicroscope(Labelled, Device):
     """The SRS + SHG microscope on a simulator.
 
     Parameters
@@ -59,6 +59,8 @@ class SRASHMicroscope(Device):
     noise_seed : int
         Seeds the frame noise and the stage repeatability (two independent generators).
     """
+
+    default_labels = ("detectors",)
 
     pump = Cpt(PumpLaser, kind="normal")
     stokes = Cpt(StokesLaser, kind="config")

@@ -31,6 +31,8 @@ def _set_bias(dev: "Photodiode", value: float) -> None:
 class Photodiode(SimDevice):
     """SRS detector photodiode (its frames are read through the lock-in)."""
 
+    default_labels = ("sensors",)
+
     _sim_part = "photodiode"
 
     responsivity = Cpt(SimBackedSignalRO,

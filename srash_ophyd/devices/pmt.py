@@ -37,6 +37,8 @@ def _reset(dev: "PMT", value: object) -> None:
 class PMT(SimDevice):
     """SHG photomultiplier; its analog output per pixel is the SHG frame (V)."""
 
+    default_labels = ("sensors",)
+
     _sim_part = "pmt"
 
     voltage = Cpt(SimBackedSignal, getter=lambda d: float(d.backend.voltage),

@@ -39,6 +39,8 @@ class RamanShiftAxis(SimDevice, PseudoPositioner):
         The Stokes part (inside a microscope: ``sim.stokes``).
     """
 
+    default_labels = ("motors",)
+
     _sim_part = "pump"
 
     shift = Cpt(PseudoSingle, egu="cm^-1", kind="hinted")

@@ -39,6 +39,8 @@ def _set_bidirectional(dev: "GalvoScanner", value: object) -> None:
 class GalvoScanner(SimDevice):
     """Raster geometry and timing of the SRASH frames."""
 
+    default_labels = ("scanners",)
+
     _sim_part = "scanner"
 
     pixels = Cpt(SimBackedSignal, getter=lambda d: int(d.backend.pixels),

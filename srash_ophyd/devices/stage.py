@@ -28,7 +28,7 @@ from ophyd import Device, EpicsMotor, EpicsSignalRO
 
 from simulators.parts.stage import XYZStageSim
 
-from ._sim import SimAxis, SimBackedSignalRO, SimDevice
+from ._sim import Labelled, SimAxis, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsXYZStage", "StageAxis", "XYZStage"]
 
@@ -68,6 +68,8 @@ class XYZStage(SimDevice):
     move; inside a microscope the microscope's motion generator is used.
     """
 
+    default_labels = ("motors",)
+
     _sim_part = "stage"
 
     x = Cpt(StageAxis, axis="x", kind="hinted")
@@ -95,10 +97,12 @@ class XYZStage(SimDevice):
         self.following_error.get()
 
 
-class EpicsXYZStage(Device):
+class EpicsXYZStage(Labelled, Device):
     """The stage on an EPICS IOC: motor records ``<prefix>X``, ``Y``, ``Z`` and
     ``<prefix>FollowingError-RB``; same component names as :class:`XYZStage`. Connection
     is lazy: instantiating needs no IOC."""
+
+    default_labels = ("motors",)
 
     x = Cpt(EpicsMotor, "X", kind="hinted")
     y = Cpt(EpicsMotor, "Y", kind="hinted")
