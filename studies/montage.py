@@ -80,7 +80,7 @@ def crop(img: np.ndarray, centre_um: tuple[float, float], half_um: float, fov_um
 def build(out: Path, seed_base: int, pixels: int, fov_um: float = 360.0) -> Path:
     from ml.common.plotting import new_figure, save_png
 
-    fig = new_figure((13.0, 3.3 * len(PHENOTYPES)), dpi=110)
+    fig = new_figure((13.0, 3.3 * len(PHENOTYPES)), dpi=85)
     axes = fig.subplots(len(PHENOTYPES), 4, width_ratios=(1, 1, 1, 0.9))
     for k, ph in enumerate(PHENOTYPES):
         print(f"imaging {ph} (seed {seed_base + k})...", file=sys.stderr, flush=True)
