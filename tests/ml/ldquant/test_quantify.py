@@ -338,8 +338,14 @@ def test_defaults_and_result_type():
 
 # ----------------------------------------------------------------------------- simulated
 @pytest.mark.parametrize("seed, dx, dy, min_dice", [
-    (2, -200.0, 150.0, 0.95),   # border-cut tubule, measured Dice 0.989, LD Dice 0.97
-    (3, 150.0, 100.0, 0.95),    # measured 0.994, LD Dice 0.95
+    # the field is placed relative to the near-transverse complete tubule nearest the
+    # section centre (tubules are packed without a lattice: a fixed offset may be
+    # interstitium), so that it holds wall, epithelium and droplets of a border-cut tubule
+    # the issue-14 simulator (lamellated walls, interstitial objects) made the segmentation
+    # harder: seed 2 measured Dice 0.926; held-out cohort median 0.962, mean 0.855
+    # (docs/ld_quantification.md)
+    (2, -60.0, 40.0, 0.90),
+    (3, 50.0, 45.0, 0.90),
 ])
 def test_simulated_normal_field_matches_truth(seed, dx, dy, min_dice):
     from ml.io.processed import process_field
@@ -349,8 +355,12 @@ def test_simulated_normal_field_matches_truth(seed, dx, dy, min_dice):
 
     spec = make_specimen("testis", seed, phenotype="normal")
     x0, x1, y0, y1 = spec.extent_um
-    sim = build_simulator(spec, pixels=400, fov_um=120.0, x_um=(x0 + x1) / 2 + dx,
-                          y_um=(y0 + y1) / 2 + dy)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    t = min((t for t in spec.tubules_in(cx - 800, cx + 800, cy - 800, cy + 800)
+             if t.state == "complete" and t.axis_ratio < 1.3),
+            key=lambda t: math.hypot(t.cx_um - cx, t.cy_um - cy))
+    sim = build_simulator(spec, pixels=400, fov_um=120.0, x_um=t.cx_um + dx,
+                          y_um=t.cy_um + dy)
     rng = np.random.default_rng(0)
     field = sim.field(rng)
     pf = process_field(sim, field, rng)
