@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,6 +25,7 @@ from scipy.special import erf
 from simulators.config import ConfigMixin
 from simulators.optics import FWHM_TO_SIGMA
 from simulators.specimens.base import Composition, Specimen, Window
+from simulators.threads import worker_pool
 
 _F32 = np.float32
 #: Weights above 1 - 1e-4 are taken as 1: a surface farther than 3.72 sigma from the focal
@@ -34,18 +34,9 @@ _F32 = np.float32
 TOLERANCE_SIGMAS = 3.72
 #: Side (px) of the blocks a window is checked in.
 BLOCK_PX = 256
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
 def _pool() -> ThreadPoolExecutor:
-    """Two workers for the blocks (numpy and scipy release the GIL in their loops)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
-                                       thread_name_prefix="srash-focus")
-        return _POOL
+    """This module's worker pool (:func:`simulators.threads.worker_pool`)."""
+    return worker_pool("srash-focus", min(2, os.cpu_count() or 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -86,6 +85,7 @@ from simulators.specimens.testis.stamp import (
     stamp_vessels,
 )
 from simulators.spectra import SPECIES
+from simulators.threads import worker_pool
 
 _F32 = np.float32
 
@@ -104,18 +104,9 @@ def _clear(comp: Composition) -> None:
         comp.fibre_angle[...] = np.nan  # no collagen, no direction
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
 def _pool() -> ThreadPoolExecutor:
-    """Shared worker pool for banded rendering (created on first use)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
-                                       thread_name_prefix="testis-render")
-        return _POOL
+    """This module's worker pool (:func:`simulators.threads.worker_pool`)."""
+    return worker_pool("testis-render", max(2, min(8, os.cpu_count() or 2)))
 
 
 def _spheres(window: Window, sph: NDArray, split_um: float = 0.6) -> NDArray[np.float32]:
