@@ -16,9 +16,10 @@ from types import MappingProxyType
 from typing import Final, Mapping
 
 __all__ = [
-    "ANALYSIS_KEY", "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DETECTOR_CHANNELS",
+    "ANALYSIS_KEY", "COMPOSITE_CHANNELS", "DECISIONS_STREAM", "DEFAULT_SHIFTS_CM1",
+    "DETECTOR_CHANNELS", "DIAGNOSE_PLAN", "STOP_REASONS", "SURVEY_PLAN",
     "DIAGNOSES", "DIAGNOSIS_OF", "DISPLAY_RGB", "LD_QUANT_ANALYSIS", "LINK_SCAN", "LINK_SCANS",
-    "LINK_TRUTH", "LIPID_CM1", "NOA_SUBTYPES", "PAIR_TOLERANCE_CM1", "PHENOTYPES",
+    "LINK_SURVEY", "LINK_TRUTH", "LIPID_CM1", "NOA_SUBTYPES", "PAIR_TOLERANCE_CM1", "PHENOTYPES",
     "PROTEIN_CM1", "SEGMENTATION_ANALYSIS", "SHG_CHANNEL", "SRS_CHANNEL", "TRUTH_LABELS",
     "TRUTH_PLAN", "LBNET_ANALYSIS",
     "diagnosis_of",
@@ -77,6 +78,23 @@ TRUTH_PLAN: Final[str] = "simulator-truth"
 LINK_SCAN: Final[str] = "scan_uid"
 LINK_SCANS: Final[str] = "scan_uids"
 LINK_TRUTH: Final[str] = "truth_for"
+#: start-document key of a scan (a mosaic with ``survey=True``, a closed-loop diagnosis)
+#: naming the uid of the survey run its tiles were chosen from
+LINK_SURVEY: Final[str] = "survey_uid"
+
+# ---------------------------------------------------------------------------- closed loop
+#: plan name of the closed-loop diagnosis run (``plans.diagnose``)
+DIAGNOSE_PLAN: Final[str] = "diagnose"
+#: plan name of a survey run (``plans.survey_tiles``)
+SURVEY_PLAN: Final[str] = "mosaic_survey"
+#: event stream of a diagnosis run holding one decision per classified field
+DECISIONS_STREAM: Final[str] = "decisions"
+#: why a closed-loop diagnosis stopped: the vote passed its threshold with enough evidence
+#: ("confident"); the tile budget was spent ("budget"); even the best field seen so far,
+#: repeated over the rest of the budget, could not lift the vote over the threshold
+#: ("futile"); no tissue tile was left to image ("exhausted"). All but "confident" report
+#: the sample "unidentifiable".
+STOP_REASONS: Final[tuple[str, ...]] = ("confident", "budget", "futile", "exhausted")
 
 # ---------------------------------------------------------------------------- truth labels
 #: per-pixel classes of truth maps (uint8 values); segmentation label maps use the same values

@@ -18,7 +18,7 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
-from .contract import PROTEIN_CM1
+from .contract import LINK_SURVEY, PROTEIN_CM1, SURVEY_PLAN
 from .decorate import full_plan
 from .errors import PlanError
 from .grid import TileGrid, tile_grid
@@ -85,17 +85,22 @@ class SurveyResult:
         Background subtracted (V).
     uid : str
         Start uid of the survey run.
+    shg_values : list of list of float, optional
+        Mean SHG per tile (V, not background-subtracted; collagen: tubule walls), when the
+        detector reads a ``*_shg_mean``.
     """
 
     mask: list[list[bool]]
     values: list[list[float]]
     background: float
     uid: str | None
+    shg_values: list[list[float]] | None = None
 
 
 @full_plan
 def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movable,
                  grid: TileGrid, *, pixels: Movable | None = None, survey_pixels: int = 24,
+                 averages: Movable | None = None, survey_averages: int = 1,
                  shift_cm1: float = PROTEIN_CM1, threshold: float = 0.025,
                  background: float | None = None, shutters: Sequence[Movable] = (),
                  key: str | None = None, md: Mapping | None = None
@@ -116,6 +121,11 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
     pixels : Movable, optional
         The scanner's pixels-per-side setting (``mic.scanner.pixels``); set to
         ``survey_pixels`` before the survey run is staged and restored after it.
+    averages : Movable, optional
+        The scanner's frame averages (``mic.scanner.averages``); set to ``survey_averages``
+        for the survey and restored afterwards.
+    survey_averages : int
+        Frame averages of the survey frames (>= 1).
     survey_pixels : int
         Pixels per side of the survey frames.
     shift_cm1 : float
@@ -141,8 +151,10 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
                          "[pump.shutter, stokes.shutter] to take a dark frame")
     if int(survey_pixels) != survey_pixels or survey_pixels < 8:
         raise PlanError(f"survey_pixels {survey_pixels!r} not allowed: integer >= 8")
+    if int(survey_averages) != survey_averages or survey_averages < 1:
+        raise PlanError(f"survey_averages {survey_averages!r} not allowed: integer >= 1")
     motors = [x, y]
-    _md = _base_md("mosaic_survey", {"shape": [grid.rows, grid.cols],
+    _md = _base_md(SURVEY_PLAN, {"shape": [grid.rows, grid.cols],
                                      "survey_pixels": int(survey_pixels),
                                      "shift_cm1": float(shift_cm1),
                                      "threshold": float(threshold)}, detectors, motors, md)
@@ -152,7 +164,9 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
     marker = FieldMarker()
     result: dict[str, Any] = {}
 
-    def pick(reading: Mapping[str, Any]) -> float:
+    def pick(reading: Mapping[str, Any] | None) -> float:
+        if not reading:  # a dry run (bluesky.simulators) reads nothing
+            return math.nan
         k = key or next((n for n in reading if n.endswith("_srs_mean")), None)
         if k is None or k not in reading:
             raise KeyError(f"survey key {key or '*_srs_mean'!r} not in the detector "
@@ -183,6 +197,7 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
         bg = float(background) if background is not None else (yield from dark())
         yield from bps.mv(raman, float(shift_cm1))
         values = [[0.0] * grid.cols for _ in range(grid.rows)]
+        shg: list[list[float]] | None = [[0.0] * grid.cols for _ in range(grid.rows)]
         for r, c in grid.order:
             px, py = grid.position(r, c)
             marker.set_field(grid.index(r, c), row=r, col=c, x_um=px, y_um=py)
@@ -191,20 +206,27 @@ def survey_tiles(detectors: Sequence[Readable], raman: Movable, x: Movable, y: M
             yield from bps.mv(x, px, y, py)
             reading = yield from acquire_frame([*detectors, raman, x, y, marker], retries=0)
             values[r][c] = pick(reading) - bg
-        result["values"], result["background"] = values, bg
+            k_shg = next((n for n in reading if n.endswith("_shg_mean")), None)
+            if shg is not None and k_shg is not None and reading:
+                shg[r][c] = float(reading[k_shg]["value"])
+            else:
+                shg = None
+        result["values"], result["background"], result["shg"] = values, bg, shg
 
-    def with_pixels():
-        if pixels is None:
-            return (yield from inner())
-        old = yield from bps.rd(pixels)
-        yield from bps.mv(pixels, int(survey_pixels))
-        return (yield from bpp.finalize_wrapper(inner(), bps.mv(pixels, old)))
+    def with_setting(setting, value, plan_factory):
+        if setting is None:
+            return (yield from plan_factory())
+        old = yield from bps.rd(setting)
+        yield from bps.mv(setting, value)
+        return (yield from bpp.finalize_wrapper(plan_factory(), bps.mv(setting, old)))
 
-    uid = yield from with_pixels()
+    uid = yield from with_setting(
+        pixels, int(survey_pixels),
+        lambda: with_setting(averages, int(survey_averages), inner))
     values = result["values"]
     mask = [[v > float(threshold) for v in row] for row in values]
     return SurveyResult(mask=mask, values=values, background=result["background"],
-                        uid=uid)
+                        uid=uid, shg_values=result.get("shg"))
 
 
 # ---------------------------------------------------------------------------- mosaic
@@ -327,7 +349,7 @@ def _mosaic(detectors, raman, x, y, *, grid: TileGrid, base_mask, shifts, survey
         "hints": {"dimensions": [(_fields(y), "primary"), (_fields(x), "primary")]},
     })
     if survey_result is not None:
-        _md["survey_uid"] = survey_result.uid
+        _md[LINK_SURVEY] = survey_result.uid
         tiles["survey_values_v"] = survey_result.values
     for key, value in (md or {}).items():  # the caller's md wins over the plan's
         _md[key] = value

@@ -87,7 +87,7 @@ from ml.io.runstate import IncompleteRunError, require_readable
 from plans.contract import LBNET_ANALYSIS
 
 __all__ = ["ANALYSIS", "DxRun", "FieldResult", "LBNetDxCallback", "LiveDx", "classify_run",
-           "is_srash_scan"]
+           "feedback_payload", "is_srash_scan"]
 
 log = logging.getLogger("srash.live")
 
@@ -239,8 +239,10 @@ class DxRun:
                  stream_name: str = "primary", keep_composites: bool = False,
                  faults: ReadFaults | None = None, logger: logging.Logger | None = None,
                  on_done: Callable[["DxRun"], Any] | None = None,
-                 frame_reader: Callable[[int, Any], NDArray] | None = None) -> None:
+                 frame_reader: Callable[[int, Any], NDArray] | None = None,
+                 on_field: Callable[["DxRun", dict[str, Any]], Any] | None = None) -> None:
         self.dx = dx
+        self.on_field = on_field
         self.scan_start = dict(start)
         self.scan_uid: str | None = start.get("uid")
         self.target_pixel_um = target_pixel_um
@@ -259,7 +261,7 @@ class DxRun:
         self.status = "running"
         self.finished = threading.Event()
         self._sv = SampleVote(dx.class_names, threshold=dx.vote_threshold)
-        self._assembler = FieldAssembler(self._classify, on_skip=self.skipped.append,
+        self._assembler = FieldAssembler(self._classify, on_skip=self._skip,
                                          stream_name=stream_name, faults=faults,
                                          frame_reader=frame_reader)
         self._publish_to = publish
@@ -329,6 +331,22 @@ class DxRun:
             composite=comp if self.keep_composites else None)
         self.fields.append(res)
         self._publisher.field(res, self._sv.n_patches)
+        self._feed(feedback_payload(self, res, last_frame_time=info.last_time))
+
+    def _skip(self, record: dict[str, Any]) -> None:
+        self.skipped.append(record)
+        if record.get("field_index") is not None:
+            self._feed(feedback_payload(self, None, skipped=record))
+
+    def _feed(self, payload: dict[str, Any]) -> None:
+        """Hand a field's result to ``on_field`` (the closed loop's mailbox); a failing
+        hook is logged, never fails the analysis."""
+        if self.on_field is None:
+            return
+        try:
+            self.on_field(self, payload)
+        except Exception:
+            self.log.exception("on_field hook failed")
 
     # ------------------------------------------------------------------ end
     def _stop(self, doc: Mapping[str, Any]) -> None:
@@ -435,6 +453,9 @@ class LBNetDxCallback(RunRouter):
         ``strict`` fails the scan's analysis instead.
     on_done : callable, optional
         ``on_done(callback)`` after each followed scan's analysis ends (success or fail).
+    on_field : callable, optional
+        ``on_field(dx_run, payload)`` after each field is classified or skipped, with
+        :func:`feedback_payload` (the closed loop's feedback: ``plans.adaptive``).
 
     The attributes of the latest scan's :class:`DxRun` are readable here: :attr:`fields`,
     :attr:`vote`, :attr:`analysis_uid`, :attr:`scan_uid`, :attr:`skipped`, :attr:`status`
@@ -450,8 +471,10 @@ class LBNetDxCallback(RunRouter):
                  mode: str = "live", keep_composites: bool = False,
                  faults: ReadFaults | None = None,
                  on_done: Callable[["LBNetDxCallback"], Any] | None = None,
-                 frame_reader: Callable[[int, Any], NDArray] | None = None) -> None:
+                 frame_reader: Callable[[int, Any], NDArray] | None = None,
+                 on_field: Callable[[DxRun, dict[str, Any]], Any] | None = None) -> None:
         super().__init__([self._factory], filler_class=_NoFill)
+        self.on_field = on_field
         self.frame_reader = frame_reader
         self.dx = dx
         self.publish = publish
@@ -490,7 +513,7 @@ class LBNetDxCallback(RunRouter):
                             mode=self.mode, stream_name=self.stream_name,
                             keep_composites=self.keep_composites, faults=self.faults,
                             logger=self.log, on_done=self._run_done,
-                            frame_reader=self.frame_reader)
+                            frame_reader=self.frame_reader, on_field=self.on_field)
         return [self.latest], []
 
     def _run_done(self, run: DxRun) -> None:
@@ -573,6 +596,32 @@ class LBNetDxCallback(RunRouter):
                 "skipped_fields": 0, "unreadable_fields": 0, "unreadable_files": [],
                 "diagnosis": NO_PATCHES, "probabilities": None, "n_patches": 0,
                 "n_fields": 0, "weights": self._weights["path"], "scan_exit_status": None}
+
+
+def feedback_payload(run: DxRun, result: FieldResult | None, *,
+                     skipped: Mapping[str, Any] | None = None,
+                     last_frame_time: float | None = None) -> dict[str, Any]:
+    """Plain (JSON-ready) result of one field for the closed loop
+    (``plans.adaptive.DiagnosisFeedback``): the field's own vote, the running sample vote
+    after it and the evidence counted so far; ``last_frame_time``: epoch s of the field's
+    last frame event (decision latency). ``result`` None: the field was skipped
+    (``skipped`` = the assembler's record: an unreadable frame file)."""
+    v = run.vote
+    base = {"scan_uid": run.scan_uid, "class_names": list(run.dx.class_names),
+            "threshold": float(run.dx.vote_threshold),
+            "vote_probabilities": list(v.probabilities) if v is not None else None,
+            "vote_label": v.label_name if v is not None else NO_PATCHES,
+            "vote_n_patches": run._sv.n_patches,
+            "n_fields": sum(1 for f in run.fields if f.n_patches)}
+    if result is None:
+        rec = dict(skipped or {})
+        return {**base, "field_index": rec.get("field_index"), "skipped": True,
+                "why": rec.get("why"), "n_patches": 0, "field_probabilities": None,
+                "last_frame_time": None, "compute_s": 0.0}
+    return {**base, "field_index": result.field_index, "skipped": False, "why": None,
+            "n_patches": result.n_patches, "field_probabilities": result.field_probabilities,
+            "last_frame_time": last_frame_time,
+            "compute_s": float(result.compute_s)}
 
 
 def _probs(v: Vote | None, k: int) -> NDArray[np.float64]:

@@ -288,8 +288,11 @@ class FieldAssembler(DocumentRouter):
     # ------------------------------------------------------------------ fields
     def _skip(self, group: list[_Frame], why: str, **extra: Any) -> None:
         if self.on_skip is not None:
+            fi = group[0].field
             self.on_skip({"events": [f.pos for f in group], "x_um": group[0].x,
-                          "y_um": group[0].y, "why": why, **extra})
+                          "y_um": group[0].y, "why": why,
+                          "field_index": int(fi) if isinstance(fi, (int, np.integer)) else None,
+                          **extra})
 
     def _process(self, g: list[_Frame]) -> None:
         pair = pick_frames([f.shift for f in g])
