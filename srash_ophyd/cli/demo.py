@@ -29,6 +29,7 @@ import numpy as np
 
 from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 
+from .closedloop import add_loop_options, check_loop_options, loop_rule
 from .options import CLIError, add_catalog_options, load_dx, parse_grid
 
 __all__ = ["add_parser", "run_demo"]
@@ -52,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"),
                    help="folder for the PNGs (default out/demo)")
     add_catalog_options(p)
+    add_loop_options(p, flag="--adaptive", weights=False)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: scan_uid, analysis_uid, fields, diagnosis, "
@@ -102,6 +104,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..session import attach_live_dx, make_session
 
     rows, cols = parse_grid(args.grid)
+    if args.closed_loop:
+        check_loop_options(args)
     if rows * cols > 100:
         raise CLIError(f"--grid {args.grid}: at most 100 fields in the demo")
     rng = np.random.default_rng()
@@ -117,16 +121,31 @@ def run_demo(args: argparse.Namespace) -> int:
                            seed=seed, noise_seed=seed + 500_000, progress=not args.quiet,
                            pixels=1200, fov_um=360.0, averages=3, x_um=cx, y_um=cy)
     sample = f"DEMO-{phenotype}-{seed}"
-    live = attach_live_dx(session, dx, keep_composites=True)
+    loop = None
+    if args.closed_loop:  # --adaptive: survey + closed loop on the normal-vs-NOA vote
+        from plans.adaptive import DiagnosisFeedback
+
+        from ..closedloop import attach_closed_loop, run_diagnosis
+
+        fb = DiagnosisFeedback()
+        live = attach_closed_loop(session, dx, fb, keep_composites=True)
+    else:
+        live = attach_live_dx(session, dx, keep_composites=True)
     live_sub = attach_live_dx(session, sub)
     status, message = 0, None
     try:
         mic = session.mic
         md = session.run_md(sample_id=sample, patient_id=f"P-{seed}", demo=True)
-        outcome = session.run(session.plans.mosaic(
-            [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
-            fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=DEFAULT_SHIFTS_CM1,
-            md=md))
+        if loop is None and args.closed_loop:
+            loop = run_diagnosis(session, live, feedback=fb, rows=rows, cols=cols,
+                                 fov_um=360.0, overlap=0.1, center_um=(cx, cy),
+                                 shifts_cm1=DEFAULT_SHIFTS_CM1, md=md, **loop_rule(args))
+            outcome = _Outcome(loop["exit_code"], loop["message"])
+        else:
+            outcome = session.run(session.plans.mosaic(
+                [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=rows, cols=cols,
+                fov_um=360.0, overlap=0.1, center_um=(cx, cy), shifts_cm1=DEFAULT_SHIFTS_CM1,
+                md=md))
         status, message = outcome.code, outcome.message
         t_scan = time.perf_counter() - t0
         live.close()
@@ -135,6 +154,8 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         session.close()
     res = _summary(live, live_sub, dx, sub, images, phenotype, seed, sample)
+    if loop is not None:
+        res.update(_loop_keys(res, loop))
     res["elapsed_s"] = {"scan": round(t_scan, 2), "total": round(time.perf_counter() - t0, 2)}
     if status:
         what = f"scan {message}" if outcome.interrupted else f"scan failed: {message}"
@@ -145,6 +166,32 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         _print(res)
     return status
+
+
+class _Outcome:
+    """The two fields of :class:`~srash_ophyd.session.PlanOutcome` the demo reads."""
+
+    def __init__(self, code: int, message: str | None) -> None:
+        self.code, self.message = code, message
+
+    @property
+    def interrupted(self) -> bool:
+        return self.code >= 128
+
+
+def _loop_keys(res: dict[str, Any], loop: dict[str, Any]) -> dict[str, Any]:
+    """``--adaptive``: each field entry gains the loop's decision, and ``instrument_time_s``,
+    ``stop_reason``, ``survey_uid`` are added. The diagnosis is the loop's: a vote that
+    passed 0.8 before the minimum evidence does not count."""
+    by_index = {f["field_index"]: f for f in loop["fields"]}
+    fields = [{**f, **{k: v for k, v in by_index.get(f["field_index"], {}).items()
+                       if k != "n_patches"}} for f in res["fields"]]
+    out = {"fields": fields, "instrument_time_s": loop["instrument_time_s"],
+           "survey_instrument_time_s": loop["survey_instrument_time_s"],
+           "stop_reason": loop["stop_reason"], "survey_uid": loop["survey_uid"]}
+    if loop["diagnosis"] == "unidentifiable":
+        out["diagnosis"] = "unidentifiable"
+    return out
 
 
 def _summary(live, live_sub, dx, sub, images, phenotype, seed, sample) -> dict[str, Any]:
@@ -189,6 +236,9 @@ def _print(res: dict) -> None:
         used = "" if res["diagnosis"].startswith("NOA") else " (not used: not NOA)"
         print(f"subtype vote{used}: {p}")
     print(f"diagnosis: {res['diagnosis']}")
+    if res.get("stop_reason") is not None or "instrument_time_s" in res:
+        print(f"closed loop: stop {res.get('stop_reason')} after {len(res['fields'])} fields, "
+              f"{res['instrument_time_s']:.0f} s of real-instrument time (survey included)")
     if res["live_error"]:
         print(f"live classifier error (scan unaffected): {res['live_error']}")
     for k, v in res["images"].items():

@@ -24,6 +24,7 @@ from plans.contract import DEFAULT_SHIFTS_CM1, PHENOTYPES
 from simulators.errors import SettingsError
 from simulators.specimens import SPECIMEN_KINDS
 
+from .closedloop import add_loop_options
 from .options import add_catalog_options, parse_floats, parse_grid, parse_overlap
 
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
@@ -88,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the simulation at this multiple of real instrument time, "
                         "0..10 (default 0 = as fast as possible; 1 = real time)")
     add_catalog_options(p)
+    add_loop_options(p, flag="--until-confident", weights=True)
     o = p.add_argument_group("output")
     o.add_argument("--dry-run", action="store_true",
                    help="print tile count, positions and the estimated instrument time; "
@@ -317,14 +319,20 @@ def run_scan(args: argparse.Namespace) -> int:
     token = session.RE.subscribe(track)
     md = session.run_md(sample_id=args.sample, patient_id=args.patient)
     mic = session.mic
-    status, message = 0, None
+    status, message, loop = 0, None, None
     try:
-        plan = session.plans.mosaic(
-            [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=req["rows"], cols=req["cols"],
-            fov_um=args.fov_um, overlap=req["overlap"], center_um=(cx, cy),
-            snake=not args.no_snake, shifts_cm1=tuple(args.shifts), md=md)
-        outcome = session.run(plan)
-        status, message = outcome.code, outcome.message
+        if args.closed_loop:  # --until-confident: survey + closed loop (issue 18)
+            from .closedloop import scan_until_confident
+
+            loop = scan_until_confident(args, session, req, md)
+            status, message = loop["exit_code"], loop["message"]
+        else:
+            plan = session.plans.mosaic(
+                [mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=req["rows"], cols=req["cols"],
+                fov_um=args.fov_um, overlap=req["overlap"], center_um=(cx, cy),
+                snake=not args.no_snake, shifts_cm1=tuple(args.shifts), md=md)
+            outcome = session.run(plan)
+            status, message = outcome.code, outcome.message
     finally:
         session.RE.unsubscribe(token)
         session.close()
@@ -340,6 +348,10 @@ def run_scan(args: argparse.Namespace) -> int:
                "data_dir": str(session.data_dir), "catalog": args.catalog or str(
                    session.data_dir), "sample_id": args.sample, "patient_id": args.patient,
                "phenotype": md.get("phenotype"), "diagnosis": md.get("diagnosis")}
+    if loop is not None:
+        from .closedloop import scan_keys
+
+        summary.update(scan_keys(loop, n_shift))
     if status:
         done = (f"{summary['tiles_done']} of {summary['tiles']} tiles finished and kept in "
                 f"the catalog as run {summary['uid']} (exit status "
@@ -359,5 +371,9 @@ def run_scan(args: argparse.Namespace) -> int:
               f"tiles ({summary['frames']} frames) in {summary['elapsed_s']:.1f} s "
               f"(real instrument ~{_hms(summary['estimated_instrument_time_s'])})")
         print(f"catalog: {summary['catalog']}")
+        if loop is not None:
+            print(f"closed loop: {loop['diagnosis']} (stop: {loop['stop_reason']}) after "
+                  f"{len(loop['fields'])} fields; real instrument "
+                  f"{_hms(loop['instrument_time_s'])} with the survey")
     return status
 

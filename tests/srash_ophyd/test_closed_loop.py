@@ -113,3 +113,27 @@ def test_an_interrupted_loop_keeps_its_fields_and_the_vote_so_far(tmp_path, dx):
         assert len(ana["fields"].read()["field_index"]) == 2
     finally:
         s.close()
+
+
+@pytest.mark.slow
+def test_scan_until_confident_prints_the_loop_keys(tmp_path, capsys):
+    import json
+
+    from srash_ophyd.cli import main
+
+    code = main(["scan", "--until-confident", "--grid", "3x3", "--pixels", "64", "--fov-um",
+                 "90", "--averages", "1", "--seed", "70003", "--phenotype", "NOA-SPG",
+                 "--min-patches", "2", "--max-fields", "3", "--data-dir", str(tmp_path),
+                 "--quiet", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key in ("uid", "scan_id", "exit_status", "tiles", "estimated_instrument_time_s"):
+        assert key in out  # the keys printed today stay
+    assert out["stop_reason"] in STOP_REASONS
+    assert 1 <= len(out["fields"]) <= 3 and out["tiles_done"] == len(out["fields"])
+    assert out["instrument_time_s"] >= out["fields"][-1]["instrument_time_s"] > 0
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error, nothing created
+        main(["scan", "--until-confident", "--max-fields", "0", "--data-dir",
+              str(tmp_path / "never"), "--grid", "2x2"])
+    assert exc.value.code == 2 and not (tmp_path / "never").exists()
+    assert "--max-fields: 0 not allowed: must be >= 1" in capsys.readouterr().err
