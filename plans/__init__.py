@@ -7,7 +7,8 @@ detector's ``*_srs_mean`` reading for the survey; shutters True = open).
 
 Plan stubs (no run): :func:`tune_raman_shift`, :func:`srash_field`, :func:`acquire_frame`.
 Plans (one run each): :func:`mosaic` (with :func:`survey_tiles`), :func:`hyperspectral_stack`,
-:func:`dark_frames`, :func:`power_reference`, :func:`flat_field`.
+:func:`dark_frames`, :func:`power_reference`, :func:`flat_field`; :func:`diagnose` (two runs:
+survey, then the closed-loop diagnosis; :mod:`plans.adaptive`).
 Geometry: :func:`tile_grid` / :class:`TileGrid`. Suspenders: :func:`make_suspenders`.
 Event layout of a field: :mod:`plans.stubs` and :mod:`plans.markers`.
 """
@@ -18,6 +19,8 @@ from typing import Any
 # Names are loaded on first use (PEP 562), so that ``import plans.contract`` (which ml may do)
 # does not import bluesky and every plan module with it.
 _WHERE = {
+    "DiagnosisFeedback": "adaptive", "StopRule": "adaptive", "default_feedback": "adaptive",
+    "diagnose": "adaptive", "rank_tiles": "adaptive",
     "dark_frames": "calibration", "flat_field": "calibration", "flat_field_map": "calibration",
     "power_reference": "calibration",
     "GridError": "grid", "TileGrid": "grid", "tile_grid": "grid",
@@ -46,7 +49,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "FIELD_KEYS", "FieldMarker",
+    "COMPOSITE_CHANNELS", "DEFAULT_SHIFTS_CM1", "DeviceFailure", "DiagnosisFeedback",
+    "FIELD_KEYS", "FieldMarker", "StopRule", "default_feedback", "diagnose", "rank_tiles",
     "GridError",
     "InterlockSuspender", "ModeLockSuspender", "SurveyResult", "TileGrid", "acquire_frame",
     "composite_recipe", "dark_frames", "flat_field", "flat_field_map", "hyperspectral_stack",

@@ -539,7 +539,7 @@ def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule,
 
         def except_plan(e: BaseException) -> MsgGenerator[None]:
             if isinstance(e, RunEngineControlException):
-                yield from bps.close_run(exit_status=e.exit_status)
+                yield from bps.close_run(exit_status=getattr(e, "exit_status", "abort"))
             else:
                 yield from bps.close_run(exit_status="fail", reason=str(e))
 

@@ -70,12 +70,18 @@ def full_plans() -> dict[str, Callable[..., Any]]:
 
     ``survey_tiles`` is a full plan too but takes a :class:`plans.TileGrid` object, which a
     queue item (JSON) cannot carry; queue it as ``mosaic(survey=True, survey_kwargs=...)``.
+
+    ``diagnose`` (:mod:`plans.adaptive`, the closed loop) reads the process's feedback
+    mailbox, which the normal-vs-NOA live classifier of the profile feeds; from a queue its
+    ``survey_kwargs`` can carry numbers only (``{"background": 0.0, "survey_pixels": 24}``:
+    without the scanner devices the survey frames keep the scanner's pixels).
     """
     from plans import dark_frames, flat_field, hyperspectral_stack, mosaic, power_reference
+    from plans.adaptive import diagnose
 
     return {"mosaic": mosaic, "hyperspectral_stack": hyperspectral_stack,
             "dark_frames": dark_frames, "flat_field": flat_field,
-            "power_reference": power_reference}
+            "power_reference": power_reference, "diagnose": diagnose}
 
 
 def session_md(session: Any) -> Callable[[Any], Any]:
@@ -201,6 +207,7 @@ def build_profile(env: Mapping[str, str] | None = None) -> Profile:
     (default ``os.environ``; variables in the module doc)."""
     from ml.dx.predict import LBNetDx
 
+    from ..closedloop import attach_closed_loop
     from ..session import attach_live_dx, make_session
 
     settings = settings_from_env(env)
@@ -209,8 +216,9 @@ def build_profile(env: Mapping[str, str] | None = None) -> Profile:
     live: list[Any] = []
     try:
         session.RE.preprocessors.append(session_md(session))
-        for dx in classifiers:
-            live.append(attach_live_dx(session, dx))
+        for dx in classifiers:  # normal vs NOA also feeds plans.adaptive.diagnose
+            attach = attach_closed_loop if dx.task.name == "normal-vs-noa" else attach_live_dx
+            live.append(attach(session, dx))
         if live:
             drain = DrainAtStop(live, settings["dx_wait_s"])
             session.tokens["live_dx_drain"] = session.RE.subscribe(drain)

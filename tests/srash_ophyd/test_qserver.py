@@ -9,7 +9,8 @@ import typing
 
 import pytest
 
-FULL_PLANS = {"mosaic", "hyperspectral_stack", "dark_frames", "flat_field", "power_reference"}
+FULL_PLANS = {"mosaic", "hyperspectral_stack", "dark_frames", "flat_field", "power_reference",
+              "diagnose"}
 
 MOSAIC = {"name": "mosaic", "args": [["mic"], "mic.raman", "mic.xyz.x", "mic.xyz.y"],
           "kwargs": {"rows": 1, "cols": 2, "fov_um": 10.0, "overlap": 0.1,
