@@ -494,8 +494,14 @@ def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule,
                                    extra_readables=[x, y], retries=retries,
                                    retry_delay_s=retry_delay_s)
             yield from bps.checkpoint()  # a rewind from here on replays only the wait
-            futs = yield from bps.wait_for([fb.waiter(state["uid"], t.index)],
-                                           timeout=timeout_s)
+            try:
+                futs = yield from bps.wait_for([fb.waiter(state["uid"], t.index)],
+                                               timeout=timeout_s)
+            except TimeoutError:  # bluesky.run_engine.WaitForTimeoutError
+                raise PlanError(
+                    f"no classification of field {t.index} came within {timeout_s:g} s: is a "
+                    "live classifier feeding this plan's mailbox (srash_ophyd.closedloop."
+                    "attach_closed_loop) and still running?") from None
             result = futs[0].result() if futs else None
             state["results"].append(result)
             action, reason, label = rule.decide(state["results"], left=len(order) - rank - 1)
@@ -552,7 +558,10 @@ def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule,
                                            except_plan=except_plan, else_plan=else_plan)
         return uid
 
-    uid = yield from bpp.stage_wrapper(run(), list(detectors))
+    try:
+        uid = yield from bpp.stage_wrapper(run(), list(detectors))
+    finally:
+        fb.forget(state["uid"])  # the run is closed: no rewind can replay a wait now
     return DiagnosisOutcome(uid=uid, survey_uid=survey.uid, stop_reason=state["stop"],
                             label=state["label"], order=[t.as_dict() for t in order],
                             decisions=state["decisions"])

@@ -205,3 +205,14 @@ def test_the_loop_stops_on_the_budget(mic):
     assert len(out.decisions) == 3
     stop = [d for n, d in docs if n == "stop"][-1]
     assert stop["num_events"]["primary"] == 6 and stop["exit_status"] == "success"
+
+
+def test_no_classifier_fails_the_run_with_a_reason(mic):
+    RE = RunEngine({})
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    with pytest.raises(PlanError, match="no classification of field"):
+        RE(plan_of(mic, feedback=DiagnosisFeedback(), feedback_timeout_s=0.2))
+    stop = [d for n, d in docs if n == "stop"][-1]
+    assert stop["exit_status"] == "fail" and "live classifier" in stop["reason"]
+    assert stop["num_events"]["primary"] == 2  # the field acquired is kept
