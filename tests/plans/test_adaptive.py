@@ -216,3 +216,56 @@ def test_no_classifier_fails_the_run_with_a_reason(mic):
     stop = [d for n, d in docs if n == "stop"][-1]
     assert stop["exit_status"] == "fail" and "live classifier" in stop["reason"]
     assert stop["num_events"]["primary"] == 2  # the field acquired is kept
+
+
+def test_a_suspension_while_waiting_for_the_vote_duplicates_nothing(mic):
+    """A suspender trips while the plan waits for field 1's vote: the RunEngine rewinds to
+    the checkpoint after the field and replays only the wait (the mailbox keeps results)."""
+    import threading
+    import time
+
+    from bluesky.suspenders import SuspendBoolLow
+    from ophyd import Signal
+
+    ok = Signal(name="mode_locked", value=1)
+    RE = RunEngine({})
+    RE.install_suspender(SuspendBoolLow(ok, sleep=0.0))
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    fb = DiagnosisFeedback()
+    script = ScriptedClassifier(fb, [0.7, 0.75, 0.7])
+    trips = []
+
+    def slow_classifier(name, doc):  # posts 0.3 s late; the laser drops meanwhile, once
+        if name == "event" and doc["descriptor"] in script.desc and not trips \
+                and doc["data"].get("shift_index") == 1:
+            trips.append(doc["data"]["field_index"])
+
+            def drop():
+                ok.put(0)
+                time.sleep(0.1)
+                ok.put(1)
+                time.sleep(0.2)
+                script(name, doc)
+
+            threading.Thread(target=drop, daemon=True).start()
+            return
+        script(name, doc)
+
+    RE.subscribe(slow_classifier)
+    waits = []
+    RE.msg_hook = lambda msg: waits.append(1) if msg.command == "wait_for" else None
+    box = {}
+
+    def keep():
+        box["out"] = yield from plan_of(mic, feedback=fb, feedback_timeout_s=30, max_fields=3,
+                                        futility=False)
+
+    RE(keep())
+    out = box["out"]
+    assert trips and out.stop_reason == "budget" and len(out.decisions) == 3
+    stop = [d for n, d in docs if n == "stop"][-1]
+    assert stop["num_events"] == {"primary": 6, DECISIONS_STREAM: 3}
+    seqs = [d["seq_num"] for n, d in docs if n == "event" and "decision_action" in d["data"]]
+    assert seqs == [1, 2, 3]
+    assert len(waits) > 3  # the suspension replayed field 1's wait
