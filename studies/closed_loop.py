@@ -162,16 +162,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
     colours = {"correct": "tab:green", "unidentifiable": "tab:gray", "wrong": "tab:red"}
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-    for r in rows:
-        oc = outcome(r["loop"]["diagnosis"], r["truth"])
-        a.scatter(r["full"]["instrument_time_s"] / 60, r["loop"]["instrument_time_s"] / 60,
-                  color=colours[oc], edgecolor="k", s=40)
-    lim = max(r["full"]["instrument_time_s"] for r in rows) / 60 * 1.05
-    a.plot([0, lim], [0, lim], "k:", lw=1, label="same time")
-    a.plot([0, lim], [0, lim / 3], "k--", lw=1, label="3x less")
-    a.set_xlabel("full mosaic: instrument time (min)")
-    a.set_ylabel("closed loop: instrument time (min)")
-    a.set_title("per patient (colour: closed-loop outcome)")
+    for i, r in enumerate(rows):
+        for mode, marker, dx in (("full", "s", -0.15), ("loop", "o", 0.15)):
+            oc = outcome(r[mode]["diagnosis"], r["truth"])
+            a.scatter(i + dx, r[mode]["instrument_time_s"] / 60, marker=marker,
+                      color=colours[oc], edgecolor="k", s=40, zorder=3)
+        a.plot([i - 0.15, i + 0.15], [r["full"]["instrument_time_s"] / 60,
+                                      r["loop"]["instrument_time_s"] / 60], "k-", lw=0.5)
+    a.set_yscale("log")
+    a.set_xticks(range(len(rows)))
+    a.set_xticklabels([f"{r['seed']}\n{r['phenotype']}" for r in rows], rotation=90,
+                      fontsize=6)
+    a.set_ylabel("instrument time to diagnosis (min, log)")
+    a.set_title("square: full mosaic, circle: closed loop")
     for k, c in colours.items():
         a.scatter([], [], color=c, edgecolor="k", label=k)
     a.legend(fontsize=8)
@@ -191,6 +194,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def top(probabilities: dict[str, float] | None) -> str:
+    """``"NOA 0.812"``: the vote's leading class and its probability."""
+    if not probabilities:
+        return "no vote"
+    k = max(probabilities, key=lambda c: probabilities[c])
+    return f"{k} {probabilities[k]:.3f}"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -215,6 +226,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"| {mode} | {m['time_mean_s']:.0f} s ({m['time_median_s']:.0f} s) | "
               f"{m['fields_mean']:.1f} | {m['correct']} | {m['unidentifiable']} | "
               f"{m['wrong']} |")
+    print()
+    print("| seed | phenotype | full: diagnosis (vote) | loop: diagnosis (vote), stop, fields |")
+    print("|---|---|---|---|")
+    for r in rows:
+        fv, lv = top(r["full"]["probabilities"]), top(r["loop"]["probabilities"])
+        print(f"| {r['seed']} | {r['phenotype']} | {r['full']['diagnosis']} ({fv}) | "
+              f"{r['loop']['diagnosis']} ({lv}), {r['loop']['stop_reason']}, "
+              f"{r['loop']['fields']} |")
+    print()
     print(f"time ratio (of means) {s['time_ratio_of_means']:.2f}, median per patient "
           f"{s['time_ratio_median']:.2f}; stop reasons {s['stop_reasons']}; diagnoses that "
           f"differ {s['disagree']}; wrong only in the loop {s['extra_wrong']}")
