@@ -532,8 +532,8 @@ def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule,
 
     def stop_text() -> str:
         d = state["decisions"]
-        if state["stop"] is None:
-            return "no tissue tile to image: unidentifiable"
+        if not d:
+            return f"stop_reason={state['stop']}: no tissue tile to image: unidentifiable"
         last = d[-1]
         return (f"stop_reason={state['stop']}: {state['label']} after {len(d)} fields "
                 f"(vote {last['vote_label'] or 'none'} "

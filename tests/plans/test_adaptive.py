@@ -269,3 +269,19 @@ def test_a_suspension_while_waiting_for_the_vote_duplicates_nothing(mic):
     seqs = [d["seq_num"] for n, d in docs if n == "event" and "decision_action" in d["data"]]
     assert seqs == [1, 2, 3]
     assert len(waits) > 3  # the suspension replayed field 1's wait
+
+
+def test_a_section_without_tissue_stops_exhausted_without_imaging(mic):
+    RE = RunEngine({})
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    box = {}
+
+    def keep():  # nothing clears a tissue threshold of 10 V
+        box["out"] = yield from plan_of(mic, feedback=DiagnosisFeedback(), survey_kwargs={
+            "background": 0.0, "threshold": 10.0})
+
+    RE(keep())
+    assert box["out"].stop_reason == "exhausted" and box["out"].decisions == []
+    stop = [d for n, d in docs if n == "stop"][-1]
+    assert stop["exit_status"] == "success" and "stop_reason=exhausted" in stop["reason"]
