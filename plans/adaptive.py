@@ -376,7 +376,7 @@ def diagnose(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movab
              max_fields: int = 8, threshold: float = 0.8, min_patches: int = 60,
              min_fields: int = 2, futility: bool = True,
              survey_kwargs: Mapping[str, Any] | None = None,
-             tubule_weight: float = 0.5, spread: float = 0.3,
+             tubule_weight: float = 0.5, spread: float = 0.3, ranked: bool = True,
              feedback: Any = None, feedback_timeout_s: float = 600.0,
              retries: int = 1, retry_delay_s: float = 0.1,
              md: Mapping | None = None) -> MsgGenerator[DiagnosisOutcome]:
@@ -402,6 +402,9 @@ def diagnose(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movab
         ``threshold`` (V above background that counts as tissue).
     tubule_weight, spread
         Of :func:`rank_tiles`.
+    ranked : bool
+        False: image the tissue tiles in row-major order instead (an ablation of the
+        ranking; same survey, same stop rule).
     feedback : DiagnosisFeedback, optional
         The mailbox the live classifier writes to; default :func:`default_feedback`.
     feedback_timeout_s : float
@@ -436,18 +439,19 @@ def diagnose(detectors: Sequence[Readable], raman: Movable, x: Movable, y: Movab
                  "fov_um": grid.fov_um, "overlap": grid.overlap,
                  "center_um": list(grid.center_um), "shifts_cm1": shifts,
                  "stop_rule": rule.as_dict(), "tubule_weight": float(tubule_weight),
-                 "spread": float(spread),
+                 "spread": float(spread), "ranked": bool(ranked),
                  "survey_kwargs": {k: (repr(v) if k in ("pixels", "averages", "shutters")
                                        else v) for k, v in skw.items()}}
     return _diagnose(detectors, raman, x, y, grid=grid, shifts=shifts, rule=rule, skw=skw,
-                     tubule_weight=float(tubule_weight), spread=float(spread), fb=fb,
+                     tubule_weight=float(tubule_weight), spread=float(spread),
+                     ranked=bool(ranked), fb=fb,
                      timeout_s=float(feedback_timeout_s), retries=retries,
                      retry_delay_s=retry_delay_s, plan_args=plan_args, md=md)
 
 
-def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule, skw, tubule_weight,
-              spread, fb: DiagnosisFeedback, timeout_s, retries, retry_delay_s, plan_args,
-              md) -> MsgGenerator[DiagnosisOutcome]:
+def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule, skw,
+              tubule_weight, spread, ranked, fb: DiagnosisFeedback, timeout_s, retries,
+              retry_delay_s, plan_args, md) -> MsgGenerator[DiagnosisOutcome]:
     survey_md = {k: v for k, v in (md or {}).items()
                  if k in ("sample_id", "patient_id", "phenotype", "diagnosis", "specimen",
                           "specimen_seed", "noise_seed", "calibration")}
@@ -458,6 +462,8 @@ def _diagnose(detectors, raman, x, y, *, grid: TileGrid, shifts, rule: StopRule,
                               values=[[1.0] * grid.cols for _ in range(grid.rows)],
                               background=0.0, uid=survey.uid)
     order = rank_tiles(grid, survey, tubule_weight=tubule_weight, spread=spread)
+    if not ranked:  # the ablation: the survey's tissue tiles in plain row order
+        order = sorted(order, key=lambda t: t.index)
     planned = order[:rule.max_fields]
     mask = [[False] * grid.cols for _ in range(grid.rows)]
     for t in order:

@@ -41,8 +41,12 @@ def patients(n: int, seed_base: int) -> list[tuple[int, str]]:
     return [(seed_base + i, PHENOTYPES[i % len(PHENOTYPES)]) for i in range(n)]
 
 
+ARMS = ("full", "loop", "loop-grid")
+
+
 def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: Path,
-                keep: bool, dx: Any, rule: dict[str, Any]) -> dict[str, Any]:
+                keep: bool, dx: Any, rule: dict[str, Any],
+                arms: tuple[str, ...] = ("full", "loop")) -> dict[str, Any]:
     """Both diagnoses of one patient (module doc)."""
     from plans.adaptive import DiagnosisFeedback
     from plans.contract import DEFAULT_SHIFTS_CM1, diagnosis_of
@@ -57,7 +61,7 @@ def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: 
                shifts_cm1=DEFAULT_SHIFTS_CM1)
     out: dict[str, Any] = {"seed": seed, "phenotype": phenotype,
                            "truth": diagnosis_of(phenotype), "grid": f"{rows}x{cols}"}
-    for mode in ("full", "loop"):
+    for mode in arms:
         d = Path(tempfile.mkdtemp(prefix=f"cl-{seed}-{mode}-", dir=data_root))
         t0 = time.perf_counter()
         s = make_session(data_dir=d, specimen="testis", phenotype=phenotype, seed=seed,
@@ -72,7 +76,8 @@ def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: 
             else:
                 fb = DiagnosisFeedback()
                 live = attach_closed_loop(s, dx, fb)
-                r = run_diagnosis(s, live, feedback=fb, md=md, **geo, **rule)
+                r = run_diagnosis(s, live, feedback=fb, md=md, ranked=mode == "loop",
+                                  **geo, **rule)
                 r = {k: r[k] for k in ("uid", "diagnosis", "probabilities", "n_patches",
                                        "stop_reason", "instrument_time_s",
                                        "survey_instrument_time_s", "exit_code")} | {
@@ -92,7 +97,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res_path = out / "results.jsonl"
+    arms = tuple(a.strip() for a in args.arms.split(","))
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        print(f"--arms {args.arms!r}: unknown {bad}; allowed: {', '.join(ARMS)}",
+              file=sys.stderr)
+        return 2
+    res_path = out / ("results.jsonl" if arms == ("full", "loop") else
+                      f"results-{'-'.join(arms)}.jsonl")
     done = set()
     if args.resume and res_path.exists():
         done = {json.loads(line)["seed"] for line in res_path.read_text().splitlines() if line}
@@ -107,14 +119,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         t = time.perf_counter()
         r = one_patient(seed, ph, grid=(rows, cols), data_root=data_root, keep=args.keep_data,
-                        dx=dx, rule=rule)
+                        dx=dx, rule=rule, arms=arms)
         r["rule"] = rule
         with open(res_path, "a") as fh:
             fh.write(json.dumps(r) + "\n")
-        print(f"{seed} {ph}: full {r['full']['diagnosis']} {r['full']['instrument_time_s']:.0f}"
-              f" s / loop {r['loop']['diagnosis']} ({r['loop']['stop_reason']}, "
-              f"{r['loop']['fields']} fields) {r['loop']['instrument_time_s']:.0f} s; "
-              f"{time.perf_counter() - t:.0f} s wall", flush=True)
+        what = "; ".join(f"{a} {r[a]['diagnosis']} ({r[a].get('stop_reason')}, "
+                         f"{r[a]['fields']} fields) {r[a]['instrument_time_s']:.0f} s"
+                         for a in arms)
+        print(f"{seed} {ph}: {what}; {time.perf_counter() - t:.0f} s wall", flush=True)
     return 0
 
 
@@ -130,7 +142,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
     out: dict[str, Any] = {"n": len(rows)}
-    for mode in ("full", "loop"):
+    for mode in [m for m in ARMS if all(m in r for r in rows)]:
         t = np.array([r[mode]["instrument_time_s"] for r in rows], float)
         f = np.array([r[mode]["fields"] for r in rows], float)
         oc = [outcome(r[mode]["diagnosis"], r["truth"]) for r in rows]
@@ -208,6 +220,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
             if line]
+    extra: dict[int, dict[str, Any]] = {}  # other arms (results-<arms>.jsonl), by seed
+    for path in sorted(out.glob("results-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line:
+                r = json.loads(line)
+                extra.setdefault(r["seed"], {}).update({a: r[a] for a in ARMS if a in r})
+    rows = [{**r, **{k: v for k, v in extra.get(r["seed"], {}).items() if k not in r}}
+            for r in rows]
+    with_extra = [r for r in rows if all(a in r for a in ARMS)]
     if not rows:
         print("no results yet", file=sys.stderr)
         return 1
@@ -239,6 +260,19 @@ def cmd_report(args: argparse.Namespace) -> int:
           f"{s['time_ratio_median']:.2f}; stop reasons {s['stop_reasons']}; diagnoses that "
           f"differ {s['disagree']}; wrong only in the loop {s['extra_wrong']}")
     print(f"targets: {s['targets']}")
+    if with_extra:
+        g = summarise(with_extra)
+        (out / "summary_loop_grid.json").write_text(json.dumps(g, indent=1))
+        print(f"\nablation, the loop in row order (no ranking), n = {g['n']}:")
+        for mode in ARMS:
+            m = g[mode]
+            print(f"| {mode} | {m['time_mean_s']:.0f} s ({m['time_median_s']:.0f} s) | "
+                  f"{m['fields_mean']:.1f} | {m['correct']} | {m['unidentifiable']} | "
+                  f"{m['wrong']} |")
+        for r in with_extra:
+            print(f"  {r['seed']} {r['phenotype']}: loop-grid {r['loop-grid']['diagnosis']} "
+                  f"({top(r['loop-grid']['probabilities'])}), "
+                  f"{r['loop-grid']['stop_reason']}, {r['loop-grid']['fields']} fields")
     return 0
 
 
@@ -282,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data-root", default=tempfile.gettempdir())
     r.add_argument("--keep-data", action="store_true")
     r.add_argument("--resume", action="store_true")
+    r.add_argument("--arms", default="full,loop",
+                   help="comma list of full, loop, loop-grid (the loop without the survey's "
+                        "ranking: tissue tiles in row order); other than full,loop the "
+                        "results go to results-<arms>.jsonl")
     r.set_defaults(func=cmd_run)
     q = sub.add_parser("report", help="table and plot of results.jsonl")
     q.add_argument("--out", default="docs/closed_loop")

@@ -285,3 +285,9 @@ def test_a_section_without_tissue_stops_exhausted_without_imaging(mic):
     assert box["out"].stop_reason == "exhausted" and box["out"].decisions == []
     stop = [d for n, d in docs if n == "stop"][-1]
     assert stop["exit_status"] == "success" and "stop_reason=exhausted" in stop["reason"]
+
+
+def test_unranked_loop_images_tissue_tiles_in_row_order(mic):
+    out, docs = run_loop(mic, [0.6, 0.7, 0.75], max_fields=3, futility=False, ranked=False)
+    start = [d for n, d in docs if n == "start"][-1]
+    assert out.fields == sorted(out.fields) == start["tiles"]["order"][:3]
