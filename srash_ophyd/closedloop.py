@@ -17,6 +17,7 @@ instrument clock, and one call that runs it and summarises (``srash demo --adapt
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -120,7 +121,8 @@ def run_diagnosis(session: Any, live: Any, *, feedback: DiagnosisFeedback | None
     ``probabilities`` (class -> vote), ``n_patches``, ``instrument_time_s`` (survey
     included), ``survey_instrument_time_s``, ``fields`` (one per full-resolution field:
     ``field_index``, ``row``, ``col``, ``x_um``, ``y_um``, ``rank``, ``n_patches``,
-    ``vote`` (top-class probability after it), ``vote_label``, ``action``, ``reason``,
+    ``vote`` (top-class probability after it), ``vote_label``, ``vote_probabilities`` and
+    ``field_probabilities`` (class -> p), ``action``, ``reason``,
     ``instrument_time_s`` at its last frame, ``decision_latency_s``), ``order`` (the
     ranked tissue tiles), ``exit_code`` / ``message`` (:class:`~.session.PlanOutcome`).
     """
@@ -151,11 +153,17 @@ def run_diagnosis(session: Any, live: Any, *, feedback: DiagnosisFeedback | None
     decisions = _decisions(out, fb, uid)
     order = (diag or {}).get("tiles", {}).get("ranking", [])
     by_index = {t["index"]: t for t in order}
+    names = list(live.callback.dx.class_names)
+    field_p = {f.field_index: f.field_probabilities for f in live.fields}
     fields = []
     for d in decisions:
         t = by_index.get(d["decision_field_index"], {})
         fi = d["decision_field_index"]
+        fp = field_p.get(fi) if live.callback.scan_uid == uid else None
         fields.append({
+            "field_probabilities": dict(zip(names, fp)) if fp is not None else None,
+            "vote_probabilities": json.loads(d["vote_probabilities"])
+            if d["vote_probabilities"] else None,
             "field_index": fi, "rank": d["decision_rank"], "row": t.get("row"),
             "col": t.get("col"), "n_patches": d["field_n_patches"],
             "vote": _finite(d["vote_top_probability"]), "vote_label": d["vote_label"],

@@ -41,7 +41,7 @@ def patients(n: int, seed_base: int) -> list[tuple[int, str]]:
     return [(seed_base + i, PHENOTYPES[i % len(PHENOTYPES)]) for i in range(n)]
 
 
-ARMS = ("full", "loop", "loop-grid")
+ARMS = ("full", "loop", "loop-grid", "trajectory")
 
 
 def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: Path,
@@ -76,8 +76,12 @@ def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: 
             else:
                 fb = DiagnosisFeedback()
                 live = attach_closed_loop(s, dx, fb)
-                r = run_diagnosis(s, live, feedback=fb, md=md, ranked=mode == "loop",
-                                  **geo, **rule)
+                # trajectory: the ranked loop that never stops early, so any stop rule
+                # can be replayed on it offline (replay()); same seeds -> same fields
+                never = {"min_patches": 10**9, "futility": False,
+                         "max_fields": rule["max_fields"]} if mode == "trajectory" else {}
+                r = run_diagnosis(s, live, feedback=fb, md=md, ranked=mode != "loop-grid",
+                                  **geo, **{**rule, **never})
                 r = {k: r[k] for k in ("uid", "diagnosis", "probabilities", "n_patches",
                                        "stop_reason", "instrument_time_s",
                                        "survey_instrument_time_s", "exit_code")} | {
@@ -216,6 +220,81 @@ def top(probabilities: dict[str, float] | None) -> str:
     return f"{k} {probabilities[k]:.3f}"
 
 
+def replay(field_log: list[dict[str, Any]], rule: dict[str, Any], *,
+           survey_s: float) -> dict[str, Any]:
+    """The closed loop's outcome under stop ``rule`` (:class:`plans.adaptive.StopRule`
+    keyword arguments), replayed on a trajectory (the ranked fields of one patient, never
+    stopped early): exact, because the fields and their order do not depend on the rule
+    until it stops. Returns ``diagnosis``, ``stop_reason``, ``fields``,
+    ``instrument_time_s``."""
+    from plans.adaptive import StopRule
+
+    r = StopRule(**rule)
+    results: list[dict[str, Any]] = []
+    n_with = 0
+    total = 0
+    for i, f in enumerate(field_log):
+        names = list((f["vote_probabilities"] or f["field_probabilities"] or {}).keys())
+        n_with += int(f["n_patches"] > 0)
+        total += int(f["n_patches"])
+        results.append({
+            "class_names": names, "n_patches": f["n_patches"], "vote_n_patches": total,
+            "n_fields": n_with,
+            "vote_probabilities": list(f["vote_probabilities"].values())
+            if f["vote_probabilities"] else None,
+            "field_probabilities": list(f["field_probabilities"].values())
+            if f["field_probabilities"] else None})
+        # tissue tiles left: the trajectory ran to the budget or to the last tissue tile
+        action, reason, label = r.decide(results, left=len(field_log) - i - 1)
+        if action == "stop" or i + 1 == len(field_log):
+            return {"diagnosis": label, "stop_reason": reason, "fields": i + 1,
+                    "instrument_time_s": f["instrument_time_s"]}
+    return {"diagnosis": "unidentifiable", "stop_reason": "exhausted", "fields": 0,
+            "instrument_time_s": survey_s}
+
+
+#: the stop rules compared on the tuning cohort (cmd_tune); the first is the default
+RULES = {
+    "default (min 2 fields, 60 patches)": {},
+    "min 3 fields": {"min_fields": 3},
+    "min 4 fields": {"min_fields": 4},
+    "threshold 0.85": {"threshold": 0.85},
+    "min 3 fields, threshold 0.85": {"min_fields": 3, "threshold": 0.85},
+}
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Each rule of :data:`RULES` replayed on the trajectories of ``--trajectories``: time,
+    fields, correct / unidentifiable / wrong."""
+    rows = [json.loads(line) for line in Path(args.trajectories).read_text().splitlines()
+            if line]
+    base = rows[0].get("rule", {})
+    table = {}
+    for name, over in RULES.items():
+        rule = {"max_fields": base.get("max_fields", 8), "min_patches": 60, "min_fields": 2,
+                "futility": True, **over}
+        outs = [replay(r["trajectory"]["field_log"], rule,
+                       survey_s=r["trajectory"]["survey_instrument_time_s"]) for r in rows]
+        oc = [outcome(o["diagnosis"], r["truth"]) for o, r in zip(outs, rows)]
+        table[name] = {"rule": rule, "n": len(rows),
+                       "time_mean_s": sum(o["instrument_time_s"] for o in outs) / len(outs),
+                       "fields_mean": sum(o["fields"] for o in outs) / len(outs),
+                       "correct": oc.count("correct"),
+                       "unidentifiable": oc.count("unidentifiable"), "wrong": oc.count("wrong"),
+                       "per_patient": [{"seed": r["seed"], "phenotype": r["phenotype"], **o}
+                                       for r, o in zip(rows, outs)]}
+    if args.json:
+        print(json.dumps(table))
+        return 0
+    print(f"n = {len(rows)} ({args.trajectories})")
+    print("| rule | time mean | fields mean | correct | unidentifiable | wrong |")
+    print("|---|---|---|---|---|---|")
+    for name, t in table.items():
+        print(f"| {name} | {t['time_mean_s']:.0f} s | {t['fields_mean']:.1f} | "
+              f"{t['correct']} | {t['unidentifiable']} | {t['wrong']} |")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
@@ -325,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--out", default="docs/closed_loop")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_report)
+    t = sub.add_parser("tune", help="stop rules replayed on trajectories (--arms trajectory)")
+    t.add_argument("--trajectories", required=True, help="a results-trajectory.jsonl")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_tune)
     m = sub.add_parser("montecarlo", help="minimum-evidence table of the stop rule")
     m.add_argument("--out", default="docs/closed_loop")
     m.add_argument("--trials", type=int, default=200_000)
