@@ -150,7 +150,7 @@ def run_diagnosis(session: Any, live: Any, *, feedback: DiagnosisFeedback | None
     out = result.get("value")
     diag = next((d for d in seen["starts"].values() if d.get("plan_name") == "diagnose"), None)
     uid = diag["uid"] if diag else None
-    decisions = _decisions(out, fb, uid)
+    decisions = _decisions(out, live, uid)
     order = (diag or {}).get("tiles", {}).get("ranking", [])
     by_index = {t["index"]: t for t in order}
     names = list(live.callback.dx.class_names)
@@ -195,10 +195,27 @@ def _run_keep_value(session: Any, plan: Any, result: dict[str, Any]) -> Any:
     return session.run(keep())
 
 
-def _decisions(out: Any, fb: DiagnosisFeedback, uid: str | None) -> list[dict[str, Any]]:
+def _decisions(out: Any, live: Any, uid: str | None) -> list[dict[str, Any]]:
+    """The plan's decisions; when the run did not finish (Ctrl-C, a fault) the plan returned
+    nothing, so each field the classifier saw is listed with action ``"interrupted"`` (the
+    decisions recorded before are in the run's ``decisions`` stream)."""
     if out is not None:
         return list(out.decisions)
-    return []  # interrupted: the decisions are in the run's DECISIONS_STREAM
+    if live.callback.scan_uid != uid or uid is None:
+        return []
+    names = list(live.callback.dx.class_names)
+    rows = []
+    for rank, f in enumerate(live.fields):
+        v = f.running_vote
+        rows.append({"decision_field_index": f.field_index, "decision_rank": rank,
+                     "decision_action": "interrupted", "decision_reason": "interrupted",
+                     "vote_label": v.label_name if v is not None else "",
+                     "vote_top_probability": max(v.probabilities) if v is not None
+                     else math.nan,
+                     "vote_probabilities": json.dumps(dict(zip(names, v.probabilities)))
+                     if v is not None else "",
+                     "field_n_patches": f.n_patches, "decision_latency_s": math.nan})
+    return rows
 
 
 def _finite(v: Any) -> float | None:

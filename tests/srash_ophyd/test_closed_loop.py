@@ -100,6 +100,8 @@ def test_an_interrupted_loop_keeps_its_fields_and_the_vote_so_far(tmp_path, dx):
                             max_fields=6, min_patches=10_000, futility=False, **GEO)
         live.close(60)
         assert res["exit_code"] == 130 and res["stop_reason"] is None
+        assert [f["action"] for f in res["fields"]] == ["interrupted", "interrupted"]
+        assert res["fields"][-1]["vote"] is not None  # the vote so far, in the summary too
         run = s.catalog[res["uid"]]
         stop = run.metadata["stop"]
         assert stop["exit_status"] == "abort"
