@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -12,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from ml.io.processed import ProcessedField, process_field
-from plans.contract import PHENOTYPES
+from plans.contract import PHENOTYPES, SHG_CHANNEL, srs_channel
 from simulators.errors import SettingsError
 from simulators.instrument import FieldResult, build_simulator, noise_generators
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
 
 from .options import parse_floats
+
+log = logging.getLogger("srash.cli.simulate")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -117,7 +120,7 @@ def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bo
         "png": str(png) if png else None,
         "processed": processed,
         "shape": list(field.raw.shape),
-        "channels": field.channel_names,
+        "channels": channel_names(field),
         "pixel_size_um": field.pixel_um,
         "center_um": list(field.window.center_um),
         "raman_shifts_cm1": [round(s, 2) for s in field.raman_shifts_cm1],
@@ -135,8 +138,16 @@ def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bo
     }
 
 
+def channel_names(field: FieldResult) -> list[str]:
+    """The field's channel names in the contract's spelling: one SRS channel per physical
+    Raman shift (:func:`plans.contract.srs_channel`), then SHG when recorded."""
+    names = [srs_channel(s) for s in field.raman_shifts_cm1]
+    return names + [SHG_CHANNEL] * (len(field.channel_names) - len(names))
+
+
 def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dict[str, Any]:
     from ml.io.ometiff import write_ome_tiff
+    from ml.io.omexml import Acquisition, instrument_from_settings
 
     from ..preview import save_field_png, save_stack_png
 
@@ -151,14 +162,25 @@ def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dic
                 "units": "V at reference power, background subtracted" if args.processed
                 else "detector V (lock-in output / PMT)"}
     x0, _, y0, _ = field.window.extent_um
+    names = channel_names(field)
+    instrument = instrument_from_settings(field.settings)
     if args.out is not None:
         data = proc.data if (args.processed and proc is not None) else field.raw
-        write_ome_tiff(args.out, data, channel_names=field.channel_names,
-                       pixel_size_um=field.pixel_um, position_um=(x0, y0), settings=settings)
+        n_srs = len(field.raman_shifts_cm1)
+        pumps = list(field.pump_nm) + [field.pump_nm[0]] * (len(names) - n_srs)  # SHG: 1st
+        acq = Acquisition.build(names, pump_nm=pumps, shifts_cm1=field.raman_shifts_cm1,
+                                instrument=instrument, acquired=time.time())
+        write_ome_tiff(args.out, data, channel_names=names, pixel_size_um=field.pixel_um,
+                       position_um=(x0, y0), settings=settings, acquisition=acq,
+                       name=f"simulated {kind}")
+        log.info("wrote %s: %s channels %s", args.out, kind, names)
     if args.truth is not None:
         write_ome_tiff(args.truth, field.truth.labels[None], channel_names=["labels"],
                        pixel_size_um=field.pixel_um, position_um=(x0, y0),
-                       settings={"labels": {lab.name: int(lab) for lab in _labels()}})
+                       settings={"labels": {lab.name: int(lab) for lab in _labels()}},
+                       acquisition=Acquisition.build(["labels"], instrument=instrument,
+                                                     acquired=time.time()),
+                       name=f"simulated {kind}: truth labels")
     if args.png is not None and proc is not None:
         if kind == "stack":
             save_stack_png(args.png, proc, field)

@@ -3,14 +3,18 @@
 On ``trigger()`` the scanner rasters the current field at the current settings through the
 simulator chain (:meth:`simulators.instrument.SRASHSimulator.frame`): the lock-in frame (SRS, V)
 and the PMT frame (SHG, V) are stacked as channels ``("SRS", "SHG")`` of one float32 array
-``(channel, y, x)`` and written as one OME-TIFF per frame (channel names, pixel size, stage
-position of the field's top-left corner and the simulator's settings JSON), announced with
-StreamResource / StreamDatum documents:
+``(channel, y, x)`` and written as one OME-TIFF per frame (:mod:`ml.io.omexml`: channel
+names ``SRS_<shift>`` spelled by :func:`plans.contract.srs_channel` from the frame's
+physical shift, and ``SHG``; acquisition date, lasers, detectors, objective, the pump
+wavelength per channel, pixel size, stage position of the field's top-left corner and the
+simulator's settings JSON), announced with StreamResource / StreamDatum documents:
 
 - data key ``<base>_image`` (``<base>`` = the microscope's name, e.g. ``srash_image``):
   ``dtype "array"``, ``dtype_numpy "<f4"``, ``shape [2, ny, nx]``,
   ``dims ["channel", "y", "x"]``, ``external "STREAM:"``, ``units "V"``, plus
-  ``channel_names ["SRS", "SHG"]``;
+  ``channel_names ["SRS", "SHG"]`` (the detector's outputs, the same for every shift) and
+  ``instrument`` (Stokes wavelength, pump range, repetition rate, objective: what exports
+  write into their OME ``Instrument``);
 - StreamResource: mimetype ``multipart/related;type=image/tiff``, ``uri`` = ``file://`` URI
   of a fresh folder ``<data_dir>/<stream resource uid>/`` (one per staging), parameters
   ``template "{:06d}.ome.tif"``, ``join_method "stack"``, ``chunk_shape [1]`` (one frame
@@ -37,6 +41,7 @@ is kept as :attr:`SRASHDetector.last_frame` either way.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
 from pathlib import Path
@@ -49,7 +54,8 @@ from ophyd import Signal
 from ophyd.status import DeviceStatus
 
 from ml.io.ometiff import write_ome_tiff
-from plans.contract import DETECTOR_CHANNELS
+from ml.io.omexml import Acquisition, instrument_from_settings
+from plans.contract import DETECTOR_CHANNELS, SHG_CHANNEL, srs_channel
 from simulators.instrument import FrameResult
 
 from ..catalog import file_uri
@@ -170,6 +176,7 @@ class SRASHDetector(SimDevice):
             "source": f"SIM:{self.image_key}", "dtype": "array", "dtype_numpy": "<f4",
             "shape": list(shape), "dims": ["channel", "y", "x"], "external": "STREAM:",
             "units": "V", "channel_names": list(CHANNEL_NAMES),
+            "instrument": instrument_from_settings(self.backend.settings()),
         }
         return desc
 
@@ -238,16 +245,21 @@ class SRASHDetector(SimDevice):
             path = self._folder / FILE_TEMPLATE.format(i)
             win = frame.window
             settings = sim.settings()
+            names = [srs_channel(frame.raman_shift_cm1), SHG_CHANNEL]
+            acq = Acquisition.build(
+                names, pump_nm=[frame.pump_nm, frame.pump_nm],
+                shifts_cm1=[frame.raman_shift_cm1, None],
+                instrument=instrument_from_settings(settings), acquired=time.time())
             settings["frame"] = {
                 "index": i, "raman_shift_cm1": frame.raman_shift_cm1, "pump_nm": frame.pump_nm,
                 "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
                 "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
-                "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES),
+                "window": win.to_dict(), "channel_names": names,
                 "registration_px": list(frame.registration_px)}
             try:
-                write_ome_tiff(path, data, channel_names=CHANNEL_NAMES,
+                write_ome_tiff(path, data, channel_names=names,
                                pixel_size_um=win.pixel_um, position_um=(win.x_um, win.y_um),
-                               settings=settings, sync=self.sync_frames)
+                               settings=settings, sync=self.sync_frames, acquisition=acq)
             except OSError as exc:
                 raise DeviceFault(f"{self.name}: frame not recorded: cannot write {path}: "
                                   f"{_disk_hint(path.parent, data.nbytes, exc)}") from exc
