@@ -85,6 +85,7 @@ def test_from_useq_edges_keeps_useqs_positions(kw):
         assert abs(p.x - x) <= 1e-9 * scale and abs(-p.y - y) <= 1e-9 * scale
 
 
+@settings(deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.floats(1.0, 400.0), st.floats(0.0, 50.0),
        st.sampled_from(["center", "top_left"]))
 def test_from_useq_rows_columns_either_anchor(rows, cols, fov, overlap, anchor):
