@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from .options import add_catalog_options, parse_floats, parse_grid, parse_overla
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
 
 SHIFTS = DEFAULT_SHIFTS_CM1
+
+log = logging.getLogger("srash.cli.scan")
 
 
 def mosaic_geometry(rows: int, cols: int, fov_um: float, overlap: float,
@@ -309,10 +312,14 @@ def run_scan(args: argparse.Namespace) -> int:
         if name == "start":
             seen["uid"] = doc["uid"]
             seen["scan_id"] = doc.get("scan_id")
+            log.info("run %s (scan %s) started: %dx%d tiles", doc["uid"], doc.get("scan_id"),
+                     req["rows"], req["cols"])
         elif name == "event":
             seen["events"] += 1
+            log.debug("event %d of run %s", seen["events"], seen["uid"])
         elif name == "stop":
             seen["stop"] = doc
+            log.info("run %s stopped: %s", doc.get("run_start"), doc.get("exit_status"))
 
     token = session.RE.subscribe(track)
     md = session.run_md(sample_id=args.sample, patient_id=args.patient)
