@@ -20,7 +20,7 @@ __all__ = [
     "DIAGNOSES", "DIAGNOSIS_OF", "DISPLAY_RGB", "LD_QUANT_ANALYSIS", "LINK_SCAN", "LINK_SCANS",
     "LINK_TRUTH", "LIPID_CM1", "NOA_SUBTYPES", "PAIR_TOLERANCE_CM1", "PHENOTYPES",
     "PROTEIN_CM1", "SEGMENTATION_ANALYSIS", "SHG_CHANNEL", "SRS_CHANNEL", "TRUTH_LABELS",
-    "TRUTH_PLAN", "LBNET_ANALYSIS", "CHANNEL_COLORMAPS",
+    "TRUTH_PLAN", "LBNET_ANALYSIS", "CHANNEL_COLORMAPS", "DX_TASKS", "SEGMENTERS",
     "diagnosis_of", "srs_channel", "srs_channel_shift",
 ]
 
@@ -91,6 +91,24 @@ DIAGNOSIS_OF: Final[Mapping[str, str]] = MappingProxyType(
 def diagnosis_of(phenotype: str | None) -> str | None:
     """The diagnosis of a phenotype (``"normal"`` or ``"NOA"``), None when unknown."""
     return DIAGNOSIS_OF.get(phenotype) if phenotype is not None else None
+
+
+# ---------------------------------------------------------------------------- models
+#: LBNet-Dx classification tasks: name -> the phenotypes of each class, in class order
+#: (``ml.dx.predict.TASKS`` builds its tasks from this)
+DX_TASKS: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType({
+    "normal-vs-noa": (("normal",), NOA_SUBTYPES),
+    "spt-vs-spg": (("NOA-SPT",), ("NOA-SPG",)),
+})
+#: hyperspectral segmenters (``ml.seg.models``): name -> description
+SEGMENTERS: Final[Mapping[str, str]] = MappingProxyType({
+    "hybrid-unet": "Hybrid-UNet (MSR3D + spectral compression + attention skips)",
+    "hybrid-no-msr": "ablation: Hybrid-UNet without the MSR3D modules",
+    "hybrid-no-compression": "ablation: Hybrid-UNet without the spectral-compression module",
+    "hybrid-no-attention": "ablation: Hybrid-UNet without attention-weighted skip pooling",
+    "unet3d": "baseline: 3D UNet",
+    "unet2d": "baseline: nnU-Net-style 2D UNet",
+})
 
 
 # ---------------------------------------------------------------------------- runs

@@ -71,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srash`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    logging.getLogger("srash.cli").info("srash %s (version %s)", args.command, __version__)
+    configure_logging(getattr(args, "verbose", 0))
+    logging.getLogger("srash.cli").info("srash %s (version %s)", getattr(args, "command", "?"),
+                                       __version__)
     from ..signals import Terminated, exit_status_for, terminate_gracefully
 
     # bluesky logs an aborted or failed run with its traceback ("Run aborted"); the commands

@@ -34,7 +34,7 @@ __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from ml.seg.models import SEGMENTERS
+    from plans.contract import SEGMENTERS
 
     p = sub.add_parser(
         "train-seg", help="train a nucleus / lipid-droplet segmenter on catalog stacks",

@@ -8,15 +8,17 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.io.processed import ProcessedField, process_field
 from plans.contract import PHENOTYPES, SHG_CHANNEL, srs_channel
 from simulators.errors import SettingsError
-from simulators.instrument import FieldResult, build_simulator, noise_generators
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
+
+if TYPE_CHECKING:  # pragma: no cover (the forward model loads when a command runs)
+    from ml.io.processed import ProcessedField
+    from simulators.instrument import FieldResult
 
 from .options import parse_floats
 
@@ -101,6 +103,8 @@ def _build(args: argparse.Namespace):
         y = dy if y is None else y
     if not args.dwell_us > 0:
         raise SettingsError(f"--dwell-us {args.dwell_us:g} not allowed: must be > 0")
+    from simulators.instrument import build_simulator
+
     sim = build_simulator(
         specimen, pixels=args.pixels, fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6,
         averages=args.averages, bidirectional=args.bidirectional, pump_mw=args.pump_power_mw,
@@ -153,6 +157,8 @@ def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dic
 
     proc: ProcessedField | None = None
     if args.processed or args.png is not None:
+        from ml.io.processed import process_field
+
         proc = process_field(sim, field, rng)
     settings = {"kind": kind, "processed": bool(args.processed),
                 "raman_shifts_cm1": field.raman_shifts_cm1,
@@ -226,6 +232,8 @@ def _short(values: list) -> str:
 
 def run_fov(args: argparse.Namespace) -> int:
     sim = _build(args)
+    from simulators.instrument import noise_generators
+
     rng, _ = noise_generators(args.noise_seed)  # the frame generator a scan's detector uses
     t0 = time.perf_counter()
     field = sim.field(rng, shifts_cm1=args.shifts, pump_nm=args.pump_nm)
@@ -244,6 +252,8 @@ def run_stack(args: argparse.Namespace) -> int:
     if len(shifts) > 1000:
         raise SettingsError(f"{len(shifts)} bands requested: at most 1000 allowed")
     sim = _build(args)
+    from simulators.instrument import noise_generators
+
     rng, _ = noise_generators(args.noise_seed)
     t0 = time.perf_counter()
     with tqdm(total=len(shifts), desc="stack", unit="band", disable=args.json or None,

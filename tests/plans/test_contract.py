@@ -69,3 +69,18 @@ def test_simulator_channel_names_are_the_contracts(shift):
     from simulators.instrument.simulator import _label
 
     assert f"SRS_{_label(shift)}" == c.srs_channel(shift)
+
+
+def test_model_names_are_the_contract_ones():
+    """The CLI offers ``--task`` / ``--model`` from the contract without importing torch: the
+    LBNet-Dx tasks and the segmenter registry must name exactly those."""
+    from ml.dx.predict import TASKS
+    from ml.seg.models import SEGMENTERS as MODELS
+    from plans.contract import DX_TASKS, SEGMENTERS
+
+    assert list(TASKS) == list(DX_TASKS)
+    for name, groups in DX_TASKS.items():
+        assert TASKS[name].phenotypes == groups
+        assert set(TASKS[name].all_phenotypes) <= set(c.PHENOTYPES)
+    assert TASKS["normal-vs-noa"].class_names == c.DIAGNOSES
+    assert MODELS == dict(SEGMENTERS)
