@@ -29,6 +29,7 @@ from . import (
     scan,
     segment,
     segtrain,
+    serve,
     shell,
     simulate,
     train,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     segtrain.add_parsers(sub)
     quantify.add_parser(sub)
     shell.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
