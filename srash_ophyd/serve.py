@@ -21,7 +21,8 @@ the command line says; restarting with other keys revokes the old ones). A key c
 tiled scopes:
 
 - read-write (:data:`WRITE_SCOPES`): search, read arrays and documents, create runs,
-  register frame files, write events;
+  register frame files, write events, delete (``srash catalog repair`` replaces the
+  half-written run of a scan whose server went away);
 - read-only (:data:`READ_SCOPES`): search and read; any write is refused by tiled (401
   "Not enough permissions").
 
@@ -69,7 +70,8 @@ ENV_API_KEY = "SRASH_SERVE_API_KEY"
 ENV_READ_KEYS = "SRASH_SERVE_READ_KEYS"
 MIN_KEY_HEX = 32  # hexadecimal digits of a key (128 bits)
 READ_SCOPES = ("read:metadata", "read:data")
-WRITE_SCOPES = READ_SCOPES + tuple(sorted(_SCAN_SCOPES))
+#: a scan's scopes, and deleting: ``srash catalog repair`` replaces a half-written run
+WRITE_SCOPES = READ_SCOPES + tuple(sorted(_SCAN_SCOPES)) + ("delete:node", "delete:revision")
 _PROVIDER = "srash-keys"
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _GENERATE = 'python -c "import secrets; print(secrets.token_hex(32))"'
