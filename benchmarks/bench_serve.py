@@ -61,7 +61,8 @@ def writer(url: str, data_dir: str, sample: str, runs: int, grid: str, pixels: i
 
     rows, cols = parse_grid(grid)
     s = make_session(data_dir=data_dir, catalog_uri=url, api_key=os.environ["BENCH_KEY"],
-                     progress=False, pixels=pixels, fov_um=60.0, seed=hash(sample) % 1000)
+                     progress=False, pixels=pixels, fov_um=60.0,
+                     seed=sum(sample.encode()) % 1000)
     inner = s.journal.writer
     spent = {"total": 0.0, "stop": 0.0}
 

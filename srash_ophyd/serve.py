@@ -274,7 +274,10 @@ def init_catalog(database: str, *, exist_ok: bool = False) -> bool:
             await engine.dispose()
 
     asyncio.run(create())
-    stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+    with warnings.catch_warnings():  # third-party: tiled's alembic.ini template predates
+        warnings.filterwarnings("ignore", message="No path_separator found",  # alembic 1.16
+                                category=DeprecationWarning)
+        stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
     return True
 
 
