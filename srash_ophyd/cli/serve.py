@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(run.documents()). Every request needs an API key: the read-write key "
                     "(--api-key) may scan into it, a read-only key (--read-key) may search "
                     "and read. Clients: `srash ... --catalog URL --api-key KEY`. Runs until "
-                    "Ctrl-C / SIGTERM. See docs/facility.md.")
+                    "Ctrl-C / SIGTERM (a graceful stop: exit status 0; 2 when it cannot "
+                    "start). See docs/facility.md.")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="data directory: frames (and the SQLite catalog unless --database); "
                         "default $SRASH_DATA_DIR or ./srash-data")
@@ -69,8 +70,16 @@ def run_serve(args: argparse.Namespace) -> int:
     config = server_config(data_dir=args.data_dir, database=args.database, host=args.host,
                            port=args.port, api_key=args.api_key, read_keys=args.read_key,
                            readable=args.readable)
-    serve(config, ready=lambda url: print_ready(url, config, as_json=args.json))
-    print("srash serve: stopped", file=sys.stderr)
+    from ..signals import Terminated
+
+    why = "done"
+    try:  # uvicorn stops gracefully on SIGINT / SIGTERM, then re-raises the signal
+        serve(config, ready=lambda url: print_ready(url, config, as_json=args.json))
+    except Terminated as exc:
+        why = str(exc)
+    except KeyboardInterrupt:
+        why = "interrupted (Ctrl-C)"
+    print(f"srash serve: stopped, {why}", file=sys.stderr)
     return 0
 
 

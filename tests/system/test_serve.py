@@ -206,7 +206,9 @@ def test_keys_scopes_and_documents_served_and_embedded(servers, tmp_path, capsys
     finally:
         close_catalog(reader)
 
-    srv.stop()
+    srv.stop()  # SIGTERM: a graceful stop
+    assert srv.proc.returncode == 0 and "stopped, terminated by SIGTERM" in (
+        srv.log.read_text()), srv.log.read_text()[-2000:]
     embedded = open_catalog(d)  # the same catalog, without a server
     try:
         local = check_run_whole(embedded[uid], frames_per_tile=2, tiles=2)
