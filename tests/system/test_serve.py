@@ -360,3 +360,43 @@ def test_two_sessions_scan_into_one_postgresql_catalog_while_readers_read(
     finally:
         close_catalog(client)
     assert not list(d.glob("journal/*.jsonl"))  # every run whole in the catalog
+
+
+def test_database_lost_mid_scan_keeps_every_frame(pg_database, servers, tmp_path, capsys):
+    """PostgreSQL goes away under a running server (its database dropped, connections
+    terminated): the scan fails with a message naming the catalog, and every acquired
+    frame stays on disk with its documents in the journal."""
+    rc, _, err = cli(capsys, "catalog", "init", "--database", pg_database)
+    assert rc == 0, err
+    d = tmp_path / "data"
+    srv = servers(d, "--database", pg_database)
+    log = tmp_path / "scan.log"
+    with open(log, "wb") as f:
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "srash_ophyd.cli", "scan", "--grid", "2x2", *SCAN,
+             "--time-scale", "1", "--data-dir", str(d), "--catalog", srv.url],
+            cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=_env(TILED_API_KEY=WRITE_KEY))
+    try:
+        deadline = time.monotonic() + START_S
+        while len(list(d.glob("frames/*/*.ome.tif"))) < 3:
+            assert scan.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        name = pg_database.rsplit("/", 1)[1]
+        asyncio.run(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        assert scan.wait(timeout=START_S) == 1, log.read_text()
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    text = log.read_text()
+    last = text.strip().splitlines()[-1]
+    assert "Traceback" not in text, text
+    assert f"the catalog at {srv.url} failed" in last and "safe in its journal" in last, text
+    (journal,) = d.glob("journal/*.jsonl")
+    from srash_ophyd.journal import read_journal
+
+    docs, _ = read_journal(journal)
+    events = [doc for name, doc in docs if name == "event"]
+    frames = list(d.glob("frames/*/*.ome.tif"))
+    assert len(frames) >= 3 and len(events) == len(frames)  # every frame journaled
