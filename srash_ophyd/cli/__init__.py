@@ -35,6 +35,7 @@ from . import (
     scan,
     segment,
     segtrain,
+    serve,
     shell,
     simulate,
     train,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     segtrain.add_parsers(sub)
     quantify.add_parser(sub)
     shell.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

@@ -353,9 +353,14 @@ def run_scan(args: argparse.Namespace) -> int:
                 f"{summary['exit_status']})" if summary["uid"] else
                 "no run was started, nothing acquired")
         if summary["uid"] and session.journal.pending(summary["uid"]):
+            repair, hint = "srash catalog repair", "mend the cause"
+            if args.catalog:  # a served catalog: it stopped answering, or refused a write
+                repair += f" --data-dir {session.data_dir} --catalog {args.catalog}"
+                message = f"the catalog at {args.catalog} failed ({message})"
+                hint = "mend the cause (is the server running?)"
             done = (f"the catalog did not take run {summary['uid']}; its "
-                    f"{summary['tiles_done']} finished tiles are safe in its journal: mend "
-                    "the cause, then run `srash catalog repair`")
+                    f"{summary['tiles_done']} finished tiles are safe in its journal: "
+                    f"{hint}, then run `{repair}`")
         what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
                 else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)
