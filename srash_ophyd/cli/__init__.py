@@ -25,6 +25,7 @@ from . import (
     cohort,
     demo,
     evaluate,
+    ioc,
     quantify,
     scan,
     segment,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     segtrain.add_parsers(sub)
     quantify.add_parser(sub)
     shell.add_parser(sub)
+    ioc.add_parser(sub)
     return parser
 
 
