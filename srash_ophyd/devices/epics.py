@@ -106,7 +106,7 @@ def _ioc_message(pvname: str) -> str:
     pv = ophyd.cl.get_pv(_ioc_prefix(pvname) + "Message-RB")
     try:
         pv.wait_for_connection(timeout=2.0)
-        msg = pv.get(as_string=True, timeout=2.0, use_monitor=False)
+        msg = _decode_chars(pv.get(timeout=2.0, use_monitor=False))
     except Exception:  # noqa: BLE001 - the refusal is reported either way
         msg = None
     return str(msg or f"{pvname}: refused by the IOC (no message)")
@@ -187,19 +187,55 @@ def _wait_s(sig: Any) -> float:
     return CA_TIMEOUT_S + float(getattr(sig.root, "max_operation_s", 600.0))
 
 
-class _Bool:
-    """Mixin: an enum PV (0/1) as bool, described as ``boolean``."""
+class _LongString:
+    """Mixin: a long string served as a CHAR waveform (paths, JSON, messages), read and
+    written as char arrays (a DBR_STRING would cut it at 40 characters)."""
 
-    def get(self, **kwargs: Any) -> bool:
-        return bool(super().get(**kwargs))  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["string"] = False
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def get(self, **kwargs: Any) -> str:
+        return _decode_chars(super().get(**kwargs))  # type: ignore[misc]
+
+    def _encode(self, value: Any) -> Any:
+        import numpy as np
+
+        return np.frombuffer(str(value).encode() + b"\0", dtype=np.uint8)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         desc = super().describe()  # type: ignore[misc]
         for d in desc.values():
-            d["dtype"] = "boolean"
-            d["dtype_numpy"] = "|b1"
-            d.pop("enum_strs", None)
+            d.update(dtype="string", shape=[])
+            d.pop("dtype_numpy", None)
         return desc
+
+
+def _decode_chars(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        import numpy as np
+
+        raw = np.asarray(value, dtype=np.uint8).tobytes()
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+
+class EpicsLongString(_LongString, EpicsReadback):
+    """A read-only long string PV."""
+
+
+class EpicsLongStringSetting(_LongString, EpicsSetting):
+    """A long string setting (a path)."""
+
+
+class _Bool:
+    """Mixin: an enum PV (0/1) as bool (described as ophyd describes a bool: integer)."""
+
+    def get(self, **kwargs: Any) -> bool:
+        return bool(super().get(**kwargs))  # type: ignore[misc]
 
     def _encode(self, value: Any) -> int:
         return int(bool(value))
@@ -608,12 +644,12 @@ class EpicsSRASHDetector(Labelled, Device):
     acquire = Cpt(EpicsSetting, "Acquire", kind="omitted")
     acquire_time = Cpt(EpicsReadback, "AcquireTime_RBV", kind="omitted")
     array_counter = Cpt(EpicsReadback, "ArrayCounter_RBV", kind="omitted")
-    file_path = Cpt(EpicsSetting, "FilePath", kind="omitted", string=True)
-    file_name = Cpt(EpicsSetting, "FileName", kind="omitted", string=True)
+    file_path = Cpt(EpicsLongStringSetting, "FilePath", kind="omitted")
+    file_name = Cpt(EpicsLongStringSetting, "FileName", kind="omitted")
     file_number = Cpt(EpicsSetting, "FileNumber", kind="omitted")
-    full_file_name = Cpt(EpicsReadback, "FullFileName_RBV", kind="omitted", string=True)
+    full_file_name = Cpt(EpicsLongString, "FullFileName_RBV", kind="omitted")
     write_status = Cpt(EpicsReadback, "WriteStatus", kind="omitted")
-    write_message = Cpt(EpicsReadback, "WriteMessage", kind="omitted", string=True)
+    write_message = Cpt(EpicsLongString, "WriteMessage", kind="omitted")
     sync_frames_pv = Cpt(EpicsBoolSetting, "SyncFrames", kind="omitted")
 
     _UNITS = {"srs_mean": "V", "shg_mean": "V", "frame_raman_shift": "cm^-1",
@@ -682,7 +718,10 @@ class EpicsSRASHDetector(Labelled, Device):
             self._folder = (self.data_dir / uid).absolute()
             self._folder.mkdir(parents=True, exist_ok=False)
             self.file_path.put(str(self._folder) + "/")
-            self.file_name.put("")
+            name = self.file_name.get()
+            if name:  # the layout is <folder>/<number>.ome.tif, as in process
+                raise SrashError(f"{self.file_name.pvname} is {name!r}: clear it (the SRASH "
+                                 "frames are named by number only)")
             self.file_number.put(0)
             bundle = compose_stream_resource(
                 mimetype=MIMETYPE, uri=file_uri(self._folder) + "/", data_key=self.image_key,
@@ -772,9 +811,9 @@ class EpicsSRASHMicroscope(Labelled, Device):
     detector = Cpt(EpicsSRASHDetector, "Det:", kind="hinted")
     interlock = Cpt(PolledStatus, "Interlock-RB", kind="omitted")
     time_scale_pv = Cpt(EpicsSetting, "TimeScale", kind="omitted")
-    info_pv = Cpt(EpicsReadback, "Info-RB", kind="omitted", string=True)
-    settings_pv = Cpt(EpicsReadback, "Settings-RB", kind="omitted", string=True)
-    calibration_pv = Cpt(EpicsReadback, "Calibration-RB", kind="omitted", string=True)
+    info_pv = Cpt(EpicsLongString, "Info-RB", kind="omitted")
+    settings_pv = Cpt(EpicsLongString, "Settings-RB", kind="omitted")
+    calibration_pv = Cpt(EpicsLongString, "Calibration-RB", kind="omitted")
 
     #: longest operation a put may take before the IOC counts as not answering (wall s)
     max_operation_s = 600.0

@@ -63,7 +63,7 @@ __all__ = ["IOCSettings", "SRASHIOC", "build_ioc", "run_ioc"]
 #: the file name format of ``Det:FileTemplate`` (areaDetector style: path, name, number)
 FILE_TEMPLATE_C = "%s%s%06d.ome.tif"
 #: longest JSON / path string PV (characters)
-LONG_STRING = 1 << 20
+LONG_STRING = 1 << 16
 #: refresh of the readbacks while something moves (s of wall time)
 TICK_S = 0.02
 
@@ -108,7 +108,7 @@ def _prop(name: str, value: Any, get: Callable[["SRASHIOC"], Any] | None, *,
         kw["dtype"] = ChannelType.ENUM
     if max_length is not None:
         kw["max_length"] = max_length
-        kw["report_as_string"] = True
+        kw["report_as_string"] = False  # a CHAR waveform, as areaDetector's FilePath
         kw["dtype"] = ChannelType.CHAR
     if put is not None:
         setter = put
@@ -203,7 +203,7 @@ def _set_int(attr: str) -> Callable[["SRASHIOC", Any], None]:
 
 def _set_text(attr: str) -> Callable[["SRASHIOC", Any], None]:
     def put(ioc: "SRASHIOC", v: Any) -> None:
-        setattr(ioc, attr, str(v))
+        setattr(ioc, attr, _text(v))
     return put
 
 
@@ -393,11 +393,11 @@ class SRASHIOC(PVGroup):
     pv_info = _prop("Info-RB", "{}", lambda s: s.info_json, max_length=LONG_STRING,
                  doc="JSON: specimen, phenotype, seeds the IOC was started with")
     settings_json = pvproperty(name="Settings-RB", value="{}", dtype=ChannelType.CHAR,
-                               max_length=LONG_STRING, report_as_string=True, read_only=True,
+                               max_length=LONG_STRING, report_as_string=False, read_only=True,
                                alarm_group="Settings-RB",
                                doc="JSON: the simulator's settings (computed when read)")
     calibration_json = pvproperty(name="Calibration-RB", value="{}", dtype=ChannelType.CHAR,
-                                  max_length=LONG_STRING, report_as_string=True,
+                                  max_length=LONG_STRING, report_as_string=False,
                                   read_only=True, alarm_group="Calibration-RB",
                                   doc="JSON: dark levels and volts per unit (computed when "
                                       "read)")
@@ -660,6 +660,15 @@ class SRASHIOC(PVGroup):
 
 class _FrameRefused(Exception):
     """A frame not recorded; the message goes to ``Det:WriteMessage``."""
+
+
+def _text(v: Any) -> str:
+    """A string put (str, bytes or a char array) as str, up to the first NUL."""
+    if isinstance(v, str):
+        return v.split("\0", 1)[0]
+    raw = bytes(v) if isinstance(v, (bytes, bytearray)) else np.asarray(
+        v, dtype=np.uint8).tobytes()
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
 def _same(a: Any, b: Any) -> bool:

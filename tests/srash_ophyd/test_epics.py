@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from urllib.parse import urlparse
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ CA_ENV = {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": "127.0.0.1",
           "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
           "EPICS_CA_SERVER_PORT": str(_free_port(socket.SOCK_STREAM)),
           "EPICS_CA_REPEATER_PORT": str(_free_port(socket.SOCK_DGRAM))}
+CA_ENV["EPICS_CAS_BEACON_PORT"] = CA_ENV["EPICS_CA_REPEATER_PORT"]
 os.environ.update(CA_ENV)  # before any CA context of this process exists
 
 pytestmark = [pytest.mark.slow]
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = f"SRT{uuid.uuid4().hex[:6]}:"
 SEEDS = {"specimen": "testis", "seed": 3, "noise_seed": 5}
-SCAN = {"pixels": 32, "fov_um": 40.0}
+SCAN = {"pixels": 32, "fov_um": 40.0, "averages": 1, "dwell_s": 10e-6}
 START_S = 180.0  # a busy 2-core machine imports slowly; never asserted on
 
 
@@ -129,10 +131,16 @@ def _frames(sink):
     out = []
     for ev, datum in zip(sink.of("event"), sink.of("stream_datum")):
         r = res[datum["stream_resource"]]
-        folder = Path(r["uri"].removeprefix("file://"))
+        folder = Path(urlparse(r["uri"]).path)
         path = folder / r["parameters"]["template"].format(datum["indices"]["start"])
         out.append((ev["data"], tifffile.imread(path)))
     return out
+
+
+#: in process, ``pump.wavelength.setpoint`` is that axis object's own last command (the Raman
+#: axis tunes the pump through its own axis object); over CA it is the IOC's setpoint PV,
+#: which every client shares. The one value that differs, by design (docs/epics.md).
+SETPOINT_OF_THE_INSTRUMENT = {"srash_pump_wavelength_setpoint"}
 
 
 def _norm(v):
@@ -144,7 +152,8 @@ def epics_mic(ioc, tmp_path_factory):
     from srash_ophyd.devices.factory import make_microscope
 
     return make_microscope(control="epics", prefix=PREFIX,
-                           data_dir=tmp_path_factory.mktemp("ca-frames"), **SCAN)
+                           data_dir=tmp_path_factory.mktemp("ca-frames"), connect_timeout_s=60.0,
+                           **SCAN)
 
 
 def test_mosaic_over_ca_matches_in_process(epics_mic, tmp_path):
@@ -167,7 +176,7 @@ def test_mosaic_over_ca_matches_in_process(epics_mic, tmp_path):
         assert ia.shape == ib.shape == (2, 32, 32)
         np.testing.assert_array_equal(ia, ib)  # the same pixels, bit for bit
         assert set(da) == set(db)  # the same data keys
-        for key in da:
+        for key in set(da) - SETPOINT_OF_THE_INSTRUMENT:
             assert _norm(da[key]) == pytest.approx(_norm(db[key])), key
     da, db = a.of("descriptor")[0], b.of("descriptor")[0]
     assert set(da["data_keys"]) == set(db["data_keys"])
