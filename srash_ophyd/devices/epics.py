@@ -100,16 +100,51 @@ def _not_answering(pvname: str, exc: BaseException | None = None) -> IOCNotAnswe
         "EPICS_CA_SERVER_PORT)?")
 
 
-def _ioc_message(pvname: str) -> str:
+def _prefix_of(sig: Any) -> str:
+    """The IOC prefix of a signal: its microscope's ``prefix``, else from its PV name."""
+    root = getattr(sig, "root", None)
+    if isinstance(root, EpicsSRASHMicroscope):
+        return str(root.prefix)
+    return _ioc_prefix(sig.pvname)
+
+
+_IOC_PVS: dict[str, Any] = {}
+_IOC_PVS_LOCK = threading.Lock()
+
+
+def _ioc_pv(sig: Any, record: str) -> Any:
+    """The low-level PV (one per name, no monitor) of the IOC-wide ``record``
+    (``Message-RB``...) of ``sig``'s IOC."""
     import ophyd
 
-    pv = ophyd.cl.get_pv(_ioc_prefix(pvname) + "Message-RB")
+    name = _prefix_of(sig) + record
+    with _IOC_PVS_LOCK:
+        pv = _IOC_PVS.get(name)
+        if pv is None:
+            pv = _IOC_PVS[name] = ophyd.cl.get_pv(name, auto_monitor=False)
     try:
-        pv.wait_for_connection(timeout=2.0)
-        msg = _decode_chars(pv.get(timeout=2.0, use_monitor=False))
-    except Exception:  # noqa: BLE001 - the refusal is reported either way
-        msg = None
-    return str(msg or f"{pvname}: refused by the IOC (no message)")
+        ok = pv.wait_for_connection(timeout=CA_TIMEOUT_S)
+    except TimeoutError:
+        ok = False
+    if not ok:
+        raise _not_answering(pv.pvname)
+    return pv
+
+
+def _refusals(sig: Any) -> int:
+    """The IOC's count of refused puts (``Refused-RB``)."""
+    try:
+        return int(_ioc_pv(sig, "Refused-RB").get(timeout=CA_TIMEOUT_S, use_monitor=False))
+    except TimeoutError as exc:
+        raise _not_answering(sig.pvname, exc) from exc
+
+
+def _ioc_message(sig: Any) -> str:
+    try:
+        return _decode_chars(_ioc_pv(sig, "Message-RB").get(timeout=CA_TIMEOUT_S,
+                                                             use_monitor=False))
+    except TimeoutError:
+        return ""
 
 
 # ---------------------------------------------------------------------------- signals
@@ -139,11 +174,15 @@ class EpicsSetting(_FreshRead, EpicsSignal):
     def _encode(self, value: Any) -> Any:
         return value
 
-    def _check_refused(self) -> None:
-        self.get()
-        sev = self.alarm_severity
-        if sev is not None and int(sev) >= 2:  # MAJOR / INVALID: the IOC refused it
-            raise LimitError(_ioc_message(self.pvname))
+    def _check_refused(self, before: int) -> None:
+        """Raise :class:`LimitError` when the IOC refused this PV's put: its count of refused
+        puts grew and its last message names this PV (another client's refusal in between
+        names another PV)."""
+        if _refusals(self) <= before:
+            return
+        msg = _ioc_message(self)
+        if msg.startswith(self.pvname + ":"):
+            raise LimitError(msg)
 
     def set(self, value: Any, *, timeout: float | None = None, settle_time: float | None = None,
             **kwargs: Any) -> Status:
@@ -159,13 +198,14 @@ class EpicsSetting(_FreshRead, EpicsSignal):
             try:
                 if not done.wait(timeout if timeout is not None else _wait_s(self)):
                     raise _not_answering(self.pvname)
-                self._check_refused()
+                self._check_refused(before)
             except Exception as exc:  # noqa: BLE001 - reported through the status
                 status.set_exception(exc)
                 return
             status.set_finished()
 
         self.check_value(value)
+        before = _refusals(self)
         try:
             EpicsSignal.put(self, self._encode(value), callback=completed, use_complete=True)
         except TimeoutError as exc:

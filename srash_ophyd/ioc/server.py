@@ -388,6 +388,8 @@ class SRASHIOC(PVGroup):
                             doc="fault injection: 1 opens the interlock, 0 closes it")
     pv_message = _prop("Message-RB", "", lambda s: s.message, max_length=4096,
                     doc="why the last put was refused")
+    refused = _prop("Refused-RB", 0, lambda s: s.refusals,
+                    doc="number of refused puts since start (Message-RB says the last why)")
     time_scale_pv = _prop("TimeScale", 0.0, lambda s: s.time_scale, put=_set_time_scale,
                           doc="x real instrument time (0 = instant)")
     pv_info = _prop("Info-RB", "{}", lambda s: s.info_json, max_length=LONG_STRING,
@@ -410,6 +412,7 @@ class SRASHIOC(PVGroup):
         self.time_scale = float(settings.time_scale)
         self.interlock_open = False
         self.message = ""
+        self.refusals = 0
         self.array_counter = 0
         self.file_path = ""
         self.file_name = ""
@@ -456,9 +459,21 @@ class SRASHIOC(PVGroup):
             await inst.write(value, verify_value=False)
 
     async def _refuse(self, instance: Any, exc: BaseException) -> None:
+        """Say why ``instance``'s put was refused: ``Message-RB`` (``<pv>: <reason>``),
+        ``Refused-RB`` + 1, then a MAJOR / WRITE alarm on the PV. The alarm is raised just
+        after the put is done: caproto recomputes a numeric PV's alarm from its alarm limits
+        at the end of every write, which would clear one raised inside the putter."""
         self.message = f"{instance.pvname}: {exc}"
-        await instance.alarm.write(status=AlarmStatus.WRITE, severity=AlarmSeverity.MAJOR_ALARM)
+        self.refusals += 1
         await self.pv("Message-RB").write(self.message, verify_value=False)
+        await self.pv("Refused-RB").write(self.refusals, verify_value=False)
+
+        async def alarm() -> None:
+            await asyncio.sleep(0.01)
+            await instance.alarm.write(status=AlarmStatus.WRITE,
+                                       severity=AlarmSeverity.MAJOR_ALARM)
+
+        asyncio.ensure_future(alarm())
 
     async def _ok(self, instance: Any) -> None:
         if instance.alarm.severity != AlarmSeverity.NO_ALARM:

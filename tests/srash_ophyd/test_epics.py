@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 import uuid
-from urllib.parse import urlparse
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -194,11 +194,16 @@ def test_mosaic_over_ca_matches_in_process(epics_mic, tmp_path):
 def test_refused_put_keeps_value_and_says_why(epics_mic):
     power = epics_mic.pump.power
     before = power.get()
-    with pytest.raises(LimitError, match="pump power"):
+    with pytest.raises(LimitError, match="Pump:Power-SP: total laser power .* safety limit"):
         power.put(1000.0)
     assert power.get() == before
+    deadline = time.monotonic() + 5.0  # the alarm is raised just after the put completes
+    while int(power.alarm_severity) != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        power.get()
     assert int(power.alarm_severity) == 2  # MAJOR on the refused PV
     power.put(before)  # a good put clears it
+    power.get()
     assert int(power.alarm_severity) == 0
     with pytest.raises(LimitError, match="outside the limits"):
         epics_mic.xyz.x.move(1e9)  # checked against HLM before anything moves
