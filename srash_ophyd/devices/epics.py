@@ -61,7 +61,7 @@ __all__ = [
     "EpicsPhotodiode", "EpicsPumpLaser", "EpicsPumpWavelength", "EpicsRamanShiftAxis",
     "EpicsSRASHDetector", "EpicsSRASHMicroscope", "EpicsSetting", "EpicsStageAxis",
     "EpicsStokesLaser", "EpicsXYZStage", "IOCNotAnswering", "PolledStatus",
-    "ensure_control_layer",
+    "ensure_control_layer", "read_ioc_info",
 ]
 
 MIMETYPE = "multipart/related;type=image/tiff"
@@ -145,6 +145,24 @@ def _ioc_message(sig: Any) -> str:
                                                              use_monitor=False))
     except TimeoutError:
         return ""
+
+
+def read_ioc_info(prefix: str, timeout: float = CA_TIMEOUT_S) -> dict[str, Any]:
+    """What the IOC of ``prefix`` was started with (``Info-RB``: specimen, phenotype,
+    seeds); :class:`IOCNotAnswering` when it does not answer."""
+    import ophyd
+
+    ensure_control_layer()
+    pv = ophyd.cl.get_pv(prefix + "Info-RB", auto_monitor=False)
+    try:
+        if not pv.wait_for_connection(timeout=timeout):
+            raise TimeoutError(f"{pv.pvname} did not connect")
+        return dict(json.loads(_decode_chars(pv.get(timeout=timeout, use_monitor=False))))
+    except TimeoutError as exc:
+        raise IOCNotAnswering(
+            f"the IOC with prefix {prefix!r} does not answer within {timeout:g} s: start "
+            f"it with `srash ioc --prefix {prefix}` and check EPICS_CA_ADDR_LIST / "
+            "EPICS_CA_SERVER_PORT") from exc
 
 
 # ---------------------------------------------------------------------------- signals
@@ -269,6 +287,21 @@ class EpicsLongString(_LongString, EpicsReadback):
 
 class EpicsLongStringSetting(_LongString, EpicsSetting):
     """A long string setting (a path)."""
+
+
+class EpicsStringSetting(EpicsSetting):
+    """A short string setting (DBR_STRING, e.g. the lock-in output)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["string"] = True
+        super().__init__(*args, **kwargs)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        for d in desc.values():  # the CA layer reports a string's limits as bytes
+            for key in ("lower_ctrl_limit", "upper_ctrl_limit", "limits"):
+                d.pop(key, None)
+        return desc
 
 
 class _Bool:
@@ -510,7 +543,7 @@ class EpicsLockInAmplifier(EpicsDevice):
     filter_order = Cpt(EpicsSetting, "FilterOrder-SP", kind="config")
     sensitivity = Cpt(EpicsSetting, "Sensitivity-SP", kind="config")
     phase = Cpt(EpicsSetting, "Phase-SP", kind="config")
-    output = Cpt(EpicsSetting, "Output-SP", kind="config", string=True)
+    output = Cpt(EpicsStringSetting, "Output-SP", kind="config")
     reference_frequency = Cpt(EpicsReadback, "RefFreq-RB", kind="config")
     overload = Cpt(PolledStatus, "Overload-RB", kind="normal")
     overload_px = Cpt(EpicsReadback, "OverloadPx-RB", kind="normal")

@@ -732,11 +732,27 @@ def build_ioc(prefix: str = "SRASH:", *, specimen: str = "testis",
 
 def run_ioc(ioc: SRASHIOC, *, interfaces: list[str] | None = None,
             log_pv_names: bool = False) -> None:
-    """Serve ``ioc`` until interrupted (caproto's asyncio server; addresses from the
-    ``EPICS_CAS_*`` environment variables unless ``interfaces``)."""
-    from caproto.server import run
+    """Serve ``ioc`` until SIGINT / SIGTERM / SIGHUP (caproto's asyncio server; addresses
+    from the ``EPICS_CAS_*`` environment variables unless ``interfaces``); an operation in
+    flight is cancelled, the records go with the process."""
+    import contextlib
+    import signal
 
-    kwargs: dict[str, Any] = {"log_pv_names": log_pv_names}
-    if interfaces:
-        kwargs["interfaces"] = interfaces
-    run(ioc.pvdb, **kwargs)
+    from caproto.asyncio.server import start_server
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        server = asyncio.ensure_future(start_server(ioc.pvdb, interfaces=interfaces,
+                                                    log_pv_names=log_pv_names))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([server, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in (server, stopper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        ioc._executor.shutdown(wait=False, cancel_futures=True)
+
+    asyncio.run(serve())

@@ -235,6 +235,23 @@ def test_modelock_fault_through_the_ioc_suspends_and_resumes(epics_mic):
     assert all(e["data"]["srash_pump_mode_locked"] for e in sink.of("event"))
 
 
+def test_srash_scan_over_ca_into_the_catalog(ioc, tmp_path):
+    """The README's two-terminal recipe: `srash scan --control epics` against the IOC."""
+    import json
+
+    env = {**os.environ, **CA_ENV, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srash_ophyd.cli", "scan", "--control", "epics", "--prefix",
+           PREFIX, "--grid", "1x2", "--pixels", "32", "--fov-um", "40", "--quiet", "--json",
+           "--data-dir", str(tmp_path / "data"), "--sample", "CA-1"]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["exit_status"] == "success" and summary["tiles_done"] == 2
+    assert summary["frames"] == 4
+    assert summary["sample_id"] == "CA-1" and summary["phenotype"] == "normal"
+    assert len(list((tmp_path / "data" / "frames").glob("*/*.ome.tif"))) == 4
+
+
 def test_killed_ioc_mid_scan_fails_clearly_and_keeps_the_finished_frames(ioc, epics_mic):
     sink = Sink()
     RE, plan = _run_mosaic(epics_mic, sink, rows=2, cols=2)
