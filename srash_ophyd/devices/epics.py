@@ -214,8 +214,10 @@ class EpicsSetting(_FreshRead, EpicsSignal):
 
         def worker() -> None:
             try:
-                if not done.wait(timeout if timeout is not None else _wait_s(self)):
-                    raise _not_answering(self.pvname)
+                limit = time.monotonic() + (timeout if timeout is not None else _wait_s(self))
+                while not done.wait(0.25):  # a killed IOC answers no put: notice it
+                    if not self.connected or time.monotonic() > limit:
+                        raise _not_answering(self.pvname)
                 self._check_refused(before)
             except Exception as exc:  # noqa: BLE001 - reported through the status
                 status.set_exception(exc)
@@ -943,7 +945,21 @@ class EpicsSRASHMicroscope(Labelled, Device):
 
     # ------------------------------------------------------------------ detector
     def trigger(self):
+        """Read the statuses (a suspender watching one sees a fault here), then acquire;
+        with the interlock open or mode-lock lost no frame is started: the status fails at
+        once, so no frame is in flight while the run is suspended (one finishing later
+        would announce a file that no event uses)."""
         self.refresh()
+        problems = []
+        if self.interlock._last is False:
+            problems.append("laser-safety shutter interlock open")
+        if self.pump.mode_locked._last is False:
+            problems.append("pump laser lost mode-lock")
+        if problems:
+            status = DeviceStatus(self.detector, call_stop_on_failure=False)
+            status.set_exception(DeviceFault(f"{self.detector.name}: frame not started: "
+                                             + "; ".join(problems)))
+            return status
         return self.detector.trigger()
 
     def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:

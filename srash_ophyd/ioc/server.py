@@ -562,10 +562,12 @@ class SRASHIOC(PVGroup):
             await self._ok(instance)
             await self.pump_dmov.write(0, verify_value=False)
             await self.pump_tune_time.write(float(seconds), verify_value=False)
-            await self._sleep(seconds)
-            pump.wavelength_nm = target
-            await self.pump_dmov.write(1, verify_value=False)
-            await self.publish()
+            try:
+                await self._sleep(seconds)
+            finally:  # also when the put is cancelled (its client went away): finish tuning
+                pump.wavelength_nm = target
+                await self.pump_dmov.write(1, verify_value=False)
+                await self.publish()
         return target
 
     # ------------------------------------------------------------------ stage
@@ -593,7 +595,14 @@ class SRASHIOC(PVGroup):
         await fields.motor_is_moving.write(1)
         if fields.stop.value:
             await fields.stop.write(0)
-        done = await self._sleep(seconds, stop=lambda: bool(fields.stop.value))
+        try:
+            done = await self._sleep(seconds, stop=lambda: bool(fields.stop.value))
+        except asyncio.CancelledError:  # the client went away: the motion still ends
+            pos = float(stage.position[axis])
+            await fields.user_readback_value.write(pos)
+            await fields.motor_is_moving.write(0)
+            await fields.done_moving_to_value.write(1)
+            raise
         if done < 1.0:  # stopped: the axis halts on the way
             stage.position[axis] = start + done * (target - start)
             stage.target[axis] = stage.position[axis]

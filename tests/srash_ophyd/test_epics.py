@@ -235,6 +235,71 @@ def test_modelock_fault_through_the_ioc_suspends_and_resumes(epics_mic):
     assert all(e["data"]["srash_pump_mode_locked"] for e in sink.of("event"))
 
 
+def test_interlock_opened_through_the_ioc_suspends_and_resumes(epics_mic):
+    from bluesky import RunEngine
+
+    import plans
+
+    sink = Sink()
+    RE = RunEngine({})
+    RE.subscribe(sink)
+    for s in plans.make_suspenders(epics_mic.pump.mode_locked, epics_mic.interlock,
+                                   poll_period_s=0.02):
+        RE.install_suspender(s)
+    timers = []
+
+    def fault(name, doc):  # open the laser-safety interlock after the 1st frame
+        if name == "event" and doc["seq_num"] == 1:
+            _put(PREFIX + "InterlockFault", 1)
+            t = threading.Timer(0.3, _put, (PREFIX + "InterlockFault", 0))
+            timers.append(t)
+            t.start()
+
+    RE.subscribe(fault)
+    RE(plans.mosaic([epics_mic], epics_mic.raman, epics_mic.xyz.x, epics_mic.xyz.y, rows=1,
+                    cols=2, fov_um=SCAN["fov_um"], center_um=(0.0, 0.0)))
+    for t in timers:
+        t.join()
+    assert sink.of("stop")[0]["exit_status"] == "success"
+    assert [e["seq_num"] for e in sink.of("event")] == [1, 2, 3, 4]
+    assert len(sink.of("stream_datum")) == 4
+    assert epics_mic.interlock.get() is True
+
+
+CLIENT_DIES_MID_MOVE = """
+import os, sys, threading, time
+from caproto.threading.client import Context
+ctx = Context()
+pv, = ctx.get_pvs(sys.argv[1], timeout=10)
+pv.wait_for_connection(timeout=10)
+pv.write([float(sys.argv[2])], wait=False, notify=True, callback=lambda *a: None)
+time.sleep(0.2)
+os._exit(0)  # gone mid-move, without closing the circuit
+"""
+
+
+def test_ioc_survives_a_client_that_dies_mid_move(epics_mic):
+    import ophyd
+
+    z = epics_mic.xyz.z
+    start = z.position
+    _put(PREFIX + "TimeScale", 1.0)  # the move takes ~0.5 s of real time
+    try:
+        env = {**os.environ, **CA_ENV}
+        subprocess.run([sys.executable, "-c", CLIENT_DIES_MID_MOVE, PREFIX + "Stage:Z.VAL",
+                        str(start + 100.0)], env=env, timeout=60, check=True)
+        dmov = ophyd.cl.get_pv(PREFIX + "Stage:Z.DMOV")
+        assert dmov.wait_for_connection(timeout=5)
+        deadline = time.monotonic() + 10
+        while dmov.get(use_monitor=False) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert dmov.get(use_monitor=False) == 1  # the motion ended, the IOC still serves
+        assert z.position == pytest.approx(start + 100.0, abs=5.0)  # repeatability ~1 um
+    finally:
+        _put(PREFIX + "TimeScale", 0.0)
+    z.move(start, wait=True)  # and takes new moves
+
+
 def test_srash_scan_over_ca_into_the_catalog(ioc, tmp_path):
     """The README's two-terminal recipe: `srash scan --control epics` against the IOC."""
     import json
