@@ -51,8 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ioc_command(args: argparse.Namespace) -> int:
+    from ..devices._sim import check_time_scale
     from ..ioc import build_ioc, run_ioc
 
+    try:
+        check_time_scale(args.time_scale)
+    except SettingsError as exc:
+        raise SettingsError(str(exc).replace("time_scale", "--time-scale", 1)) from None
     if args.phenotype is not None and args.specimen != "testis":
         raise SettingsError(f"--phenotype applies to --specimen testis only, not {args.specimen}")
     if args.modelock_down_s < 0:
