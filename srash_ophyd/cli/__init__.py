@@ -31,6 +31,7 @@ from . import (
     cohort,
     demo,
     evaluate,
+    ioc,
     quantify,
     scan,
     segment,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantify.add_parser(sub)
     shell.add_parser(sub)
     serve.add_parser(sub)
+    ioc.add_parser(sub)
     return parser
 
 
