@@ -31,10 +31,12 @@ from . import (
     cohort,
     demo,
     evaluate,
+    ioc,
     quantify,
     scan,
     segment,
     segtrain,
+    serve,
     shell,
     simulate,
     train,
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     segtrain.add_parsers(sub)
     quantify.add_parser(sub)
     shell.add_parser(sub)
+    serve.add_parser(sub)
+    ioc.add_parser(sub)
     return parser
 
 

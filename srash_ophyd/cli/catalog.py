@@ -16,7 +16,7 @@ from ml.io.runstate import run_state
 
 from ..catalog import get_run
 from ..display import escape_control
-from . import repair
+from . import repair, serve
 from .options import CLIError, add_catalog_options, add_strict_option
 
 __all__ = ["add_parser", "run_summary"]
@@ -73,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(ex)
     ex.set_defaults(func=run_export)
     repair.add_parser(ss)
+    serve.add_init_parser(ss)
 
 
 def _open(args):

@@ -90,6 +90,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--time-scale", type=float, default=0.0,
                    help="run the simulation at this multiple of real instrument time, "
                         "0..10 (default 0 = as fast as possible; 1 = real time)")
+    e = p.add_argument_group("control")
+    e.add_argument("--control", choices=("sim", "epics"), default="sim",
+                   help="sim: the simulators in this process (default); epics: Channel "
+                        "Access to `srash ioc` (its specimen and seeds are used)")
+    e.add_argument("--prefix", default="SRASH:", help="the IOC's PV prefix (--control epics)")
     add_catalog_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--dry-run", action="store_true",
@@ -289,6 +294,12 @@ def _hms(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------- running
 def run_scan(args: argparse.Namespace) -> int:
+    if args.control == "epics":  # the IOC's specimen and seeds (geometry, metadata)
+        from ..devices.epics import read_ioc_info
+
+        info = read_ioc_info(args.prefix)
+        args.specimen, args.phenotype = info["specimen"], info.get("phenotype")
+        args.seed, args.noise_seed = int(info["seed"]), int(info["noise_seed"])
     req = _plan_request(args)
     if args.dry_run:
         return _dry_run(args, req)
@@ -305,7 +316,8 @@ def run_scan(args: argparse.Namespace) -> int:
         specimen=args.specimen, phenotype=args.phenotype, seed=args.seed,
         noise_seed=args.noise_seed, progress=not args.quiet, pixels=args.pixels,
         fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6, averages=args.averages,
-        x_um=cx, y_um=cy, time_scale=args.time_scale)
+        x_um=cx, y_um=cy, time_scale=args.time_scale, control=args.control,
+        prefix=args.prefix)
     seen: dict[str, Any] = {"uid": None, "scan_id": None, "events": 0, "stop": None}
 
     def track(name: str, doc: dict) -> None:
@@ -353,9 +365,14 @@ def run_scan(args: argparse.Namespace) -> int:
                 f"{summary['exit_status']})" if summary["uid"] else
                 "no run was started, nothing acquired")
         if summary["uid"] and session.journal.pending(summary["uid"]):
+            repair, hint = "srash catalog repair", "mend the cause"
+            if args.catalog:  # a served catalog: it stopped answering, or refused a write
+                repair += f" --data-dir {session.data_dir} --catalog {args.catalog}"
+                message = f"the catalog at {args.catalog} failed ({message})"
+                hint = "mend the cause (is the server running?)"
             done = (f"the catalog did not take run {summary['uid']}; its "
-                    f"{summary['tiles_done']} finished tiles are safe in its journal: mend "
-                    "the cause, then run `srash catalog repair`")
+                    f"{summary['tiles_done']} finished tiles are safe in its journal: "
+                    f"{hint}, then run `{repair}`")
         what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
                 else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)
