@@ -317,6 +317,23 @@ def test_srash_scan_over_ca_into_the_catalog(ioc, tmp_path):
     assert len(list((tmp_path / "data" / "frames").glob("*/*.ome.tif"))) == 4
 
 
+def test_shell_over_ca_runs_a_plan_like_a_beamline_profile(ioc, tmp_path):
+    """`srash shell --control epics`: the same namespace (RE, mic, plans, catalog) over
+    Channel Access; a piped command (IPython reads stdin when it is not a terminal) runs a
+    mosaic into the catalog, and `mic` is the EPICS microscope."""
+    env = {**os.environ, **CA_ENV, "PYTHONPATH": str(REPO)}
+    cmds = ('print("CLASS", type(mic.pump).__name__)\n'
+            'uid = RE(plans.mosaic([mic], mic.raman, mic.xyz.x, mic.xyz.y, rows=1, cols=1, '
+            'fov_um=40.0, md=session.run_md(sample_id="CA-SH")))\n'
+            'print("RUNS", len(catalog), catalog[-1].start["sample_id"])\n')
+    cmd = [sys.executable, "-m", "srash_ophyd.cli", "shell", "--control", "epics", "--prefix",
+           PREFIX, "--data-dir", str(tmp_path / "d"), "--no-plots"]
+    r = subprocess.run(cmd, cwd=REPO, env=env, input=cmds, capture_output=True, text=True,
+                       timeout=300)
+    assert "CLASS Epics" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "RUNS 1 CA-SH" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
 def test_killed_ioc_mid_scan_fails_clearly_and_keeps_the_finished_frames(ioc, epics_mic):
     sink = Sink()
     RE, plan = _run_mosaic(epics_mic, sink, rows=2, cols=2)
