@@ -7,7 +7,8 @@ ways (issue 15).
 Stacks are simulated directly (no catalog), as ``srash cohort --specimen cells`` makes
 them: the specimen ``make_specimen("cells", seed)``, the stage at its
 ``default_center_um()``, 256 px over 60 um, 3 averages, 2800-3050 cm^-1 in 5 cm^-1 steps
-(51 frames), processed with the instrument's calibration (:func:`ml.io.processed.process_field`);
+(51 frames), a registration random walk of :data:`WALK_PX` per band on top of the
+0.2 px jitter, processed with the instrument's calibration (:func:`ml.io.processed.process_field`);
 noise seed ``seed + 500000``.
 
 Seeds fixed up front (docs/cells.md): tuning / training seeds 1001-1008 (the phantom's
@@ -47,6 +48,8 @@ TRAIN_SEEDS = tuple(range(1001, 1009))
 TEST_SEEDS = tuple(range(70001, 70009))
 SHIFTS = np.arange(2800.0, 3050.1, 5.0)
 NOISE_OFFSET = 500000
+#: Registration random-walk step per band (px per axis): ~1.4 px after 51 bands.
+WALK_PX = 0.2
 PHASOR_GRID = {"median_passes": (1, 2, 3), "n_components": (3, 4),
                "droplet_level": (0.3, 0.5)}
 
@@ -56,12 +59,14 @@ def simulate_stack(seed: int, *, pixels: int = 256, fov_um: float = 60.0, averag
     """``(stack (K, H, W) float32, Raman axis (K,), truth labels (H, W))`` of one seed."""
     from ml.io.processed import process_field
     from simulators.instrument import build_simulator
+    from simulators.parts.scanner import ScannerConfig
     from simulators.specimens import make_specimen
 
     spec = make_specimen("cells", seed)
     cx, cy = spec.default_center_um()
     sim = build_simulator(spec, pixels=pixels, fov_um=fov_um, x_um=cx, y_um=cy,
-                          averages=averages, session_seed=seed + NOISE_OFFSET)
+                          averages=averages, session_seed=seed + NOISE_OFFSET,
+                          scanner=ScannerConfig(registration_walk_px=WALK_PX))
     rng = np.random.default_rng(seed + NOISE_OFFSET)
     field = sim.stack(rng, shifts)
     proc = process_field(sim, field, rng)

@@ -402,9 +402,22 @@ class ExfoliatedCells(Specimen):
             raise SettingsError("this specimen has no cells; raise density_per_mm2")
         return self._record(best[1])
 
+    def in_focus(self, cell: CellRecord) -> bool:
+        """Whether ``cell`` fills at least half the axial PSF (it is labelled)."""
+        return float(slab_fraction(0.0, cell.z_um - cell.thickness_um / 2,
+                                   cell.z_um + cell.thickness_um / 2,
+                                   self.config.axial_fwhm_um)) >= 0.5
+
     def first_cell_center(self) -> tuple[float, float]:
-        """World (x, y) um of the cell nearest the slide centre: a field centred here shows
-        at least one whole cell (CLI demos)."""
+        """World (x, y) um of the in-focus cell (:meth:`in_focus`) nearest the slide centre,
+        as an operator picks a field: a field centred here shows at least one whole,
+        labelled cell (CLI demos, cohorts). Falls back to the nearest cell."""
+        for half in (100.0, 200.0, 400.0, 800.0):
+            recs = [r for r in self.cells_in(-half, half, -half, half) if self.in_focus(r)
+                    and abs(r.x_um) < half and abs(r.y_um) < half]
+            if recs:
+                r = min(recs, key=lambda q: (q.x_um**2 + q.y_um**2, q.cell_id))
+                return (r.x_um, r.y_um)
         r = self.nearest_cell(0.0, 0.0)
         return (r.x_um, r.y_um)
 
@@ -450,6 +463,13 @@ class ExfoliatedCells(Specimen):
         for cell in self.cells_in(x0 - m, x1 + m, y0 - m, y1 + m):
             self._draw_cell(win, cell, blk)
         self._draw_extras(win, blk)
+        solids = blk["lipid"] + blk["protein"] + blk["dna"]
+        over = solids > 1.0  # stacked layers can never hold more than the PSF volume
+        if np.any(over):
+            f = np.ones_like(solids)
+            f[over] = 1.0 / solids[over]
+            for k in ("lipid", "protein", "dna"):
+                blk[k] *= f
         blk["water"][:] = np.clip(1.0 - blk["lipid"] - blk["protein"] - blk["dna"], 0.0, 1.0)
         for a in blk.values():
             a.setflags(write=False)
