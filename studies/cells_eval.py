@@ -7,9 +7,11 @@ ways (issue 15).
 Stacks are simulated directly (no catalog), as ``srash cohort --specimen cells`` makes
 them: the specimen ``make_specimen("cells", seed)``, the stage at its
 ``default_center_um()``, 256 px over 60 um, 3 averages, 2800-3050 cm^-1 in 5 cm^-1 steps
-(51 frames), a registration random walk of :data:`WALK_PX` per band on top of the
-0.2 px jitter, processed with the instrument's calibration (:func:`ml.io.processed.process_field`);
-noise seed ``seed + 500000``.
+(51 frames), a registration random walk of
+:data:`simulators.parts.scanner.HYPERSPECTRAL_WALK_PX` per band (as the factory gives
+``srash cohort`` stacks of the cells specimen) on top of the 0.2 px jitter, processed
+with the instrument's calibration (:func:`ml.io.processed.process_field`); noise
+seed ``seed + 500000``.
 
 Seeds fixed up front (docs/cells.md): tuning / training seeds 1001-1008 (the phantom's
 settings were only ever looked at on these), held-out seeds 70001-70008 (new: neither the
@@ -48,8 +50,6 @@ TRAIN_SEEDS = tuple(range(1001, 1009))
 TEST_SEEDS = tuple(range(70001, 70009))
 SHIFTS = np.arange(2800.0, 3050.1, 5.0)
 NOISE_OFFSET = 500000
-#: Registration random-walk step per band (px per axis): ~1.4 px after 51 bands.
-WALK_PX = 0.2
 PHASOR_GRID = {"median_passes": (1, 2, 3), "n_components": (3, 4),
                "droplet_level": (0.3, 0.5)}
 
@@ -59,14 +59,14 @@ def simulate_stack(seed: int, *, pixels: int = 256, fov_um: float = 60.0, averag
     """``(stack (K, H, W) float32, Raman axis (K,), truth labels (H, W))`` of one seed."""
     from ml.io.processed import process_field
     from simulators.instrument import build_simulator
-    from simulators.parts.scanner import ScannerConfig
+    from simulators.parts.scanner import HYPERSPECTRAL_WALK_PX, ScannerConfig
     from simulators.specimens import make_specimen
 
     spec = make_specimen("cells", seed)
     cx, cy = spec.default_center_um()
     sim = build_simulator(spec, pixels=pixels, fov_um=fov_um, x_um=cx, y_um=cy,
                           averages=averages, session_seed=seed + NOISE_OFFSET,
-                          scanner=ScannerConfig(registration_walk_px=WALK_PX))
+                          scanner=ScannerConfig(registration_walk_px=HYPERSPECTRAL_WALK_PX))
     rng = np.random.default_rng(seed + NOISE_OFFSET)
     field = sim.stack(rng, shifts)
     proc = process_field(sim, field, rng)
@@ -103,8 +103,35 @@ def optimise_phasor(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> di
     return best[1]
 
 
+def train_unet(train: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+               seeds: tuple[int, ...], *, epochs: int, out: Path, log: Any) -> Any:
+    """The hybrid UNet trained on ``train`` with ``srash train-seg``'s recipe (Adam 3e-3,
+    4 crops of 128 px per stack per epoch, batch 4, seed 0, 20 % validation) for ``epochs``
+    epochs: :func:`ml.seg.workflow.train_seg`. Returns ``(Segmenter, summary)``."""
+    from ml.io.stacks import Stack
+    from ml.seg.models import load_segmenter
+    from ml.seg.train import SegConfig
+    from ml.seg.workflow import Segmenter, SegTrainSettings, train_seg
+
+    stacks = [Stack(data=x, raman_cm1=r, pixel_um=None,
+                    start={"uid": f"cells-eval-{sd}", "specimen_seed": sd})
+              for (x, r, _), sd in zip(train, seeds)]
+    cfg = SegConfig(lr=3e-3, epochs=epochs, crop_size=128, crops_per_stack=4, batch_size=4,
+                    seed=0)
+    res = train_seg(stacks, [lab for _, _, lab in train],
+                    settings=SegTrainSettings(model="hybrid-unet", config=cfg,
+                                              cohort="cells-eval"),
+                    weights_path=out / "seg_hybrid-unet-cells.pt", report_dir=out / "train",
+                    progress=lambda stage, rec: print(
+                        f"epoch {rec.get('epoch')}: val Dice {rec.get('val_dice_nucleus', 0):.3f}"
+                        f" / {rec.get('val_dice_lipid_droplet', 0):.3f}", file=log))
+    model, meta = load_segmenter(out / "seg_hybrid-unet-cells.pt")
+    return Segmenter(out / "seg_hybrid-unet-cells.pt", model, meta), res.summary
+
+
 def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] = TEST_SEEDS,
-        *, averages: int = 3, log: Any = sys.stderr) -> dict[str, Any]:
+        *, averages: int = 3, unet_epochs: int = 0, out: Path | None = None,
+        log: Any = sys.stderr) -> dict[str, Any]:
     t0 = time.perf_counter()
     train = [simulate_stack(s, averages=averages) for s in train_seeds]
     print(f"simulated {len(train)} training stacks ({time.perf_counter() - t0:.0f} s)",
@@ -114,14 +141,28 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
     phasor_params = optimise_phasor(train)
     print(f"fitted {rule}, phasor {phasor_params} ({time.perf_counter() - t0:.0f} s)",
           file=log)
+    unet, unet_summary = None, None
+    if unet_epochs > 0:
+        unet, unet_summary = train_unet(train, tuple(train_seeds), epochs=unet_epochs,
+                                        out=out or Path("reports/cells-eval"), log=log)
+        print(f"trained hybrid-unet ({time.perf_counter() - t0:.0f} s)", file=log)
     test = [simulate_stack(s, averages=averages) for s in test_seeds]
     per: dict[str, dict[str, list[dict[str, float]]]] = {
         "vs_truth": {"two_band": [], "phasor_default": [], "phasor_optimised": []},
         "vs_phasor": {"two_band": [], "phasor_default": []}}
+    if unet is not None:
+        per["vs_truth"]["hybrid_unet"] = []
+        per["vs_phasor"]["hybrid_unet"] = []
     for x, r, lab in test:
         ph = segment_phasor(x, r, **phasor_params).labels
         preds = {"two_band": rule.segment(x, r), "phasor_default": segment_phasor(x, r).labels,
                  "phasor_optimised": ph}
+        if unet is not None:
+            from ml.seg.models import labels_from_masks, segmenter_input
+            from ml.seg.train import predict_masks
+
+            m = predict_masks(unet.model, segmenter_input(x, r, unet.meta["raman_cm1"]))
+            preds["hybrid_unet"] = labels_from_masks(m, x.mean(axis=0))
         for name, p in preds.items():
             per["vs_truth"][name].append(_scores(p, lab))
             if name != "phasor_optimised":
@@ -137,7 +178,8 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
         "phasor_optimised_settings": phasor_params,
         "truth_area_fraction": frac,
         "dice": {proto: {m: _stats(v) for m, v in d.items()} for proto, d in per.items()},
-        "per_stack": per, "elapsed_s": round(time.perf_counter() - t0, 1)}
+        "per_stack": per, "hybrid_unet_training": unet_summary,
+        "elapsed_s": round(time.perf_counter() - t0, 1)}
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -153,9 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-seeds", default="70001-70008", help="default 70001-70008")
     p.add_argument("--averages", type=int, default=3, help="frame averages (default 3)")
     p.add_argument("--out", type=Path, default=None, help="folder for cells_eval.json")
+    p.add_argument("--unet-epochs", type=int, default=0,
+                   help="also train the hybrid UNet on the training seeds for this many "
+                        "epochs and score it (default 0: not trained)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)
-    rep = run(_seeds(a.train_seeds), _seeds(a.test_seeds), averages=a.averages)
+    if a.unet_epochs < 0:
+        p.error(f"--unet-epochs {a.unet_epochs}: expected >= 0")
+    rep = run(_seeds(a.train_seeds), _seeds(a.test_seeds), averages=a.averages,
+              unet_epochs=a.unet_epochs, out=a.out)
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "cells_eval.json").write_text(json.dumps(rep, indent=1))

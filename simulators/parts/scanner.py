@@ -14,6 +14,11 @@ from numpy.typing import NDArray
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 
+#: Registration random-walk step (px per axis per raster) of the long hyperspectral
+#: stacks of the cells specimen (issue 15: stage drift and OPO pointing over a ~50-band
+#: sweep; ~1.4 px after 51 bands; an estimate, docs/physics-notes.md).
+HYPERSPECTRAL_WALK_PX = 0.2
+
 
 @dataclasses.dataclass(frozen=True)
 class ScannerConfig(ConfigMixin):

@@ -85,9 +85,9 @@ class CellsConfig(ConfigMixin):
     eccentric_probability: float = 0.35
     nucleolus_probability: float = 0.6
     droplets_per_cell: tuple[int, int] = (5, 60)
-    droplet_diameter_um: tuple[float, float] = (0.4, 2.5)
+    droplet_diameter_um: tuple[float, float] = (0.2, 2.5)
     droplet_clustering: float = 0.5
-    droplet_lipid: tuple[float, float] = (0.9, 1.0)
+    droplet_lipid: tuple[float, float] = (0.85, 1.0)
     droplet_z_sd_um: float = 0.4
     cytoplasm_protein: float = 0.25
     cytoplasm_lipid: float = 0.05
