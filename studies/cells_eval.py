@@ -131,14 +131,23 @@ def train_unet(train: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 
 def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] = TEST_SEEDS,
         *, averages: int = 3, unet_epochs: int = 0, out: Path | None = None,
-        log: Any = sys.stderr) -> dict[str, Any]:
+        reuse: dict[str, Any] | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+    """The study (module docstring). ``reuse``: a previous report of the same training
+    seeds whose two-band thresholds and phasor settings are taken instead of refitting."""
     t0 = time.perf_counter()
     train = [simulate_stack(s, averages=averages) for s in train_seeds]
     print(f"simulated {len(train)} training stacks ({time.perf_counter() - t0:.0f} s)",
           file=log)
-    rule: TwoBandRule = fit_two_band([d[0] for d in train], [d[1] for d in train],
-                                     [d[2] for d in train])
-    phasor_params = optimise_phasor(train)
+    if reuse is not None:
+        if list(reuse["train_seeds"]) != list(train_seeds):
+            raise SystemExit(f"--reuse-fit: fitted on seeds {reuse['train_seeds']}, not "
+                             f"{list(train_seeds)}")
+        rule = TwoBandRule(**reuse["two_band_rule"])
+        phasor_params = dict(reuse["phasor_optimised_settings"])
+    else:
+        rule = fit_two_band([d[0] for d in train], [d[1] for d in train],
+                            [d[2] for d in train])
+        phasor_params = optimise_phasor(train)
     print(f"fitted {rule}, phasor {phasor_params} ({time.perf_counter() - t0:.0f} s)",
           file=log)
     unet, unet_summary = None, None
@@ -198,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unet-epochs", type=int, default=0,
                    help="also train the hybrid UNet on the training seeds for this many "
                         "epochs and score it (default 0: not trained)")
+    p.add_argument("--reuse-fit", type=Path, default=None,
+                   help="take the two-band thresholds and phasor settings from this earlier "
+                        "cells_eval.json (same training seeds) instead of refitting")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)
     if a.unet_epochs < 0:
         p.error(f"--unet-epochs {a.unet_epochs}: expected >= 0")
     rep = run(_seeds(a.train_seeds), _seeds(a.test_seeds), averages=a.averages,
-              unet_epochs=a.unet_epochs, out=a.out)
+              unet_epochs=a.unet_epochs, out=a.out,
+              reuse=json.loads(a.reuse_fit.read_text()) if a.reuse_fit else None)
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "cells_eval.json").write_text(json.dumps(rep, indent=1))
