@@ -120,3 +120,18 @@ def test_walk_zero_keeps_historical_jitter():
     ra, rb = np.random.default_rng(3), np.random.default_rng(3)
     assert [a.next_registration("f", ra) for _ in range(5)] == \
         [b.next_registration("f", rb) for _ in range(5)]
+
+
+_COMP = SPEC.render(Window.centered(X0, Y0, 60.0, 160))
+
+
+@settings(max_examples=15, deadline=None)
+@given(shift=st.floats(2800.0, 3050.0))
+def test_noise_free_spectra_positive(shift):
+    from simulators.spectra import SPECIES, species_spectrum
+
+    sig = sum(float(species_spectrum(s, shift)) * _COMP.concentrations[s] for s in SPECIES)
+    assert np.all(sig >= 0)
+    # every labelled pixel has CH-region signal above the water medium's
+    water = float(species_spectrum("water", shift))
+    assert np.all(sig[_COMP.labels != Label.BACKGROUND] > 0.9 * water)
