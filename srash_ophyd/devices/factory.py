@@ -70,6 +70,11 @@ def make_microscope(specimen: str | Specimen = "testis", phenotype: str | None =
                          "'epics' (Channel Access to `srash ioc`)")
     spec = specimen if isinstance(specimen, Specimen) else make_specimen(
         specimen, seed, phenotype=phenotype)
+    if spec.kind == "cells" and "scanner" not in scan_settings:
+        # hyperspectral stacks drift over the sweep (issue 15)
+        from simulators.parts.scanner import HYPERSPECTRAL_WALK_PX, ScannerConfig
+
+        scan_settings["scanner"] = ScannerConfig(registration_walk_px=HYPERSPECTRAL_WALK_PX)
     sim = build_simulator(spec, response=response, acquisition=acquisition,
                           session_seed=noise_seed, **scan_settings)
     if data_dir is None:
