@@ -24,9 +24,11 @@ demo: $(STAMP)
 	$(BIN)/srash demo --grid 2x2 --data-dir srash-data --out out/demo
 
 ## test: the linters (layering rules, style, types), then the whole suite (warnings are
-## errors); slow end-to-end tests included
+## errors); slow end-to-end tests included. TEST_WORKERS processes (pytest-xdist), each
+## taking whole test modules; TEST_WORKERS=0 runs in this process
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## lint: ruff, the import contracts of pyproject.toml (the layering rules) and mypy on the
 ## physics and plan packages

@@ -21,8 +21,8 @@ __all__ = [
     "DIAGNOSES", "DIAGNOSIS_OF", "DISPLAY_RGB", "LD_QUANT_ANALYSIS", "LINK_SCAN", "LINK_SCANS",
     "LINK_SURVEY", "LINK_TRUTH", "LIPID_CM1", "NOA_SUBTYPES", "PAIR_TOLERANCE_CM1", "PHENOTYPES",
     "PROTEIN_CM1", "SEGMENTATION_ANALYSIS", "SHG_CHANNEL", "SRS_CHANNEL", "TRUTH_LABELS",
-    "TRUTH_PLAN", "LBNET_ANALYSIS",
-    "diagnosis_of",
+    "TRUTH_PLAN", "LBNET_ANALYSIS", "CHANNEL_COLORMAPS", "DX_TASKS", "SEGMENTERS",
+    "diagnosis_of", "srs_channel", "srs_channel_shift",
 ]
 
 # ---------------------------------------------------------------------------- Raman shifts
@@ -39,15 +39,43 @@ PAIR_TOLERANCE_CM1: Final[float] = 25.0
 #: channels of one detector frame (image axis 0): lock-in (SRS) and PMT (SHG) outputs
 DETECTOR_CHANNELS: Final[tuple[str, str]] = ("SRS", "SHG")
 #: name of the SRS channel acquired at a Raman shift (cm^-1): ``SRS_CHANNEL.format(2850.0)``
-#: is ``"SRS_2850"``; the SHG channel is ``SHG_CHANNEL``
+#: is ``"SRS_2850"``; spell names with :func:`srs_channel` (it rounds the shift first); the
+#: SHG channel is ``SHG_CHANNEL``
 SRS_CHANNEL: Final[str] = "SRS_{:g}"
 SHG_CHANNEL: Final[str] = "SHG"
+
+
+def srs_channel(shift_cm1: float) -> str:
+    """The one spelling of the SRS channel acquired at ``shift_cm1`` (cm^-1): the shift
+    rounded to 0.1 cm^-1 without trailing zeros, ``SRS_2850``, ``SRS_2865.1``.
+
+    Every file names its SRS channels with it: a detector frame after the frame's physical
+    shift, a simulated field or stack after the shifts it was tuned to (with explicit pump
+    wavelengths, the physical ones: 795.9 nm with a 1031 nm Stokes is ``SRS_2865.1``).
+    """
+    value = round(float(shift_cm1), 1) + 0.0  # + 0.0: no "-0"
+    return SRS_CHANNEL.format(value)
+
+
+def srs_channel_shift(name: str) -> float | None:
+    """The Raman shift (cm^-1) an :func:`srs_channel` name says, None for other names."""
+    prefix = SRS_CHANNEL.split("{")[0]
+    if not name.startswith(prefix):
+        return None
+    try:
+        return float(name[len(prefix):])
+    except ValueError:
+        return None
+
 #: channels of the 3-channel SRASH composite of a field, in array order; also the OME channel
 #: names of exported tiles and mosaics
 COMPOSITE_CHANNELS: Final[tuple[str, str, str]] = (
-    SRS_CHANNEL.format(LIPID_CM1), SRS_CHANNEL.format(PROTEIN_CM1), SHG_CHANNEL)
+    srs_channel(LIPID_CM1), srs_channel(PROTEIN_CM1), SHG_CHANNEL)
 #: the paper's colour composite: R = protein, G = lipid, B = SHG
 DISPLAY_RGB: Final[tuple[str, str, str]] = ("SRS_2930", "SRS_2850", "SHG")
+#: display colormap of each composite channel (viewers: napari), as :data:`DISPLAY_RGB`
+CHANNEL_COLORMAPS: Final[Mapping[str, str]] = MappingProxyType(
+    dict(zip(DISPLAY_RGB, ("red", "green", "blue"))))
 
 # ---------------------------------------------------------------------------- phenotypes
 #: testis phenotypes: normal spermatogenesis and the non-obstructive azoospermia (NOA)
@@ -64,6 +92,24 @@ DIAGNOSIS_OF: Final[Mapping[str, str]] = MappingProxyType(
 def diagnosis_of(phenotype: str | None) -> str | None:
     """The diagnosis of a phenotype (``"normal"`` or ``"NOA"``), None when unknown."""
     return DIAGNOSIS_OF.get(phenotype) if phenotype is not None else None
+
+
+# ---------------------------------------------------------------------------- models
+#: LBNet-Dx classification tasks: name -> the phenotypes of each class, in class order
+#: (``ml.dx.predict.TASKS`` builds its tasks from this)
+DX_TASKS: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType({
+    "normal-vs-noa": (("normal",), NOA_SUBTYPES),
+    "spt-vs-spg": (("NOA-SPT",), ("NOA-SPG",)),
+})
+#: hyperspectral segmenters (``ml.seg.models``): name -> description
+SEGMENTERS: Final[Mapping[str, str]] = MappingProxyType({
+    "hybrid-unet": "Hybrid-UNet (MSR3D + spectral compression + attention skips)",
+    "hybrid-no-msr": "ablation: Hybrid-UNet without the MSR3D modules",
+    "hybrid-no-compression": "ablation: Hybrid-UNet without the spectral-compression module",
+    "hybrid-no-attention": "ablation: Hybrid-UNet without attention-weighted skip pooling",
+    "unet3d": "baseline: 3D UNet",
+    "unet2d": "baseline: nnU-Net-style 2D UNet",
+})
 
 
 # ---------------------------------------------------------------------------- runs

@@ -21,6 +21,16 @@ field edges, not the centres, reach the rectangle's edges, as useq-schema's
 ``GridFromEdges`` with ``fov``): ``cols = max(1, ceil((x1 - x0 - fov) / s) + 1)``, likewise
 rows, the grid centred on the rectangle's centre (it overhangs evenly where the
 rectangle is not a whole number of steps).
+
+**useq-schema** (pymmcore-plus MDA sequences): :meth:`TileGrid.to_useq` and
+:meth:`TileGrid.from_useq` exchange grids with ``useq.GridFromEdges`` (absolute) and
+``useq.GridRowsColumns`` (relative to a position). useq's grids run x as ours but y the
+other way: its row 0 is the row of the *largest* y (``y = y0 - r dy``: +y up, the
+``top`` edge is ``max(top, bottom)``), while our stage +y is image row +1 (down). The adapter
+negates y, ``y_useq = -y_stage``, so that both describe the same tiles in the same order
+(row-wise, snake or not) with the same field index ``r * cols + c``. useq's overlap is in
+percent, ours a fraction; its ``fov_width`` / ``fov_height`` must be equal (square fields).
+useq is imported only by these two methods (``pip install srash[useq]``).
 """
 
 from __future__ import annotations
@@ -137,6 +147,72 @@ class TileGrid:
                     f"{axis} {lo_pos:g}..{hi_pos:g} um, outside the stage limits "
                     f"{low:g}..{high:g} um; use fewer tiles or move the centre")
 
+    def to_useq(self, *, relative: bool = False) -> Any:
+        """This grid as a useq-schema grid plan (module doc: y negated).
+
+        ``relative=False``: ``useq.GridFromEdges`` whose edges are the fields' edges, so
+        useq places exactly these tile centres (absolute stage positions; the right /
+        bottom edges are pulled in by 1e-6 of a step so that rounding never adds a row).
+        ``relative=True``: ``useq.GridRowsColumns`` centred on the origin (relative to a
+        position at ``(center_x, -center_y)``, e.g. ``useq.Position(x=..., y=...,
+        sequence=useq.MDASequence(grid_plan=grid))``).
+        """
+        useq = _useq()
+        mode = "row_wise_snake" if self.snake else "row_wise"
+        ov = (self.overlap * 100.0, self.overlap * 100.0)
+        fov = self.fov_um
+        if relative:
+            return useq.GridRowsColumns(rows=self.rows, columns=self.cols, overlap=ov,
+                                        mode=mode, fov_width=fov, fov_height=fov,
+                                        relative_to="center")
+        x0, x1, y0, y1 = self.bounds_um
+        eps = 1e-6 * self.step_um
+        return useq.GridFromEdges(left=x0, right=x1 - 2 * eps, top=-y0, bottom=-y1 + 2 * eps,
+                                  overlap=ov, mode=mode, fov_width=fov, fov_height=fov)
+
+    @classmethod
+    def from_useq(cls, grid: Any, *, fov_um: float | None = None,
+                  center_um: Sequence[float] = (0.0, 0.0)) -> "TileGrid":
+        """The :class:`TileGrid` of a useq-schema grid plan (``GridFromEdges`` or
+        ``GridRowsColumns``; module doc: y negated), with the same tile centres.
+
+        ``fov_um``: the field of view when the grid has none (its ``fov_width`` /
+        ``fov_height`` win otherwise). ``center_um``: the stage (x, y) that a relative grid
+        (``GridRowsColumns``) is placed around (ours, y down). Raises :class:`GridError`
+        for what a TileGrid cannot be: other orders than ``row_wise`` / ``row_wise_snake``,
+        different x and y overlaps or fields, or other grid plans.
+        """
+        useq = _useq()
+        if not isinstance(grid, (useq.GridFromEdges, useq.GridRowsColumns)):
+            raise GridError(f"{type(grid).__name__} not allowed: give a useq GridFromEdges "
+                            "or GridRowsColumns")
+        mode = str(getattr(grid.mode, "value", grid.mode))
+        if mode not in ("row_wise", "row_wise_snake"):
+            raise GridError(f"useq grid mode {mode!r} not allowed: a TileGrid acquires "
+                            "row_wise or row_wise_snake")
+        ox, oy = (float(v) for v in grid.overlap)
+        if not math.isclose(ox, oy, rel_tol=1e-9, abs_tol=1e-12):
+            raise GridError(f"useq overlap ({ox:g}%, {oy:g}%) not allowed: a TileGrid has one "
+                            "overlap for x and y")
+        fw, fh = grid.fov_width, grid.fov_height
+        if fw is not None and fh is not None and not math.isclose(fw, fh, rel_tol=1e-9):
+            raise GridError(f"useq fields {fw:g} x {fh:g} um not allowed: TileGrid fields "
+                            "are square")
+        fov = fw if fw is not None else (fh if fh is not None else fov_um)
+        if fov is None:
+            raise GridError("the useq grid has no fov_width / fov_height: give fov_um")
+        positions = list(grid.iter_grid_positions(fov_width=fov, fov_height=fov))
+        rows = 1 + max(int(p.grid_row) for p in positions)
+        cols = 1 + max(int(p.grid_col) for p in positions)
+        xs = [float(p.x) for p in positions]
+        ys = [-float(p.y) for p in positions]  # useq +y up -> stage +y down
+        center = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+        if isinstance(grid, useq.GridRowsColumns):
+            center = (center[0] + float(center_um[0]), center[1] + float(center_um[1]))
+        out = tile_grid(rows=rows, cols=cols, fov_um=float(fov), overlap=ox / 100.0,
+                        center_um=center, snake=mode == "row_wise_snake")
+        return out
+
     def to_metadata(self) -> dict[str, Any]:
         """JSON-safe description for the start document's ``tiles``."""
         return {"rows": self.rows, "cols": self.cols, "overlap": self.overlap,
@@ -145,6 +221,14 @@ class TileGrid:
                 "positions": [[x, y] for x, y in self.positions],
                 "order": [self.index(r, c) for r, c in self.order],
                 "index": "row * cols + col", "bounds_um": list(self.bounds_um)}
+
+
+def _useq() -> Any:
+    try:
+        import useq
+    except ImportError as exc:
+        raise GridError("useq-schema is not installed: pip install 'srash[useq]'") from exc
+    return useq
 
 
 def tile_grid(*, rows: int | None = None, cols: int | None = None, fov_um: float,

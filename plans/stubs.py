@@ -42,7 +42,7 @@ from .contract import (
     DEFAULT_SHIFTS_CM1,
     DETECTOR_CHANNELS,
     SHG_CHANNEL,
-    SRS_CHANNEL,
+    srs_channel,
 )
 from .errors import PlanError
 from .markers import FieldMarker
@@ -127,7 +127,7 @@ def composite_recipe(shifts_cm1: Sequence[float]) -> dict[str, Any]:
     channel per shift, then SHG from the first shift's frame.
     """
     shifts = [float(s) for s in shifts_cm1]
-    names = [SRS_CHANNEL.format(s) for s in shifts] + [SHG_CHANNEL]
+    names = [srs_channel(s) for s in shifts] + [SHG_CHANNEL]
     sources = [[i, 0] for i in range(len(shifts))] + [[0, 1]]
     return {"channels": names, "sources": sources, "shifts_cm1": shifts,
             "detector_channels": list(DETECTOR_CHANNELS),

@@ -40,6 +40,7 @@ import re
 import sqlite3
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -52,9 +53,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from bluesky_tiled_plugins import TiledWriter
 
 __all__ = ["CatalogError", "DEFAULT_DATA_DIR", "ENV_DATA_DIR", "MAX_VALUE_CHARS", "ROOT_SPEC",
-           "check_criteria", "check_uid_prefix", "close_catalog", "file_uri", "frames_dir",
-           "fulltext_terms", "get_run", "make_analysis_writer", "make_writer", "open_catalog",
-           "parse_since", "resolve_data_dir", "search_runs", "serialization_registry", "uri_path"]
+           "WRITE_SCOPES", "check_criteria", "check_remote_writable", "check_uid_prefix",
+           "close_catalog", "file_uri", "frames_dir", "fulltext_terms", "get_run",
+           "make_analysis_writer", "make_writer", "open_catalog", "parse_since",
+           "prepare_embedded", "resolve_data_dir", "search_runs", "serialization_registry",
+           "uri_path"]
 
 DEFAULT_DATA_DIR = "srash-data"
 ENV_DATA_DIR = "SRASH_DATA_DIR"
@@ -120,23 +123,17 @@ def open_catalog(data_dir: str | os.PathLike | None = None, uri: str | None = No
     read-only catalog; a moved or copied data directory is re-pointed first (module doc).
     """
     if uri is not None:
-        return _open_remote(uri, api_key)
-    root = resolve_data_dir(data_dir).absolute()
-    db = root / CATALOG_DB
-    exists = db.is_file()
-    if not exists and not create:
-        raise CatalogError(f"no catalog at {_show(root)}; run `srash scan` (or `srash "
-                           f"cohort`) first or pass --data-dir (or set {ENV_DATA_DIR})")
-    frames = root / "frames"
-    if create:
-        _prepare_writable(root)
-    global _last_db
-    _last_db = db
-    stored_root = root
-    if exists:
-        _check_sqlite_file(db)
-        stored_root = _relocate(root, db)
-    readable = [str(frames)] + ([str(stored_root / "frames")] if stored_root != root else [])
+        client = _open_remote(uri, api_key)
+        if create:
+            try:
+                check_remote_writable(client, uri)
+            except BaseException:
+                _close_context(client.context)
+                raise
+        return client
+    emb = prepare_embedded(data_dir, create=create)
+    root, db, exists, stored_root = emb.root, emb.db, emb.existed, emb.stored_root
+    readable = [str(root / "frames")] + [str(p) for p in emb.extra_readable]
     import sqlalchemy.exc
 
     with warnings.catch_warnings():
@@ -167,6 +164,49 @@ def open_catalog(data_dir: str | os.PathLike | None = None, uri: str | None = No
         except BaseException:
             ctx.close()
             raise
+
+
+@dataclass(frozen=True)
+class EmbeddedCatalog:
+    """An embedded catalog's files, checked by :func:`prepare_embedded`: the data directory
+    ``root``, its ``db`` (``catalog.db``), whether it ``existed``, the directory its stored
+    URIs name (``stored_root``: ``root`` unless it could not be re-pointed) and the frames
+    folders to read besides ``root/frames`` (``extra_readable``)."""
+
+    root: Path
+    db: Path
+    existed: bool
+    stored_root: Path
+
+    @property
+    def extra_readable(self) -> list[Path]:
+        return [self.stored_root / "frames"] if self.stored_root != self.root else []
+
+
+def prepare_embedded(data_dir: str | os.PathLike | None, *, create: bool,
+                     database: bool = True) -> EmbeddedCatalog:
+    """Check (and with ``create``, prepare) the embedded catalog of ``data_dir`` before
+    tiled opens it, as :func:`open_catalog` and ``srash serve`` do: without ``create`` a
+    missing catalog is a :class:`CatalogError`; with it the directory, ``data/`` and
+    ``frames/`` are created and must be writable; an existing ``catalog.db`` must be an
+    intact SQLite file and is re-pointed when the directory moved (module doc).
+    ``database=False``: only the folders (a server whose catalog is elsewhere)."""
+    root = resolve_data_dir(data_dir).absolute()
+    db = root / CATALOG_DB
+    exists = database and db.is_file()
+    if database and not exists and not create:
+        raise CatalogError(f"no catalog at {_show(root)}; run `srash scan` (or `srash "
+                           f"cohort`) first or pass --data-dir (or set {ENV_DATA_DIR})")
+    if create:
+        _prepare_writable(root)
+    stored_root = root
+    if database:
+        global _last_db
+        _last_db = db
+    if exists:
+        _check_sqlite_file(db)
+        stored_root = _relocate(root, db)
+    return EmbeddedCatalog(root=root, db=db, existed=exists, stored_root=stored_root)
 
 
 def _prepare_writable(root: Path) -> None:
@@ -348,6 +388,9 @@ def _open_remote(uri: str, api_key: str | None):
     context = None
     try:  # tiled's from_uri, closing the connection when it fails
         context, path = Context.from_any_uri(uri, api_key=api_key)
+        if not context.authenticated and context.server_info.authentication.required:
+            # without a key tiled would prompt for a login (or fail: no terminal)
+            raise RuntimeError("This server requires API key authentication.")
         client = from_context(context, node_path_parts=path)
     except httpx.HTTPStatusError as exc:
         _close_context(context)
@@ -374,6 +417,36 @@ def _open_remote(uri: str, api_key: str | None):
         raise CatalogError(f"{uri} is not a catalog of bluesky runs (its specs: "
                            f"{sorted(s for s in specs if s)}); point --catalog at one")
     return client
+
+
+#: the tiled scopes a scan needs: create the run, register its frame files, write events
+WRITE_SCOPES = frozenset({"write:metadata", "write:data", "create:node", "register"})
+
+
+def check_remote_writable(client, uri: str) -> None:
+    """:class:`CatalogError` when the API key ``client`` connected with lacks a scope a scan
+    needs (:data:`WRITE_SCOPES`): checked before anything is acquired, from the server's
+    ``whoami`` (the key's scopes as tiled stores them). Servers without authentication
+    providers (tiled's single-user mode: one key with every scope) are not asked."""
+    ctx = client.context
+    if not ctx.server_info.authentication.links:
+        return
+    key = (ctx.api_key or "").lower()
+    who = ctx.whoami() or {}
+    scopes: set[str] | None = None
+    for entry in who.get("api_keys") or []:
+        if key and entry.get("first_eight") == key[:8]:
+            scopes = set(entry.get("scopes") or ())
+            break
+    if scopes is None or "inherit" in scopes:
+        scopes = set().union(*[r.get("scopes") or () for r in who.get("roles") or []])
+    missing = WRITE_SCOPES - scopes
+    if missing:
+        raise CatalogError(
+            f"the API key is not allowed to write to the catalog at {uri} (it lacks "
+            f"{', '.join(sorted(missing))}: a read-only key?); scans need the server's "
+            "read-write key (`srash serve --api-key`): pass --api-key KEY or set "
+            "TILED_API_KEY")
 
 
 def _close_context(context) -> None:

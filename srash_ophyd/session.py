@@ -148,8 +148,16 @@ class Session:
         """Start-document metadata of this session's specimen plus ``extra`` (None values
         dropped): ``specimen``, ``phenotype``/``diagnosis`` when known, seeds and the
         simulator configuration dump ``sim_settings``."""
-        md = {**self.specimen_md, "sim_settings": self.mic.sim.settings(),
-              "calibration": instrument_calibration(self.mic.sim), **extra}
+        sim = getattr(self.mic, "sim", None)
+        if sim is not None:
+            settings, calibration = sim.settings(), instrument_calibration(sim)
+        else:  # over EPICS: the IOC's simulator says (srash_ophyd.devices.epics)
+            settings = self.mic.sim_settings()
+            calibration = {**self.mic.calibration(),
+                           "source": "the IOC's instrument model at the run's settings "
+                                     "(dark frame + lipid standard)"}
+        md = {**self.specimen_md, "sim_settings": settings, "calibration": calibration,
+              **extra}
         return {k: v for k, v in md.items() if v is not None}
 
     def run(self, plan: Any) -> "PlanOutcome":
@@ -224,6 +232,7 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
                  progress: bool = True, best_effort: bool = False,
                  best_effort_plots: bool = False, suspenders: bool = True,
                  durable: bool = True, persist_md: bool = True, RE: Any = None,
+                 control: str = "sim", prefix: str = "SRASH:",
                  **microscope_kwargs: Any) -> Session:
     """Build the session (see module doc).
 
@@ -254,6 +263,10 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
         across processes; False: a plain ``{}`` (scan ids start at 1 in every process).
     RE : RunEngine, optional
         Use this RunEngine (its ``md`` as it is) instead of a new one.
+    control, prefix : str
+        ``"sim"`` (in process) or ``"epics"``: the microscope over Channel Access to the
+        IOC of PV prefix ``prefix`` (``srash ioc``; its specimen and seeds are then the
+        IOC's, and the suspenders also watch its laser-safety interlock). docs/epics.md.
     **microscope_kwargs
         ``pixels``, ``fov_um``, ``averages``, ``dwell_s``, ``x_um``, ``y_um``, ``time_scale``,
         ``name``... for :func:`~srash_ophyd.devices.factory.make_microscope`.
@@ -265,7 +278,12 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
     root = resolve_data_dir(data_dir)
     frames = frames_dir(root)
     mic = make_microscope(specimen, phenotype=phenotype, seed=seed, noise_seed=noise_seed,
-                          data_dir=frames, **microscope_kwargs)
+                          data_dir=frames, control=control, prefix=prefix,
+                          **microscope_kwargs)
+    if control == "epics":  # the IOC's specimen and seeds are the run's
+        info = mic.ioc_info()
+        specimen, phenotype = info.get("specimen", specimen), info.get("phenotype")
+        seed, noise_seed = info.get("seed", seed), info.get("noise_seed", noise_seed)
     frames.mkdir(parents=True, exist_ok=True)
     client = open_catalog(root, uri=catalog_uri, api_key=api_key, create=True)
     try:
@@ -293,13 +311,17 @@ def make_session(*, data_dir: str | os.PathLike | None = None, catalog_uri: str 
             callbacks["bec"] = bec
         installed = []
         if suspenders:
-            for s in plans.make_suspenders(mic.pump.mode_locked):
+            for s in plans.make_suspenders(mic.pump.mode_locked,
+                                           getattr(mic, "interlock", None)):
                 RE.install_suspender(s)
                 installed.append(s)
     except BaseException:
         close_catalog(client)
         raise
-    mic.detector.sync_frames = durable
+    if control == "epics":
+        mic.detector.sync_frames_pv.put(bool(durable))
+    else:
+        mic.detector.sync_frames = durable
     if phenotype is None and specimen == "testis":
         phenotype = "normal"
     md = {"specimen": specimen, "phenotype": phenotype if specimen == "testis" else None,

@@ -172,6 +172,10 @@ def confusion_png(path: str | os.PathLike, matrix: ArrayLike, class_names: Seque
     return save_png(fig, path)
 
 
+#: longest bar label shown whole (characters); longer ones show their end
+_TICK_CHARS = 24
+
+
 def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, float]], *,
              metrics: Sequence[str] | None = None,
              metric_labels: Mapping[str, str] | None = None, title: str = "",
@@ -238,8 +242,11 @@ def bars_png(path: str | os.PathLike, values: Mapping[str, float | Mapping[str, 
         texts = ["n/a" if not np.isfinite(v) else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
                  for v in col]
         ax.bar_label(bars, texts, fontsize=7, padding=1, rotation=90 if k > 3 else 0)
-    tilt = n > 4 and max(len(nm) for nm in names) > 5
-    ax.set_xticks(x, names, rotation=30 if tilt else 0, ha="right" if tilt else "center")
+    # long names (a weights file's path) would squeeze the axes to nothing: keep the end
+    ticks = [nm if len(nm) <= _TICK_CHARS else "\u2026" + nm[-(_TICK_CHARS - 1):]
+             for nm in names]
+    tilt = (n > 4 and max(len(nm) for nm in ticks) > 5) or max(len(nm) for nm in ticks) > 12
+    ax.set_xticks(x, ticks, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     if ylim is not None:
         lo, hi = (float(v) for v in ylim)
         if not lo < hi:

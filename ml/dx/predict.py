@@ -41,7 +41,7 @@ from ml.dx.patches import (
 )
 from ml.dx.preprocess import check_composite, normalize, to_chw
 from ml.dx.vote import DEFAULT_THRESHOLD, Vote, dx_vote
-from plans.contract import DIAGNOSES, DIAGNOSIS_OF, PHENOTYPES
+from plans.contract import DIAGNOSES, DX_TASKS
 
 __all__ = ["Task", "TASKS", "TaskError", "PredictError", "FieldDx", "SampleVote", "LBNetDx",
            "default_weights_path", "field_patches", "check_dx_meta", "dx_meta_ranges",
@@ -76,12 +76,12 @@ class Task:
         return tuple(p for g in self.phenotypes for p in g)
 
 
+#: the LBNet-Dx tasks of :data:`plans.contract.DX_TASKS`; normal vs NOA names its classes by
+#: diagnosis, the others by phenotype
 TASKS: dict[str, Task] = {
-    "normal-vs-noa": Task("normal-vs-noa", DIAGNOSES,
-                          tuple(tuple(p for p in PHENOTYPES if DIAGNOSIS_OF[p] == d)
-                                for d in DIAGNOSES)),
-    "spt-vs-spg": Task("spt-vs-spg", ("NOA-SPT", "NOA-SPG"), (("NOA-SPT",), ("NOA-SPG",))),
-}
+    name: Task(name, DIAGNOSES if name == "normal-vs-noa" else tuple(g[0] for g in groups),
+               groups)
+    for name, groups in DX_TASKS.items()}
 
 
 def get_task(name: str) -> Task:

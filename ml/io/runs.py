@@ -27,7 +27,7 @@ from ml.io.runstate import RunError
 from plans.contract import COMPOSITE_CHANNELS, LIPID_CM1, PAIR_TOLERANCE_CM1, PROTEIN_CM1
 
 __all__ = ["CHANNELS", "ExportError", "Tile", "find_image_key", "pick_frames",
-           "pixel_um_of", "run_tiles", "tile_data"]
+           "pixel_um_of", "run_instrument", "run_tiles", "tile_data"]
 
 CHANNELS = COMPOSITE_CHANNELS
 TOLERANCE_CM1 = PAIR_TOLERANCE_CM1
@@ -52,6 +52,7 @@ class Tile:
     shifts_cm1: tuple[float, float]
     pump_mw: tuple[float, float] = (float("nan"), float("nan"))
     stokes_mw: tuple[float, float] = (float("nan"), float("nan"))
+    pump_nm: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def origin_um(self) -> tuple[float, float]:
@@ -92,6 +93,20 @@ def tile_data(lipid_frame: NDArray, protein_frame: NDArray) -> NDArray[np.float3
 
 def _column(stream, key: str) -> NDArray:
     return np.asarray(stream[key].read())
+
+
+def run_instrument(run, stream_name: str = "primary") -> dict[str, Any]:
+    """The instrument description the detector recorded with the run's image data key
+    (``instrument``: Stokes wavelength, pump range, objective; :mod:`ml.io.omexml`), {} for
+    runs recorded before it was."""
+    if stream_name not in run:
+        return {}
+    stream = run[stream_name]
+    try:
+        key = find_image_key(stream)
+    except ExportError:
+        return {}
+    return dict(stream.metadata["data_keys"][key].get("instrument") or {})
 
 
 def pixel_um_of(stream, base: str) -> float | None:
@@ -165,6 +180,8 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True,
         else np.full(n, np.nan)
     stokes = _column(stream, f"{base}_frame_stokes_mw") if f"{base}_frame_stokes_mw" in keys \
         else np.full(n, np.nan)
+    pump_nm = _column(stream, f"{base}_frame_pump_nm") if f"{base}_frame_pump_nm" in keys \
+        else np.full(n, np.nan)
     tiles, skipped = [], []
     for field, g in _groups(stream, base, n, pixel):
         pair = pick_frames(shift[g])
@@ -193,5 +210,6 @@ def run_tiles(run, *, stream_name: str = "primary", load: bool = True,
                           pixel_um=float(pixel), data=data, events=(il, ip),
                           shifts_cm1=(float(shift[il]), float(shift[ip])),
                           pump_mw=(float(pump[il]), float(pump[ip])),
-                          stokes_mw=(float(stokes[il]), float(stokes[ip]))))
+                          stokes_mw=(float(stokes[il]), float(stokes[ip])),
+                          pump_nm=(float(pump_nm[il]), float(pump_nm[ip]))))
     return tiles, skipped

@@ -19,16 +19,22 @@ percentile (display only: the OME-TIFF keeps raw volts).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ml.io.frames import ReadFaults
-from ml.io.runs import CHANNELS, ExportError, Tile, run_tiles
+from ml.io.runs import CHANNELS, ExportError, Tile, run_instrument, run_tiles
 
-__all__ = ["composite_png", "export_run", "stitch"]
+if TYPE_CHECKING:
+    from ml.io.omexml import Acquisition
+
+__all__ = ["composite_png", "export_run", "stitch", "tile_acquisition"]
+
+log = logging.getLogger("srash.io.export")
 
 
 def _tent(n: int) -> NDArray[np.float32]:
@@ -79,12 +85,30 @@ def composite_png(path: str | Path, mosaic: NDArray[np.float32]) -> Path:
     return save_rgb_png(path, np.stack(chans, axis=-1).astype(np.float32))
 
 
+def tile_acquisition(tile: Tile, instrument: dict[str, Any], acquired: float | None
+                     ) -> Acquisition:
+    """The OME description of a tile (or of a mosaic, given its first tile): channels
+    :data:`CHANNELS`, the pump wavelength and physical shift of each (SHG: the lipid
+    frame's), the run's instrument and start time (UNIX s)."""
+    from ml.io.omexml import Acquisition
+
+    def num(v: float) -> float | None:
+        return None if not np.isfinite(v) else float(v)
+
+    lp, pp = tile.pump_nm
+    ls, ps = tile.shifts_cm1
+    return Acquisition.build(CHANNELS, pump_nm=[num(lp), num(pp), num(lp)],
+                             shifts_cm1=[num(ls), num(ps), None], instrument=instrument,
+                             acquired=acquired)
+
+
 def export_run(run, out_dir: str | Path, *, mosaic: bool = True,
                faults: ReadFaults | None = None) -> dict[str, Any]:
-    """Write ``tile_NNN.ome.tif`` per complete tile, ``mosaic.ome.tif`` and ``mosaic.png``
-    into ``out_dir``; returns a summary (paths, tiles, skipped fields, mosaic shape, the
-    run's ``state``). Faults: :func:`run_tiles`."""
-    from ml.io.ometiff import write_ome_tiff
+    """Write ``tile_NNN.ome.tif`` per complete tile, ``mosaic.ome.tif`` (a pyramid above
+    :data:`~ml.io.ometiff.PYRAMID_MIN_PX` px) and ``mosaic.png`` into ``out_dir``; returns a
+    summary (paths, tiles, skipped fields, mosaic shape and resolution levels, the run's
+    ``state``). Faults: :func:`run_tiles`."""
+    from ml.io.ometiff import write_mosaic, write_ome_tiff
     from ml.io.runstate import run_state
 
     start = run.metadata["start"]
@@ -96,27 +120,39 @@ def export_run(run, out_dir: str | Path, *, mosaic: bool = True,
                              if skipped else ""))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    log.info("run %s: %d complete tiles, %d fields skipped -> %s", start["uid"], len(tiles),
+             len(skipped), out)
     files = []
     prov = {"run_uid": start["uid"], "sample_id": start.get("sample_id"),
             "patient_id": start.get("patient_id")}
+    instrument = run_instrument(run)
+    when = start.get("time")
     for t in tiles:
         files.append(str(write_ome_tiff(
             out / f"tile_{t.index:03d}.ome.tif", t.data, channel_names=CHANNELS,
             pixel_size_um=t.pixel_um, position_um=t.origin_um,
             settings={**prov, "tile": t.index, "center_um": [t.x_um, t.y_um],
                       "events": list(t.events), "raman_shifts_cm1": list(t.shifts_cm1),
-                      "units": "detector V (lock-in output / PMT)"})))
+                      "units": "detector V (lock-in output / PMT)"},
+            acquisition=tile_acquisition(t, instrument, when),
+            name=f"run {start['uid'][:8]} tile {t.index}")))
     state = run_state(run)
     summary: dict[str, Any] = {"uid": start["uid"], "out": str(out), "tiles": files,
                                "skipped": skipped, "mosaic": None, "png": None,
                                "state": state.kind, "stop_reason": state.reason}
     if mosaic:
         m, origin, p = stitch(tiles)
-        summary["mosaic"] = str(write_ome_tiff(
+        path, levels = write_mosaic(
             out / "mosaic.ome.tif", m, channel_names=CHANNELS, pixel_size_um=p,
             position_um=origin, settings={**prov, "tiles": len(tiles),
                                           "blend": "linear feathering (tent weights)",
-                                          "units": "detector V; NaN = not imaged"}))
+                                          "units": "detector V; NaN = not imaged"},
+            acquisition=tile_acquisition(tiles[0], instrument, when),
+            name=f"run {start['uid'][:8]} mosaic")
+        summary["mosaic"] = str(path)
+        summary["mosaic_levels"] = levels
+        log.info("mosaic %s: %s px, %d resolution levels", path, "x".join(map(str, m.shape)),
+                 levels)
         summary["png"] = str(composite_png(out / "mosaic.png", m))
         summary["mosaic_shape"] = list(m.shape)
         summary["origin_um"] = list(origin)

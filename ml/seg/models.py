@@ -37,21 +37,15 @@ from ml.common.weights import (
     save_weights,
 )
 from ml.seg.hybrid_unet import MIN_BANDS, HybridUNet, UNet2D, UNet3D
+from plans.contract import SEGMENTERS as _CONTRACT_SEGMENTERS
 from plans.contract import TRUTH_LABELS
 
 __all__ = ["DEFAULT_WEIGHTS", "SEGMENTERS", "SegModelError", "build_segmenter", "save_segmenter",
            "load_segmenter", "segmenter_input", "labels_from_masks", "check_segmenter_meta",
            "MAX_BANDS", "PARAM_RANGES"]
 
-#: name -> (description, HybridUNet module flags or the baseline class name)
-SEGMENTERS: dict[str, str] = {
-    "hybrid-unet": "Hybrid-UNet (MSR3D + spectral compression + attention skips)",
-    "hybrid-no-msr": "ablation: Hybrid-UNet without the MSR3D modules",
-    "hybrid-no-compression": "ablation: Hybrid-UNet without the spectral-compression module",
-    "hybrid-no-attention": "ablation: Hybrid-UNet without attention-weighted skip pooling",
-    "unet3d": "baseline: 3D UNet",
-    "unet2d": "baseline: nnU-Net-style 2D UNet",
-}
+#: name -> description (the names are the contract's, :data:`plans.contract.SEGMENTERS`)
+SEGMENTERS: dict[str, str] = dict(_CONTRACT_SEGMENTERS)
 
 _ABLATION_FLAG = {"hybrid-no-msr": "msr", "hybrid-no-compression": "spectral_compression",
                   "hybrid-no-attention": "attention_skips"}

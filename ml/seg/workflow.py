@@ -211,6 +211,12 @@ def train_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]], *,
                           config=cfg, progress=show)
     report_dir = Path(report_dir)
     n_params = sum(p.numel() for p in model.parameters())
+    # the two-band baseline's thresholds, fitted on the same training stacks (issue 15):
+    # evaluate-seg scores it next to the network, so the difficulty is measured every time
+    from ml.seg.twoband import fit_two_band
+
+    rule = fit_two_band([stacks[i].data for i in tr], [stacks[i].raman_cm1 for i in tr],
+                        [labels[i] for i in tr])
     meta = {
         "cohort": settings.cohort, "split": settings.split,
         "train_runs": [stacks[i].start["uid"] for i in tr],
@@ -220,7 +226,8 @@ def train_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]], *,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "best_epoch": res.best_epoch, "val_dice": res.best_val_dice,
         "train_seconds": round(res.seconds, 1), "parameters": n_params,
-        "command": settings.command, "history": res.history}
+        "command": settings.command, "history": res.history,
+        "two_band": dataclasses.asdict(rule)}
     save_segmenter(model, weights_path, name=settings.model, raman_cm1=axis, meta=meta)
     curves = _curves_png(report_dir / "learning_curves.png", res.history, settings.model)
     summary = {"model": settings.model, "weights": str(weights_path), "parameters": n_params,
@@ -270,7 +277,14 @@ def evaluate_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]],
                  cohort: str | None = None, report_extra: Mapping[str, Any] | None = None,
                  progress: Progress | None = None,
                  clock_start: float | None = None) -> dict[str, Any]:
-    """Dice against truth of the spectral phasor (default settings) and every segmenter.
+    """Dice of the spectral phasor (default settings), the two-band rule and every segmenter,
+    against truth and, separately, against the phasor's labels (the study's protocol).
+
+    The two-band rule (:mod:`ml.seg.twoband`) uses the thresholds fitted on the training
+    stacks of the first segmenter whose weights carry them (``meta["two_band"]``); without
+    one it is left out (``report["two_band"]`` says why). ``report["dice"]``: against the
+    simulator truth; ``report["dice_vs_phasor"]``: against the phasor's label maps (every
+    method but the phasor itself). The two are never mixed.
 
     Parameters
     ----------
@@ -310,7 +324,19 @@ def evaluate_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]],
     for sg in segmenters:
         name = sg.meta["segmenter"] if sg.meta["segmenter"] not in models else str(sg.path)
         models[name] = sg
-    per: dict[str, list[dict[str, float]]] = {"phasor": [], **{k: [] for k in models}}
+    from ml.seg.twoband import TwoBandRule
+
+    rule: TwoBandRule | None = None
+    rule_src = "left out: no weights carry two-band thresholds (trained before issue 15)"
+    for name, sg in models.items():
+        if isinstance(sg.meta.get("two_band"), Mapping):
+            rule = TwoBandRule(**{k: float(v) for k, v in sg.meta["two_band"].items()})
+            rule_src = f"thresholds fitted on the training stacks of {name}"
+            break
+    base = ["phasor"] + (["two_band"] if rule is not None else [])
+    per: dict[str, list[dict[str, float]]] = {**{k: [] for k in base},
+                                              **{k: [] for k in models}}
+    per_ph: dict[str, list[dict[str, float]]] = {k: [] for k in per if k != "phasor"}
     example: dict[str, np.ndarray] = {}
     timing: dict[str, float] = {k: 0.0 for k in per}
     for i, (st, lab) in enumerate(zip(stacks, labels)):
@@ -319,6 +345,11 @@ def evaluate_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]],
         seg = segment_phasor(st.data, st.raman_cm1)
         timing["phasor"] += time.perf_counter() - ts
         masks = {"phasor": np.stack([seg.labels == NUCLEUS, seg.labels == LIPID_DROPLET])}
+        if rule is not None:
+            ts = time.perf_counter()
+            tb = rule.segment(st.data, st.raman_cm1)
+            timing["two_band"] += time.perf_counter() - ts
+            masks["two_band"] = np.stack([tb == NUCLEUS, tb == LIPID_DROPLET])
         for name, sg in models.items():
             ts = time.perf_counter()
             masks[name] = predict_masks(sg.model, segmenter_input(st.data, st.raman_cm1,
@@ -327,6 +358,9 @@ def evaluate_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]],
         for name, m in masks.items():
             per[name].append({"nucleus": dice(m[0], truth[0]),
                               "lipid_droplet": dice(m[1], truth[1])})
+            if name != "phasor":
+                per_ph[name].append({"nucleus": dice(m[0], masks["phasor"][0]),
+                                     "lipid_droplet": dice(m[1], masks["phasor"][1])})
         if i == 0:
             example = {"mean": st.data.mean(axis=0), "truth": np.stack(truth), **masks}
         if progress is not None:
@@ -345,6 +379,8 @@ def evaluate_seg(stacks: Sequence[Stack], labels: Sequence[NDArray[np.integer]],
               "specimen_seeds": [st.start.get("specimen_seed") for st in stacks],
               "weights": {k: str(sg.path) for k, sg in models.items()},
               "dice": summary, "per_stack": per,
+              "dice_vs_phasor": {name: dice_stats(v) for name, v in per_ph.items()},
+              "per_stack_vs_phasor": per_ph, "two_band": rule_src,
               "seconds_per_stack": {k: v / len(stacks) for k, v in timing.items()},
               "images": {"dice_bars": str(bars), "example_masks": str(grid)},
               "elapsed_s": round(time.perf_counter() - t0, 1), **dict(report_extra or {})}

@@ -568,4 +568,7 @@ def _collect_shg(frame: FrameResult, shg: Future) -> None:
 
 
 def _label(shift: float) -> str:
-    return f"{shift:g}" if float(shift).is_integer() else f"{shift:.1f}"
+    """The shift in a channel name: 0.1 cm^-1, no trailing zeros (the spelling of
+    ``plans.contract.srs_channel``, which this package may not import; the contract's tests
+    prove they agree)."""
+    return f"{round(float(shift), 1) + 0.0:g}"

@@ -14,6 +14,11 @@ from numpy.typing import NDArray
 from simulators.config import ConfigMixin
 from simulators.errors import SettingsError, check_positive, check_range
 
+#: Registration random-walk step (px per axis per raster) of the long hyperspectral
+#: stacks of the cells specimen (issue 15: stage drift and OPO pointing over a ~50-band
+#: sweep; ~1.4 px after 51 bands; an estimate, docs/physics-notes.md).
+HYPERSPECTRAL_WALK_PX = 0.2
+
 
 @dataclasses.dataclass(frozen=True)
 class ScannerConfig(ConfigMixin):
@@ -25,7 +30,10 @@ class ScannerConfig(ConfigMixin):
     from the optical axis, so SRS (``P_P P_S``) and SHG (``P_P^2``) go as
     ``g = v^2 = (1 + (r/r0)^2)^-2`` (cos^4-like);
     ``registration_jitter_px``: 1-sigma registration error (pixels, per axis) of a raster
-    relative to the first raster of the same field (galvo drive and frame-sync timing)."""
+    relative to the first raster of the same field (galvo drive and frame-sync timing);
+    ``registration_walk_px``: s.d. (pixels, per axis) of each step of a random walk that
+    accumulates over the rasters of one field (slow drift: stage drift and beam pointing
+    changing with OPO tuning; 0 = none, the default; issue 15)."""
 
     max_fov_um: float = 441.7
     min_dwell_s: float = 0.5e-6
@@ -37,6 +45,7 @@ class ScannerConfig(ConfigMixin):
     frame_overhead_s: float = 0.01
     vignetting_r0_um: float = 760.0
     registration_jitter_px: float = 0.2
+    registration_walk_px: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive("max field of view", self.max_fov_um, "um")
@@ -44,6 +53,7 @@ class ScannerConfig(ConfigMixin):
         check_range("turnaround fraction", self.turnaround_fraction, 0.0, 1.0)
         check_positive("vignetting radius", self.vignetting_r0_um, "um")
         check_range("frame jitter", self.registration_jitter_px, 0.0, 5.0, "px")
+        check_range("registration walk step", self.registration_walk_px, 0.0, 5.0, "px")
 
 
 class GalvoScannerSim:
@@ -64,6 +74,7 @@ class GalvoScannerSim:
         #: registration error (dy, dx) of the latest raster, pixels
         self.registration_px: tuple[float, float] = (0.0, 0.0)
         self._field: Hashable | None = None
+        self._walk: tuple[float, float] = (0.0, 0.0)
 
     def next_registration(self, field: Hashable, rng: np.random.Generator
                           ) -> tuple[float, float]:
@@ -76,14 +87,17 @@ class GalvoScannerSim:
         :attr:`registration_px`.
         """
         j = self.config.registration_jitter_px
+        walk = self.config.registration_walk_px
         if field != self._field:
             self._field = field
+            self._walk = (0.0, 0.0)
             self.registration_px = (0.0, 0.0)
-        elif j > 0:
-            d = rng.normal(0.0, j, size=2)
-            self.registration_px = (float(d[0]), float(d[1]))
-        else:
-            self.registration_px = (0.0, 0.0)
+            return self.registration_px
+        d = rng.normal(0.0, j, size=2) if j > 0 else np.zeros(2)
+        if walk > 0:  # drawn after the jitter: walk 0 keeps the historical draws
+            st = rng.normal(0.0, walk, size=2)
+            self._walk = (self._walk[0] + float(st[0]), self._walk[1] + float(st[1]))
+        self.registration_px = (float(d[0]) + self._walk[0], float(d[1]) + self._walk[1])
         return self.registration_px
 
     def set_pixels(self, pixels: int) -> None:

@@ -4,6 +4,12 @@ User mistakes (bad settings, unreadable files) end with ``srash: error: ...`` an
 status 2, never a traceback: the error bases of the packages are caught
 (``SimulatorError``, ``SrashError``, ``PlanError``, ``MLError``) with ``OSError``. Any other
 exception, a plain ``ValueError`` included, is a bug and keeps its traceback.
+
+Logging: the project logs through the standard ``logging`` module under the ``srash``
+logger (``srash.cli.<command>``, ``srash.io``, ``srash.live``...). ``srash -v COMMAND``
+shows its INFO records on stderr (what is read and written, with timestamps), ``-vv`` DEBUG;
+without ``-v`` nothing is configured (warnings reach stderr as before). :func:`main`
+configures this once per call (:func:`configure_logging`).
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from . import (
     cohort,
     demo,
     evaluate,
+    ioc,
     quantify,
     scan,
     segment,
     segtrain,
+    serve,
     shell,
     simulate,
     train,
@@ -42,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="SRASH (SRS + SHG) microscope framework: simulate, acquire, analyse.",
     )
     parser.add_argument("--version", action="version", version=f"srash {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what the command does on stderr (INFO; -vv: DEBUG); "
+                             "give it before the command: srash -v scan ...")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
     simulate.add_parser(sub)
@@ -55,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     segtrain.add_parsers(sub)
     quantify.add_parser(sub)
     shell.add_parser(sub)
+    serve.add_parser(sub)
+    ioc.add_parser(sub)
     return parser
 
 
@@ -62,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``srash`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", 0))
+    logging.getLogger("srash.cli").info("srash %s (version %s)", getattr(args, "command", "?"),
+                                       __version__)
     from ..signals import Terminated, exit_status_for, terminate_gracefully
 
     # bluesky logs an aborted or failed run with its traceback ("Run aborted"); the commands
@@ -84,6 +100,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _third_party_errors() as exc:  # last resort: the sources raise CatalogError
         print(f"srash: error: {_describe_third_party(exc)}", file=sys.stderr)
         return 2
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever ``sys.stderr`` is when a record is emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(verbose: int) -> None:
+    """Show the ``srash`` loggers' records on stderr: INFO for ``verbose`` 1, DEBUG for 2+;
+    0 leaves logging as it is. Idempotent: the handler of a previous call is replaced."""
+    log = logging.getLogger("srash")
+    for h in list(log.handlers):
+        if isinstance(h, _StderrHandler):
+            log.removeHandler(h)
+    if verbose <= 0:
+        log.setLevel(logging.NOTSET)
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    log.debug("logging configured (verbose=%d)", verbose)
 
 
 def _third_party_errors() -> tuple[type[BaseException], ...]:

@@ -16,7 +16,7 @@ from ml.io.runstate import run_state
 
 from ..catalog import get_run
 from ..display import escape_control
-from . import repair
+from . import repair, serve
 from .options import CLIError, add_catalog_options, add_strict_option
 
 __all__ = ["add_parser", "run_summary"]
@@ -63,8 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export", help="OME-TIFF per tile and a stitched mosaic (OME-TIFF + PNG)",
         description="Rebuild each SRASH tile (SRS_2850, SRS_2930, SHG) from the run's "
                     "events and write tile_NNN.ome.tif, plus mosaic.ome.tif (tiles placed by "
-                    "stage coordinates, overlaps blended by linear feathering) and "
-                    "mosaic.png (R=2930, G=2850, B=SHG).")
+                    "stage coordinates, overlaps blended by linear feathering; a tiled, "
+                    "zlib-compressed pyramid above 2048 px) and mosaic.png (R=2930, G=2850, "
+                    "B=SHG). The files: docs/files.md.")
     ex.add_argument("uid", help="run uid (a unique prefix is enough), or -1 for the latest")
     ex.add_argument("--out", type=Path, required=True, help="output folder")
     ex.add_argument("--no-mosaic", action="store_true", help="tiles only")
@@ -72,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(ex)
     ex.set_defaults(func=run_export)
     repair.add_parser(ss)
+    serve.add_init_parser(ss)
 
 
 def _open(args):
@@ -233,5 +235,7 @@ def run_export(args: argparse.Namespace) -> int:
               f"incomplete, {bad} with unreadable frame files)")
     for k in ("mosaic", "png"):
         if summary.get(k):
-            print(f"wrote {summary[k]}")
+            levels = summary.get("mosaic_levels", 1) if k == "mosaic" else 1
+            print(f"wrote {summary[k]}" + (f" ({levels} resolution levels)" if levels > 1
+                                           else ""))
     return 0

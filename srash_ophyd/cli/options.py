@@ -35,11 +35,11 @@ def add_strict_option(p: argparse.ArgumentParser) -> None:
 
 def add_task_option(p: argparse.ArgumentParser, *, default: str | None = "normal-vs-noa",
                     help_default: str = "normal-vs-noa") -> None:
-    """``--task`` with the LBNet-Dx task names (:data:`ml.dx.predict.TASKS`)."""
-    from ml.dx.predict import TASKS
+    """``--task`` with the LBNet-Dx task names (:data:`plans.contract.DX_TASKS`)."""
+    from plans.contract import DX_TASKS
 
-    p.add_argument("--task", choices=sorted(TASKS), default=default,
-                   help=f"{' or '.join(sorted(TASKS))} (default {help_default})")
+    p.add_argument("--task", choices=sorted(DX_TASKS), default=default,
+                   help=f"{' or '.join(sorted(DX_TASKS))} (default {help_default})")
 
 
 def add_weights_option(p: argparse.ArgumentParser) -> None:

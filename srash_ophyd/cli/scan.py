@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from .options import add_catalog_options, parse_floats, parse_grid, parse_overla
 __all__ = ["add_parser", "mosaic_geometry", "parse_grid", "parse_overlap", "run_scan"]
 
 SHIFTS = DEFAULT_SHIFTS_CM1
+
+log = logging.getLogger("srash.cli.scan")
 
 
 def mosaic_geometry(rows: int, cols: int, fov_um: float, overlap: float,
@@ -88,6 +91,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--time-scale", type=float, default=0.0,
                    help="run the simulation at this multiple of real instrument time, "
                         "0..10 (default 0 = as fast as possible; 1 = real time)")
+    e = p.add_argument_group("control")
+    e.add_argument("--control", choices=("sim", "epics"), default="sim",
+                   help="sim: the simulators in this process (default); epics: Channel "
+                        "Access to `srash ioc` (its specimen and seeds are used)")
+    e.add_argument("--prefix", default="SRASH:", help="the IOC's PV prefix (--control epics)")
     add_catalog_options(p)
     add_loop_options(p, flag="--until-confident", weights=True)
     o = p.add_argument_group("output")
@@ -288,6 +296,12 @@ def _hms(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------- running
 def run_scan(args: argparse.Namespace) -> int:
+    if args.control == "epics":  # the IOC's specimen and seeds (geometry, metadata)
+        from ..devices.epics import read_ioc_info
+
+        info = read_ioc_info(args.prefix)
+        args.specimen, args.phenotype = info["specimen"], info.get("phenotype")
+        args.seed, args.noise_seed = int(info["seed"]), int(info["noise_seed"])
     req = _plan_request(args)
     if args.dry_run:
         return _dry_run(args, req)
@@ -304,17 +318,22 @@ def run_scan(args: argparse.Namespace) -> int:
         specimen=args.specimen, phenotype=args.phenotype, seed=args.seed,
         noise_seed=args.noise_seed, progress=not args.quiet, pixels=args.pixels,
         fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6, averages=args.averages,
-        x_um=cx, y_um=cy, time_scale=args.time_scale)
+        x_um=cx, y_um=cy, time_scale=args.time_scale, control=args.control,
+        prefix=args.prefix)
     seen: dict[str, Any] = {"uid": None, "scan_id": None, "events": 0, "stop": None}
 
     def track(name: str, doc: dict) -> None:
         if name == "start":
             seen["uid"] = doc["uid"]
             seen["scan_id"] = doc.get("scan_id")
+            log.info("run %s (scan %s) started: %dx%d tiles", doc["uid"], doc.get("scan_id"),
+                     req["rows"], req["cols"])
         elif name == "event":
             seen["events"] += 1
+            log.debug("event %d of run %s", seen["events"], seen["uid"])
         elif name == "stop":
             seen["stop"] = doc
+            log.info("run %s stopped: %s", doc.get("run_start"), doc.get("exit_status"))
 
     token = session.RE.subscribe(track)
     md = session.run_md(sample_id=args.sample, patient_id=args.patient)
@@ -358,9 +377,14 @@ def run_scan(args: argparse.Namespace) -> int:
                 f"{summary['exit_status']})" if summary["uid"] else
                 "no run was started, nothing acquired")
         if summary["uid"] and session.journal.pending(summary["uid"]):
+            repair, hint = "srash catalog repair", "mend the cause"
+            if args.catalog:  # a served catalog: it stopped answering, or refused a write
+                repair += f" --data-dir {session.data_dir} --catalog {args.catalog}"
+                message = f"the catalog at {args.catalog} failed ({message})"
+                hint = "mend the cause (is the server running?)"
             done = (f"the catalog did not take run {summary['uid']}; its "
-                    f"{summary['tiles_done']} finished tiles are safe in its journal: mend "
-                    "the cause, then run `srash catalog repair`")
+                    f"{summary['tiles_done']} finished tiles are safe in its journal: "
+                    f"{hint}, then run `{repair}`")
         what = ("scan interrupted" if status == 130 else f"scan {message}" if status > 128
                 else f"scan failed: {message}")
         print(f"srash: {what}; {done}", file=sys.stderr)

@@ -10,8 +10,10 @@ stack of one training set must share one Raman axis; the weights remember it
 with their provenance (cohort, run uids, specimen seeds, settings, history) and writes a
 report (JSON, learning curves PNG).
 
-``evaluate-seg`` scores every given weights file and the automatic spectral phasor
-(:func:`ml.seg.phasor.segment_phasor`, default settings) against truth on a held-out cohort:
+``evaluate-seg`` scores every given weights file, the automatic spectral phasor
+(:func:`ml.seg.phasor.segment_phasor`, default settings) and the two-band rule (thresholds
+fitted at training, :mod:`ml.seg.twoband`) against truth and, separately, against the
+phasor's labels (the study's protocol) on a held-out cohort:
 Dice per stack and class, mean +- SD, a Dice-bars PNG, and one example stack's label maps
 side by side. It refuses stacks whose specimen seed any of the weights saw in training.
 
@@ -34,7 +36,7 @@ __all__ = ["add_parsers", "run_train_seg", "run_evaluate_seg"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from ml.seg.models import SEGMENTERS
+    from plans.contract import SEGMENTERS
 
     p = sub.add_parser(
         "train-seg", help="train a nucleus / lipid-droplet segmenter on catalog stacks",
@@ -185,15 +187,18 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k != "per_stack"}))
+        print(json.dumps({k: v for k, v in report.items()
+                          if k not in ("per_stack", "per_stack_vs_phasor")}))
         return 0
-    print(f"{len(stacks)} held-out stacks of {args.cohort}: Dice vs simulator truth, "
-          "mean +- SD (min)")
-    for name, s in report["dice"].items():
-        n, d = s["nucleus"], s["lipid_droplet"]
-        print(f"  {name:22s} nucleus {n['mean']:.3f} +- {n['sd']:.3f} ({n['min']:.3f})   "
-              f"lipid droplets {d['mean']:.3f} +- {d['sd']:.3f} ({d['min']:.3f})   "
-              f"{report['seconds_per_stack'][name]:.2f} s/stack")
+    for key, what in (("dice", "Dice vs simulator truth"),
+                      ("dice_vs_phasor", "Dice vs the phasor's labels (the study's protocol)")):
+        print(f"{len(stacks)} held-out stacks of {args.cohort}: {what}, mean +- SD (min)")
+        for name, s in report[key].items():
+            n, d = s["nucleus"], s["lipid_droplet"]
+            print(f"  {name:22s} nucleus {n['mean']:.3f} +- {n['sd']:.3f} ({n['min']:.3f})   "
+                  f"lipid droplets {d['mean']:.3f} +- {d['sd']:.3f} ({d['min']:.3f})   "
+                  f"{report['seconds_per_stack'][name]:.2f} s/stack")
+    print(f"two-band rule: {report['two_band']}")
     print(f"report: {report['report']}")
     for k, v in report["images"].items():
         print(f"{k}: {v}")

@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-preview", action="store_true",
                    help="no live mosaic preview figure (always so without a display; at the "
                         "prompt: preview.enabled = False)")
+    p.add_argument("--control", choices=("sim", "epics"), default="sim",
+                   help="sim (in process, default) or epics (Channel Access to `srash ioc`)")
+    p.add_argument("--prefix", default="SRASH:", help="the IOC's PV prefix (--control epics)")
     add_catalog_options(p)
     p.set_defaults(func=run_shell)
 
@@ -71,7 +74,8 @@ def run_shell(args: argparse.Namespace) -> int:
                            api_key=args.api_key, specimen=args.specimen,
                            phenotype=args.phenotype, seed=args.seed,
                            noise_seed=args.noise_seed, best_effort=True,
-                           best_effort_plots=plots, pixels=args.pixels, fov_um=args.fov_um)
+                           best_effort_plots=plots, pixels=args.pixels, fov_um=args.fov_um,
+                           control=args.control, prefix=args.prefix)
     # SIGTERM / SIGHUP: a running plan is aborted and its run closed (finished tiles kept),
     # then the shell dies by the signal; at the prompt (no run open) they act as usual
     import signal

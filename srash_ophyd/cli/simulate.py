@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.io.processed import ProcessedField, process_field
-from plans.contract import PHENOTYPES
+from plans.contract import PHENOTYPES, SHG_CHANNEL, srs_channel
 from simulators.errors import SettingsError
-from simulators.instrument import FieldResult, build_simulator, noise_generators
 from simulators.specimens import SPECIMEN_KINDS, make_specimen
 
+if TYPE_CHECKING:  # pragma: no cover (the forward model loads when a command runs)
+    from ml.io.processed import ProcessedField
+    from simulators.instrument import FieldResult
+
 from .options import parse_floats
+
+log = logging.getLogger("srash.cli.simulate")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -98,6 +103,8 @@ def _build(args: argparse.Namespace):
         y = dy if y is None else y
     if not args.dwell_us > 0:
         raise SettingsError(f"--dwell-us {args.dwell_us:g} not allowed: must be > 0")
+    from simulators.instrument import build_simulator
+
     sim = build_simulator(
         specimen, pixels=args.pixels, fov_um=args.fov_um, dwell_s=args.dwell_us * 1e-6,
         averages=args.averages, bidirectional=args.bidirectional, pump_mw=args.pump_power_mw,
@@ -117,7 +124,7 @@ def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bo
         "png": str(png) if png else None,
         "processed": processed,
         "shape": list(field.raw.shape),
-        "channels": field.channel_names,
+        "channels": channel_names(field),
         "pixel_size_um": field.pixel_um,
         "center_um": list(field.window.center_um),
         "raman_shifts_cm1": [round(s, 2) for s in field.raman_shifts_cm1],
@@ -135,13 +142,23 @@ def _summary(field: FieldResult, out: Path | None, elapsed: float, processed: bo
     }
 
 
+def channel_names(field: FieldResult) -> list[str]:
+    """The field's channel names in the contract's spelling: one SRS channel per physical
+    Raman shift (:func:`plans.contract.srs_channel`), then SHG when recorded."""
+    names = [srs_channel(s) for s in field.raman_shifts_cm1]
+    return names + [SHG_CHANNEL] * (len(field.channel_names) - len(names))
+
+
 def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dict[str, Any]:
     from ml.io.ometiff import write_ome_tiff
+    from ml.io.omexml import Acquisition, instrument_from_settings
 
     from ..preview import save_field_png, save_stack_png
 
     proc: ProcessedField | None = None
     if args.processed or args.png is not None:
+        from ml.io.processed import process_field
+
         proc = process_field(sim, field, rng)
     settings = {"kind": kind, "processed": bool(args.processed),
                 "raman_shifts_cm1": field.raman_shifts_cm1,
@@ -151,14 +168,25 @@ def _write(args, sim, field: FieldResult, rng, elapsed: float, kind: str) -> dic
                 "units": "V at reference power, background subtracted" if args.processed
                 else "detector V (lock-in output / PMT)"}
     x0, _, y0, _ = field.window.extent_um
+    names = channel_names(field)
+    instrument = instrument_from_settings(field.settings)
     if args.out is not None:
         data = proc.data if (args.processed and proc is not None) else field.raw
-        write_ome_tiff(args.out, data, channel_names=field.channel_names,
-                       pixel_size_um=field.pixel_um, position_um=(x0, y0), settings=settings)
+        n_srs = len(field.raman_shifts_cm1)
+        pumps = list(field.pump_nm) + [field.pump_nm[0]] * (len(names) - n_srs)  # SHG: 1st
+        acq = Acquisition.build(names, pump_nm=pumps, shifts_cm1=field.raman_shifts_cm1,
+                                instrument=instrument, acquired=time.time())
+        write_ome_tiff(args.out, data, channel_names=names, pixel_size_um=field.pixel_um,
+                       position_um=(x0, y0), settings=settings, acquisition=acq,
+                       name=f"simulated {kind}")
+        log.info("wrote %s: %s channels %s", args.out, kind, names)
     if args.truth is not None:
         write_ome_tiff(args.truth, field.truth.labels[None], channel_names=["labels"],
                        pixel_size_um=field.pixel_um, position_um=(x0, y0),
-                       settings={"labels": {lab.name: int(lab) for lab in _labels()}})
+                       settings={"labels": {lab.name: int(lab) for lab in _labels()}},
+                       acquisition=Acquisition.build(["labels"], instrument=instrument,
+                                                     acquired=time.time()),
+                       name=f"simulated {kind}: truth labels")
     if args.png is not None and proc is not None:
         if kind == "stack":
             save_stack_png(args.png, proc, field)
@@ -204,6 +232,8 @@ def _short(values: list) -> str:
 
 def run_fov(args: argparse.Namespace) -> int:
     sim = _build(args)
+    from simulators.instrument import noise_generators
+
     rng, _ = noise_generators(args.noise_seed)  # the frame generator a scan's detector uses
     t0 = time.perf_counter()
     field = sim.field(rng, shifts_cm1=args.shifts, pump_nm=args.pump_nm)
@@ -222,6 +252,8 @@ def run_stack(args: argparse.Namespace) -> int:
     if len(shifts) > 1000:
         raise SettingsError(f"{len(shifts)} bands requested: at most 1000 allowed")
     sim = _build(args)
+    from simulators.instrument import noise_generators
+
     rng, _ = noise_generators(args.noise_seed)
     t0 = time.perf_counter()
     with tqdm(total=len(shifts), desc="stack", unit="band", disable=args.json or None,

@@ -3,14 +3,18 @@
 On ``trigger()`` the scanner rasters the current field at the current settings through the
 simulator chain (:meth:`simulators.instrument.SRASHSimulator.frame`): the lock-in frame (SRS, V)
 and the PMT frame (SHG, V) are stacked as channels ``("SRS", "SHG")`` of one float32 array
-``(channel, y, x)`` and written as one OME-TIFF per frame (channel names, pixel size, stage
-position of the field's top-left corner and the simulator's settings JSON), announced with
-StreamResource / StreamDatum documents:
+``(channel, y, x)`` and written as one OME-TIFF per frame (:mod:`ml.io.omexml`: channel
+names ``SRS_<shift>`` spelled by :func:`plans.contract.srs_channel` from the frame's
+physical shift, and ``SHG``; acquisition date, lasers, detectors, objective, the pump
+wavelength per channel, pixel size, stage position of the field's top-left corner and the
+simulator's settings JSON), announced with StreamResource / StreamDatum documents:
 
 - data key ``<base>_image`` (``<base>`` = the microscope's name, e.g. ``srash_image``):
   ``dtype "array"``, ``dtype_numpy "<f4"``, ``shape [2, ny, nx]``,
   ``dims ["channel", "y", "x"]``, ``external "STREAM:"``, ``units "V"``, plus
-  ``channel_names ["SRS", "SHG"]``;
+  ``channel_names ["SRS", "SHG"]`` (the detector's outputs, the same for every shift) and
+  ``instrument`` (Stokes wavelength, pump range, repetition rate, objective: what exports
+  write into their OME ``Instrument``);
 - StreamResource: mimetype ``multipart/related;type=image/tiff``, ``uri`` = ``file://`` URI
   of a fresh folder ``<data_dir>/<stream resource uid>/`` (one per staging), parameters
   ``template "{:06d}.ome.tif"``, ``join_method "stack"``, ``chunk_shape [1]`` (one frame
@@ -37,6 +41,7 @@ is kept as :attr:`SRASHDetector.last_frame` either way.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
 from pathlib import Path
@@ -49,13 +54,15 @@ from ophyd import Signal
 from ophyd.status import DeviceStatus
 
 from ml.io.ometiff import write_ome_tiff
-from plans.contract import DETECTOR_CHANNELS
+from ml.io.omexml import Acquisition, instrument_from_settings
+from plans.contract import DETECTOR_CHANNELS, SHG_CHANNEL, srs_channel
 from simulators.instrument import FrameResult
 
 from ..catalog import file_uri
 from ._sim import DeviceFault, SimDevice, complete_after, translate_limits
 
-__all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector"]
+__all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector", "frame_fault_message",
+           "frame_scalars", "write_frame"]
 
 CHANNEL_NAMES = DETECTOR_CHANNELS
 MIMETYPE = "multipart/related;type=image/tiff"
@@ -170,6 +177,7 @@ class SRASHDetector(SimDevice):
             "source": f"SIM:{self.image_key}", "dtype": "array", "dtype_numpy": "<f4",
             "shape": list(shape), "dims": ["channel", "y", "x"], "external": "STREAM:",
             "units": "V", "channel_names": list(CHANNEL_NAMES),
+            "instrument": instrument_from_settings(self.backend.settings()),
         }
         return desc
 
@@ -232,25 +240,13 @@ class SRASHDetector(SimDevice):
         problem = self._fault_message(frame.faults)
         if problem:
             raise DeviceFault(f"{self.name}: frame not recorded: {problem}")
-        data = np.stack([frame.srs, frame.shg]).astype(np.float32, copy=False)
         with self._lock:
             i = self._index
             path = self._folder / FILE_TEMPLATE.format(i)
-            win = frame.window
-            settings = sim.settings()
-            settings["frame"] = {
-                "index": i, "raman_shift_cm1": frame.raman_shift_cm1, "pump_nm": frame.pump_nm,
-                "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
-                "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
-                "window": win.to_dict(), "channel_names": list(CHANNEL_NAMES),
-                "registration_px": list(frame.registration_px)}
             try:
-                write_ome_tiff(path, data, channel_names=CHANNEL_NAMES,
-                               pixel_size_um=win.pixel_um, position_um=(win.x_um, win.y_um),
-                               settings=settings, sync=self.sync_frames)
+                write_frame(sim, frame, path, i, sync=self.sync_frames)
             except OSError as exc:
-                raise DeviceFault(f"{self.name}: frame not recorded: cannot write {path}: "
-                                  f"{_disk_hint(path.parent, data.nbytes, exc)}") from exc
+                raise DeviceFault(f"{self.name}: frame not recorded: {exc}") from exc
             self.last_path = path
             if not self._resource_sent:
                 self._asset_docs.append(("stream_resource", self._resource_doc))
@@ -258,17 +254,8 @@ class SRASHDetector(SimDevice):
             self._asset_docs.append(
                 ("stream_datum", self._compose_datum(indices={"start": i, "stop": i + 1})))
             self._index = i + 1
-        cx = win.x_um + win.nx * win.pixel_um / 2
-        cy = win.y_um + win.ny * win.pixel_um / 2
-        for sig, value in ((self.srs_mean, float(frame.srs.mean())),
-                           (self.shg_mean, float(frame.shg.mean())),
-                           (self.frame_raman_shift, float(frame.raman_shift_cm1)),
-                           (self.frame_pump_nm, float(frame.pump_nm)),
-                           (self.frame_pump_mw, float(frame.pump_mw)),
-                           (self.frame_stokes_mw, float(frame.stokes_mw)),
-                           (self.frame_x, float(cx)), (self.frame_y, float(cy)),
-                           (self.frame_number, int(i))):
-            sig.put(value)
+        for attr, value in frame_scalars(frame, i).items():
+            getattr(self, attr).put(value)
 
     def _record_statuses(self, faults: dict) -> None:
         """Show the frame's faults on the parts' status signals (microscope only)."""
@@ -284,17 +271,73 @@ class SRASHDetector(SimDevice):
             pump.mode_locked.get()
 
     def _fault_message(self, faults: dict) -> str:
-        msgs = []
-        if faults.get("modelock_lost"):
-            msgs.append("pump laser lost mode-lock (no ps pulses: SRS/SHG frames invalid); "
-                        "restore mode-lock before acquiring")
-        if faults.get("pmt_overlight_trip"):
-            row = faults.get("pmt_trip_row")
-            where = f" at row {row}" if row is not None else " (still tripped)"
-            msgs.append(f"SHG PMT overlight protection tripped{where}; reduce the PMT voltage "
-                        "or the light and reset the PMT")
-        n = int(faults.get("lockin_overload_px", 0) or 0)
-        if n > int(self.max_overload_px.get()):
-            msgs.append(f"lock-in overload on {n} pixels (more than max_overload_px="
-                        f"{int(self.max_overload_px.get())}); use a larger sensitivity")
-        return "; ".join(msgs)
+        return frame_fault_message(faults, int(self.max_overload_px.get()))
+
+
+# ---------------------------------------------------------------------------- shared
+# one copy of what a frame is on disk and in the readings: the in-process detector above
+# and the Channel Access IOC (:mod:`srash_ophyd.ioc`) both use these
+
+
+class FrameWriteError(OSError):
+    """A frame file could not be written; the message says why (the disk is full...)."""
+
+
+def frame_fault_message(faults: dict, max_overload_px: int = 0) -> str:
+    """Why a frame must not be recorded ("" when it may): mode-lock lost, PMT tripped, more
+    than ``max_overload_px`` overloaded lock-in pixels."""
+    msgs = []
+    if faults.get("modelock_lost"):
+        msgs.append("pump laser lost mode-lock (no ps pulses: SRS/SHG frames invalid); "
+                    "restore mode-lock before acquiring")
+    if faults.get("pmt_overlight_trip"):
+        row = faults.get("pmt_trip_row")
+        where = f" at row {row}" if row is not None else " (still tripped)"
+        msgs.append(f"SHG PMT overlight protection tripped{where}; reduce the PMT voltage "
+                    "or the light and reset the PMT")
+    n = int(faults.get("lockin_overload_px", 0) or 0)
+    if n > int(max_overload_px):
+        msgs.append(f"lock-in overload on {n} pixels (more than max_overload_px="
+                    f"{int(max_overload_px)}); use a larger sensitivity")
+    return "; ".join(msgs)
+
+
+def write_frame(sim: Any, frame: FrameResult, path: Path, index: int, *,
+                sync: bool = True) -> None:
+    """Write ``frame`` (channels SRS, SHG; float32) as the OME-TIFF ``path`` with the
+    simulator's settings and the frame's own record; ``OSError`` says why it failed (the
+    disk is full...)."""
+    data = np.stack([frame.srs, frame.shg]).astype(np.float32, copy=False)
+    win = frame.window
+    settings = sim.settings()
+    names = [srs_channel(frame.raman_shift_cm1), SHG_CHANNEL]
+    acq = Acquisition.build(
+        names, pump_nm=[frame.pump_nm, frame.pump_nm],
+        shifts_cm1=[frame.raman_shift_cm1, None],
+        instrument=instrument_from_settings(settings), acquired=time.time())
+    settings["frame"] = {
+        "index": int(index), "raman_shift_cm1": frame.raman_shift_cm1,
+        "pump_nm": frame.pump_nm, "stokes_nm": frame.stokes_nm, "pump_mw": frame.pump_mw,
+        "stokes_mw": frame.stokes_mw, "faults": frame.faults, "time_s": frame.time_s,
+        "window": win.to_dict(), "channel_names": names,
+        "registration_px": list(frame.registration_px)}
+    try:
+        write_ome_tiff(path, data, channel_names=names, pixel_size_um=win.pixel_um,
+                       position_um=(win.x_um, win.y_um), settings=settings, sync=sync,
+                       acquisition=acq)
+    except OSError as exc:
+        raise FrameWriteError(f"cannot write {path}: "
+                              f"{_disk_hint(Path(path).parent, data.nbytes, exc)}") from exc
+
+
+def frame_scalars(frame: FrameResult, index: int) -> dict[str, float | int]:
+    """The detector's scalar readings of a recorded frame, by component name (units in
+    :attr:`SRASHDetector._UNITS`): means (V), physical shift, powers, field centre."""
+    win = frame.window
+    return {"srs_mean": float(frame.srs.mean()), "shg_mean": float(frame.shg.mean()),
+            "frame_raman_shift": float(frame.raman_shift_cm1),
+            "frame_pump_nm": float(frame.pump_nm), "frame_pump_mw": float(frame.pump_mw),
+            "frame_stokes_mw": float(frame.stokes_mw),
+            "frame_x": float(win.x_um + win.nx * win.pixel_um / 2),
+            "frame_y": float(win.y_um + win.ny * win.pixel_um / 2),
+            "frame_number": int(index)}

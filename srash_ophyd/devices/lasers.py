@@ -31,13 +31,11 @@ from __future__ import annotations
 from typing import Any
 
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsSignal, EpicsSignalRO
-from ophyd.pv_positioner import PVPositionerIsClose
 from ophyd.utils import LimitError
 
 from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 
-from ._sim import Labelled, SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
+from ._sim import SimAxis, SimBackedSignal, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsPumpLaser", "EpicsPumpWavelength", "PumpLaser", "PumpWavelengthAxis",
            "StokesLaser"]
@@ -144,32 +142,5 @@ class StokesLaser(SimDevice):
 
 
 # ---------------------------------------------------------------------------- EPICS
-class EpicsPumpWavelength(PVPositionerIsClose):
-    """EPICS tuning axis: ``setpoint`` ``Wavelength-SP``, ``readback`` ``Wavelength-RB``
-    (done when they agree within ``atol`` = 0.05 nm)."""
-
-    atol = 0.05
-
-    setpoint = Cpt(EpicsSignal, "Wavelength-SP", kind="normal")
-    readback = Cpt(EpicsSignalRO, "Wavelength-RB", kind="hinted")
-
-    def __init__(self, prefix: str = "", *, name: str, **kwargs: Any):
-        kwargs.setdefault("egu", "nm")
-        kwargs.setdefault("limits", (700.0, 990.0))
-        super().__init__(prefix, name=name, **kwargs)
-        self.readback.name = self.name
-
-
-class EpicsPumpLaser(Labelled, Device):
-    """The pump laser on an EPICS IOC: same component names as :class:`PumpLaser`, PV
-    suffixes in the module docstring. Connection is lazy: instantiating needs no IOC."""
-
-    default_labels = ("lasers",)
-
-    wavelength = Cpt(EpicsPumpWavelength, "", kind="normal")
-    power = Cpt(EpicsSignal, "Power-SP", kind="config")
-    shutter = Cpt(EpicsSignal, "Shutter", kind="config")
-    mode_locked = Cpt(EpicsSignalRO, "ModeLocked-RB", kind="normal")
-    pulse_ps = Cpt(EpicsSignalRO, "PulseWidth-RB", kind="config")
-    rep_rate_mhz = Cpt(EpicsSignalRO, "RepRate-RB", kind="config")
-
+# the EPICS variants live with the other EPICS devices (re-exported here for old imports)
+from .epics import EpicsPumpLaser, EpicsPumpWavelength  # noqa: E402

@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsMotor, EpicsSignalRO
 
 from simulators.parts.stage import XYZStageSim
 
-from ._sim import Labelled, SimAxis, SimBackedSignalRO, SimDevice
+from ._sim import SimAxis, SimBackedSignalRO, SimDevice
 
 __all__ = ["EpicsXYZStage", "StageAxis", "XYZStage"]
 
@@ -97,14 +96,5 @@ class XYZStage(SimDevice):
         self.following_error.get()
 
 
-class EpicsXYZStage(Labelled, Device):
-    """The stage on an EPICS IOC: motor records ``<prefix>X``, ``Y``, ``Z`` and
-    ``<prefix>FollowingError-RB``; same component names as :class:`XYZStage`. Connection
-    is lazy: instantiating needs no IOC."""
-
-    default_labels = ("motors",)
-
-    x = Cpt(EpicsMotor, "X", kind="hinted")
-    y = Cpt(EpicsMotor, "Y", kind="hinted")
-    z = Cpt(EpicsMotor, "Z", kind="normal")
-    following_error = Cpt(EpicsSignalRO, "FollowingError-RB", kind="normal")
+# the EPICS variant lives with the other EPICS devices (re-exported here for old imports)
+from .epics import EpicsXYZStage  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Sequence
 from . import PERMISSIONS, STARTUP_MODULE
 
 __all__ = ["DEFAULT_CONTROL_PORT", "DEFAULT_INFO_PORT", "DEFAULT_REDIS_PREFIX", "main",
-           "manager_argv"]
+           "manager_argv", "redis_problem"]
 
 DEFAULT_CONTROL_PORT = 60615  # queueserver's own defaults, so `qserver` finds the manager
 DEFAULT_INFO_PORT = 60625
@@ -43,6 +43,31 @@ def manager_argv(data_dir: Path, *, host: str = "127.0.0.1",
             "--zmq-control-addr", f"tcp://{host}:{int(control_port)}",
             "--zmq-info-addr", f"tcp://{host}:{int(info_port)}",
             "--redis-addr", redis_addr, "--redis-name-prefix", redis_prefix, *extra]
+
+
+def redis_problem(addr: str, timeout_s: float = 3.0) -> str | None:
+    """Why Redis at ``addr`` (``HOST:PORT[/DB]``) cannot hold the queue, or None when it
+    answers a PING within ``timeout_s`` seconds."""
+    import redis
+
+    hostport, _, db = addr.partition("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        port_n, db_n = int(port), int(db or 0)
+    except ValueError:
+        return f"--redis-addr {addr!r} is not HOST:PORT[/DB] (e.g. 127.0.0.1:6379)"
+    client = redis.Redis(host=host or "127.0.0.1", port=port_n, db=db_n,
+                         socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        return (f"Redis at {hostport} does not answer ({exc}); the queue, history and "
+                f"settings live there: start it (e.g. `redis-server --daemonize yes --bind "
+                f"127.0.0.1 --port {port_n}` or `sudo systemctl start redis-server`) or "
+                "pass --redis-addr")
+    finally:
+        client.close()
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_only:
         print(line)
         return 0
+    problem = redis_problem(args.redis_addr)
+    if problem:  # the manager would retry silently, and the queue lives in Redis
+        print(f"python -m srash_ophyd.qserver: error: {problem}", file=sys.stderr)
+        return 2
     (data_dir / "qserver").mkdir(parents=True, exist_ok=True)
     os.environ[ENV_DATA_DIR] = str(data_dir)
     print(line, file=sys.stderr, flush=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import plans.contract as c
 from simulators.specimens.base import Label
 from simulators.specimens.testis import PHENOTYPES as SIM_PHENOTYPES
@@ -38,3 +41,46 @@ def test_contract_is_pure_data():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert imported <= {"__future__", "types", "typing"}
+
+
+# ------------------------------------------------------------------ SRS channel spelling
+
+def test_srs_channel_spelling():
+    assert c.srs_channel(2850) == c.srs_channel(2850.0) == c.srs_channel(2849.99) == "SRS_2850"
+    assert c.srs_channel(2865.14) == "SRS_2865.1" and c.srs_channel(2944.5) == "SRS_2944.5"
+    assert c.srs_channel(-0.01) == "SRS_0"
+    assert c.COMPOSITE_CHANNELS == ("SRS_2850", "SRS_2930", "SHG")
+    assert c.srs_channel_shift("SRS_2865.1") == 2865.1
+    assert c.srs_channel_shift("SHG") is None and c.srs_channel_shift("SRS_x") is None
+    assert dict(c.CHANNEL_COLORMAPS) == {"SRS_2930": "red", "SRS_2850": "green",
+                                         "SHG": "blue"}
+
+
+@given(st.floats(100.0, 4000.0))
+def test_srs_channel_names_round_trip_to_a_tenth(shift):
+    name = c.srs_channel(shift)
+    back = c.srs_channel_shift(name)
+    assert back is not None and abs(back - shift) <= 0.05 + 1e-9
+    assert c.srs_channel(back) == name
+
+
+@given(st.floats(100.0, 4000.0))
+def test_simulator_channel_names_are_the_contracts(shift):
+    from simulators.instrument.simulator import _label
+
+    assert f"SRS_{_label(shift)}" == c.srs_channel(shift)
+
+
+def test_model_names_are_the_contract_ones():
+    """The CLI offers ``--task`` / ``--model`` from the contract without importing torch: the
+    LBNet-Dx tasks and the segmenter registry must name exactly those."""
+    from ml.dx.predict import TASKS
+    from ml.seg.models import SEGMENTERS as MODELS
+    from plans.contract import DX_TASKS, SEGMENTERS
+
+    assert list(TASKS) == list(DX_TASKS)
+    for name, groups in DX_TASKS.items():
+        assert TASKS[name].phenotypes == groups
+        assert set(TASKS[name].all_phenotypes) <= set(c.PHENOTYPES)
+    assert TASKS["normal-vs-noa"].class_names == c.DIAGNOSES
+    assert MODELS == dict(SEGMENTERS)

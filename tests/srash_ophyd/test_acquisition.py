@@ -12,6 +12,7 @@ import pytest
 from bluesky.utils import FailedStatus
 
 from ml.io.ometiff import read_ome_tiff
+from plans.contract import srs_channel
 from srash_ophyd.devices._sim import DeviceFault
 from srash_ophyd.devices.factory import make_microscope
 
@@ -61,7 +62,8 @@ def test_count_documents_and_files(RE, sink, mic):
     np.testing.assert_array_equal(last_img[0], f.srs)
     np.testing.assert_array_equal(last_img[1], f.shg)
     img = read_ome_tiff(last_path)
-    assert img.channel_names == ["SRS", "SHG"]
+    # the frame's SRS channel is named after its physical shift, in the contract's spelling
+    assert img.channel_names == [srs_channel(f.raman_shift_cm1), "SHG"]
     assert img.pixel_size_um == pytest.approx(20.0 / 32)
     assert img.settings["frame"]["index"] == 2
     assert last_ev["data"]["srash_srs_mean"] == pytest.approx(float(f.srs.mean()))

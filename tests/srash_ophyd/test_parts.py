@@ -189,9 +189,22 @@ def test_pump_mode_lock_signal(mic):
     assert mic.pump.mode_locked.get() is True
 
 
-def test_epics_variants_have_the_same_names():
+def test_epics_variants_have_the_same_names_and_kinds():
+    from srash_ophyd.devices import epics
+    from srash_ophyd.devices.microscope import SRASHMicroscope
+
     assert set(EpicsPumpLaser.component_names) == set(PumpLaser.component_names)
     assert set(EpicsXYZStage.component_names) == set(XYZStage.component_names)
+    pairs = [(SRASHMicroscope, epics.EpicsSRASHMicroscope)]
+    for attr in SRASHMicroscope.component_names:
+        pairs.append((getattr(SRASHMicroscope, attr).cls,
+                      getattr(epics.EpicsSRASHMicroscope, attr).cls))
+    for sim, ca in pairs:
+        for attr in sim.component_names:  # every simulated component, same kind
+            assert attr in ca.component_names, (ca.__name__, attr)
+            assert getattr(sim, attr).kind == getattr(ca, attr).kind, (ca.__name__, attr)
+        for attr in set(ca.component_names) - set(sim.component_names):  # EPICS records
+            assert getattr(ca, attr).kind.name == "omitted", (ca.__name__, attr)
 
 
 def test_epics_variants_instantiate_without_ioc():
@@ -203,7 +216,7 @@ def test_epics_variants_instantiate_without_ioc():
     stage = EpicsXYZStage("SRASH:STAGE:", name="stage")
     assert pump.wavelength.setpoint.pvname == "SRASH:PUMP:Wavelength-SP"
     assert pump.mode_locked.pvname == "SRASH:PUMP:ModeLocked-RB"
-    assert stage.x.user_setpoint.pvname == "SRASH:STAGE:X.VAL"
+    assert stage.x.setpoint.pvname == "SRASH:STAGE:X.VAL"
     assert not pump.connected and not stage.connected
     pump.destroy()
     stage.destroy()

@@ -189,3 +189,21 @@ def test_launcher_prints_the_manager_command_line(tmp_path, capsys):
     assert "--zmq-control-addr tcp://127.0.0.1:61001" in line
     assert "--redis-name-prefix srash_t" in line and line.rstrip().endswith("--verbose")
     assert not (tmp_path / "qserver").exists()  # --print creates nothing
+
+
+def test_a_redis_that_does_not_answer_stops_the_launcher_with_a_clear_error(tmp_path, capsys):
+    """The RE manager would keep retrying Redis without saying so; the launcher asks first
+    (a loopback port where nothing listens) and creates nothing."""
+    import socket
+
+    from srash_ophyd.qserver.launch import main, redis_problem
+
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["--data-dir", str(tmp_path / "d"), "--redis-addr",
+                 f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"Redis at 127.0.0.1:{port} does not answer" in err and "redis-server" in err
+    assert "Traceback" not in err and not (tmp_path / "d").exists()
+    assert "not HOST:PORT" in (redis_problem("localhost:six") or "")

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+import tifffile
 
 from ml.io.ometiff import read_ome_tiff
 from srash_ophyd.catalog import uri_path
@@ -143,3 +145,102 @@ def test_export_tiles_and_a_seamless_mosaic(mosaic_run, tmp_path, capsys):
     # the stitched mosaic is finite where tiles are and reproduces a tile's centre exactly
     m = mosaic.data
     assert np.isfinite(m).mean() > 0.95
+
+
+# ------------------------------------------------------------------ issue 19: OME files
+def ome_of(path: Path):
+    """The file's OME model after validating its XML against the OME schema."""
+    ome_types = pytest.importorskip("ome_types", reason="pip install 'srash[test]'")
+    pytest.importorskip("lxml", reason="pip install 'srash[test]' (ome-types' validator)")
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    ome_types.validate_xml(xml)
+    return ome_types.from_xml(xml)
+
+
+def test_raw_frames_carry_the_ome_metadata(mosaic_run):
+    """Issue 19: every raw frame names its SRS channel after its shift and carries the
+    date, lasers, detectors, objective and pump wavelength (ome-types, schema-valid)."""
+    from plans.contract import srs_channel
+    from srash_ophyd.catalog import close_catalog, open_catalog
+
+    work, s = mosaic_run
+    scan = work / "srash-data"
+    client = open_catalog(scan)
+    try:
+        stream = client[s["uid"]]["primary"]
+        node = stream["srash_image"]
+        assets = sorted((a for src in node.data_sources() for a in src.assets),
+                        key=lambda a: a.num)
+        paths = [Path(urlparse(a.data_uri).path) for a in assets]
+        shifts = np.asarray(stream["srash_frame_raman_shift"].read()).tolist()
+        pumps = np.asarray(stream["srash_frame_pump_nm"].read()).tolist()
+        inst = stream.metadata["data_keys"]["srash_image"]["instrument"]
+    finally:
+        close_catalog(client)
+    assert inst["stokes_nm"] == 1031.0 and inst["objective"]["na"] == 1.2
+    assert len(paths) == 18
+    for path, shift, pump in zip(paths, shifts, pumps):
+        ome = ome_of(path)
+        img = ome.images[0]
+        assert img.acquisition_date is not None
+        srs, shg = img.pixels.channels
+        # both frames of a field no longer share the name "SRS": each says its shift
+        assert srs.name == srs_channel(shift) and shg.name == "SHG"
+        assert srs.excitation_wavelength == pytest.approx(pump)
+        assert shg.emission_wavelength == pytest.approx(pump / 2)
+        assert {d.type.value for d in ome.instruments[0].detectors} == {"Photodiode", "PMT"}
+        assert ome.instruments[0].objectives[0].immersion.value == "Water"
+    assert sorted({srs_channel(s) for s in shifts}) == ["SRS_2850", "SRS_2930"]
+
+
+def test_export_writes_a_pyramid_the_ecosystem_opens(mosaic_run, tmp_path, capsys,
+                                                     monkeypatch):
+    """Issue 19: the exported tiles and mosaic are schema-valid OME with the instrument; the
+    mosaic is a tiled zlib pyramid (threshold and tile lowered for this 120 px mosaic; the
+    >2048 px case with the real constants: tests/ml/io/test_ome_files.py) that tifffile and
+    the napari reader open."""
+    import ml.io.ometiff as ometiff
+    from ml.io.ometiff import downsample2
+    from ml.viewer.napari_reader import read_srash
+
+    work, s = mosaic_run
+    monkeypatch.setattr(ometiff, "PYRAMID_MIN_PX", 100)
+    monkeypatch.setattr(ometiff, "TILE_PX", 32)
+    out = tmp_path / "export"
+    assert main(["catalog", "export", s["uid"], "--out", str(out), "--data-dir",
+                 str(work / "srash-data"), "--json"]) == 0
+    ex = json.loads(capsys.readouterr().out)
+    names = ["SRS_2850", "SRS_2930", "SHG"]
+    p = FOV / PIXELS
+    ny, nx = ex["mosaic_shape"][1:]
+    assert nx > 100 and ex["mosaic_levels"] == len(ometiff.level_shapes((ny, nx))) >= 2
+    for path in [*ex["tiles"], ex["mosaic"]]:
+        ome = ome_of(Path(path))
+        img = ome.images[0]
+        assert img.acquisition_date is not None
+        assert [c.name for c in img.pixels.channels] == names
+        assert [ls.id for ls in ome.instruments[0].lasers] == ["LightSource:pump",
+                                                               "LightSource:stokes"]
+        assert ome.instruments[0].lasers[1].wavelength == 1031.0
+        assert ome.instruments[0].objectives[0].lens_na == pytest.approx(1.2)
+        exc = [c.excitation_wavelength for c in img.pixels.channels]
+        assert exc[0] > exc[1] and exc[2] == exc[0]  # pump at 2850, at 2930; SHG: 2850's
+        assert img.pixels.physical_size_x == pytest.approx(p)
+    mosaic_ome = ome_of(Path(ex["mosaic"]))
+    plane = mosaic_ome.images[0].pixels.planes[0]
+    assert (plane.position_x, plane.position_y) == pytest.approx(tuple(ex["origin_um"]))
+    with tifffile.TiffFile(ex["mosaic"]) as tif:
+        levels = [lv.asarray() for lv in tif.series[0].levels]
+        assert tif.pages[0].is_tiled and tif.pages[0].tilewidth == 32
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    assert len(levels) == ex["mosaic_levels"]
+    for a, b in zip(levels, levels[1:]):  # each level the 2x2 mean of the previous
+        np.testing.assert_allclose(b, downsample2(a), rtol=1e-6, equal_nan=True)
+    img = read_ome_tiff(ex["mosaic"])
+    assert img.channel_names == names and img.levels == len(levels)
+    ((data, kw, kind),) = read_srash(ex["mosaic"])
+    assert kind == "image" and kw["multiscale"] and len(data) == len(levels)
+    assert kw["name"] == names and kw["scale"] == pytest.approx((p, p))
+    assert kw["colormap"] == ["green", "red", "blue"]
+    assert kw["translate"] == pytest.approx((ex["origin_um"][1], ex["origin_um"][0]))

@@ -124,7 +124,8 @@ def test_train_seg_evaluate_seg_and_segment_hybrid(tmp_path, capsys):
     assert main(["evaluate-seg", "--cohort", "te", "--weights", str(w), "--data-dir",
                  str(data), "--out", str(tmp_path / "ev"), "--quiet", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert ev["stacks"] == 2 and set(ev["dice"]) == {"phasor", "hybrid-unet"}
+    assert ev["stacks"] == 2 and set(ev["dice"]) == {"phasor", "two_band", "hybrid-unet"}
+    assert set(ev["dice_vs_phasor"]) == {"two_band", "hybrid-unet"}  # issue 15, kept apart
     for d in ev["dice"].values():
         for cls in ("nucleus", "lipid_droplet"):
             assert 0.0 <= d[cls]["min"] <= d[cls]["mean"] <= 1.0

@@ -43,6 +43,14 @@ class CellRecord:
     granule_x_um: NDArray[np.float64]
     granule_y_um: NDArray[np.float64]
     granule_radius_um: NDArray[np.float64]
+    #: height of the cell's mid-plane above the focal plane and its slab thickness (um)
+    z_um: float = 0.0
+    thickness_um: float = 4.0
+    #: nucleus DNA and protein mass fractions (issue 15: from the DNA content)
+    dna: float = 0.0
+    nucleus_protein: float = 0.0
+    #: id of the clump's founder (itself for a founder)
+    founder_id: int = 0
 
     @property
     def diameter_um(self) -> float:
@@ -110,3 +118,6 @@ class Site:
     x_um: float
     y_um: float
     radius_um: float
+    z_um: float = 0.0
+    thickness_um: float = 4.0
+    founder_id: int = 0

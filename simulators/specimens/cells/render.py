@@ -38,8 +38,10 @@ from typing import Any, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from simulators.errors import SettingsError
+from simulators.optics import FWHM_TO_SIGMA, Objective, slab_fraction
 from simulators.specimens._raster import (
     LRUCache,
     ellipse_coverage,
@@ -56,6 +58,13 @@ from simulators.specimens.cells.geometry import CellRecord, Site, shape_factor
 
 #: Pixels per side of a canonical render block.
 BLOCK_PX = 128
+#: Lateral s.d. of the SRS PSF at the lipid channel (um) and the cap on the extra
+#: out-of-focus blur of a cell (um).
+LATERAL_SIGMA_UM = float(Objective().srs_fwhm_um(795.9, 1031.0)[0]) * FWHM_TO_SIGMA
+MAX_BLUR_UM = 1.5
+#: Bacteria: (protein, lipid, nucleic acid) mass fractions: ~30 % dry mass, of which ~55 %
+#: protein, ~9 % lipid (+ LPS), ~23 % RNA + DNA (E. coli; docs/physics-notes.md).
+BACTERIA_COMPOSITION = (0.165, 0.04, 0.07)
 
 
 # ----------------------------------------------------------------------------- specimen
@@ -81,10 +90,15 @@ class ExfoliatedCells(Specimen):
         self._lam = matern_ii_intensity(c.density_per_mm2 * 1e-6, c.hard_core_um)
         half = c.extent_um / 2.0
         self._ntiles = int(math.ceil(half / self._tile_um)) + 1  # tiles -n..n-1 per axis
-        if (2 * self._ntiles) ** 2 * 256 >= 2**31:
+        if (2 * self._ntiles) ** 2 * 256 >= 2**27:
             raise SettingsError("slide extent too large for 32-bit cell ids; allowed: smaller "
                                 "extent_um or a larger minimum cell diameter")
+        rmax = c.diameter_um[1] / 2.0
+        # farthest a clump cell's outline reaches from its founder's centre
+        self._reach_um = rmax + c.clump_size[1] * c.clump_overlap[1] * 2.0 * rmax \
+            if c.clump_probability > 0 else rmax
         self._candidates = LRUCache(256)
+        self._extras = LRUCache(256)
         self._sites = LRUCache(256)
         self._records = LRUCache(4096)
         self._blocks = LRUCache(160)
@@ -136,10 +150,43 @@ class ExfoliatedCells(Specimen):
                     (rs, is_), (rl, _) = sorted([(r0[k], ids[k]), (r0[m], ids[m])])
                     small = min(rs, max(rmin, avail * rs / (rs + rl)))
                     r = min(r, small if ids[k] == is_ else avail - small)
-                sites.append(Site(int(ids[k]), float(x[k]), float(y[k]), float(r)))
+                sites.extend(self._clump(int(ids[k]), float(x[k]), float(y[k]), float(r)))
             return sites
 
         return self._sites.get_or((i, j), make)
+
+    def _clump(self, cid: int, x: float, y: float, r: float) -> list[Site]:
+        """A founder cell and its satellites (issue 15): heights, thicknesses, overlaps.
+
+        The founder's mid-plane lies ``N(0, focus_sd_um)`` from the focal plane; each
+        satellite overlaps a cell of the clump (centre distance ``clump_overlap`` x the sum
+        of the radii) and is stacked directly above or below the clump, so slabs never
+        interpenetrate. Ids: ``founder + j * 2**27``. Drawn from ``rng_for(2, founder id)``.
+        """
+        c = self.config
+        rng = self.rng_for(2, cid)
+        t0, t1 = c.cell_thickness_um
+        th = float(rng.uniform(t0, t1))
+        z = float(rng.normal(0.0, c.focus_sd_um)) if c.focus_sd_um else 0.0
+        out = [Site(cid, x, y, r, z, th, cid)]
+        if rng.random() >= c.clump_probability:
+            return out
+        n = int(rng.integers(c.clump_size[0], c.clump_size[1] + 1))
+        top, bottom = z + th / 2, z - th / 2
+        rmin, rmax = c.diameter_um[0] / 2.0, c.diameter_um[1] / 2.0
+        for j in range(1, n + 1):
+            host = out[int(rng.integers(len(out)))]
+            rs = float(rng.uniform(rmin, rmax))
+            d = float(rng.uniform(*c.clump_overlap)) * (host.radius_um + rs)
+            a = float(rng.uniform(0.0, 2.0 * math.pi))
+            ts = float(rng.uniform(t0, t1))
+            if rng.random() < 0.5:
+                zs, top = top + ts / 2, top + ts
+            else:
+                zs, bottom = bottom - ts / 2, bottom - ts
+            out.append(Site(cid + j * 2**27, host.x_um + d * math.cos(a),
+                            host.y_um + d * math.sin(a), rs, zs, ts, cid))
+        return out
 
     def _record(self, site: Site) -> CellRecord:
         return self._records.get_or(site.cell_id, lambda: self._make_record(site))
@@ -175,13 +222,31 @@ class ExfoliatedCells(Specimen):
             d2 = float(rng.uniform(0, 2 * math.pi))
             nucleolus = (nx + o2 * math.cos(d2), ny + o2 * math.sin(d2), rn)
         lev = 1.0 + c.cell_variation * rng.uniform(-1.0, 1.0, 2)
+        # issue 15: cytoplasm lipid log-normal across cells; nucleus DNA from its content
+        # (cell cycle, pyknosis) over its volume; nucleus protein relative to the cytoplasm
+        lev[1] *= math.exp(c.lipid_log_sd * float(rng.normal()) - 0.5 * c.lipid_log_sd**2)
+        lev[1] = min(float(lev[1]), 0.9 / (2 * (1 + c.texture) * max(c.cytoplasm_lipid, 1e-9)))
+        u = float(rng.random())
+        fs, fg2 = c.cycle_fractions
+        content = 1.0 if u >= fs + fg2 else (2.0 if u >= fs else float(rng.uniform(1.0, 2.0)))
+        if rng.random() < c.pyknotic_probability:
+            k = float(rng.uniform(0.5, 0.7))
+            an, bn = an * k, bn * k
+            nucleolus = None
+        tn = float(rng.uniform(*c.nucleus_thickness_um))
+        vol_um3 = 4.0 / 3.0 * math.pi * an * bn * min(tn, site.thickness_um) / 2.0
+        dna_frac = min(c.nucleus_dna, c.dna_pg_diploid * content / max(vol_um3, 1e-6))
+        nprot = float(rng.uniform(*c.nucleus_protein_ratio))
         # keyword arguments of CellRecord shared by the probe and the result (hence Any)
         base: dict[str, Any] = dict(
             cell_id=site.cell_id, x_um=cx, y_um=cy, radius_um=R, inner_radius_um=rin,
             aspect=aspect, angle_rad=angle, harmonics=harm, scale=scale,
             nucleus_xy_um=(nx, ny), nucleus_ab_um=(an, bn), nucleus_angle_rad=nang,
             nucleolus=nucleolus, protein=c.cytoplasm_protein * float(lev[0]),
-            lipid=c.cytoplasm_lipid * float(lev[1]))
+            lipid=c.cytoplasm_lipid * float(lev[1]), z_um=site.z_um,
+            thickness_um=site.thickness_um, dna=dna_frac,
+            nucleus_protein=nprot * c.cytoplasm_protein * float(lev[0]),
+            founder_id=site.founder_id)
         empty = np.zeros(0)
         probe = CellRecord(**base, droplet_x_um=empty, droplet_y_um=empty,
                            droplet_radius_um=empty, droplet_z_um=empty, droplet_lipid=empty,
@@ -290,12 +355,13 @@ class ExfoliatedCells(Specimen):
         if centres_only:
             m = 0.0
         else:
-            m = self.config.diameter_um[1] / 2.0
+            m = self._reach_um
         out = []
         for i, j in self._tiles_over(x0 - m, x1 + m, y0 - m, y1 + m):
             for s in self._tile_sites(i, j):
                 if centres_only:
-                    hit = x0 <= s.x_um < x1 and y0 <= s.y_um < y1
+                    hit = (s.cell_id == s.founder_id and x0 <= s.x_um < x1
+                           and y0 <= s.y_um < y1)
                 else:
                     dx = max(x0 - s.x_um, 0.0, s.x_um - x1)
                     dy = max(y0 - s.y_um, 0.0, s.y_um - y1)
@@ -306,10 +372,12 @@ class ExfoliatedCells(Specimen):
         return out
 
     def count_in(self, x0: float, x1: float, y0: float, y1: float) -> int:
-        """Number of cells whose centre lies in ``[x0, x1) x [y0, y1)`` (cheap: no content)."""
+        """Number of clump founders (single cells and the first cell of each clump:
+        ``density_per_mm2`` counts these) whose centre lies in ``[x0, x1) x [y0, y1)``
+        (cheap: no content)."""
         return sum(1 for i, j in self._tiles_over(x0, x1, y0, y1)
                    for s in self._tile_sites(i, j)
-                   if x0 <= s.x_um < x1 and y0 <= s.y_um < y1)
+                   if s.cell_id == s.founder_id and x0 <= s.x_um < x1 and y0 <= s.y_um < y1)
 
     def nearest_cell(self, x_um: float = 0.0, y_um: float = 0.0) -> CellRecord:
         """The cell whose centre is nearest to ``(x_um, y_um)``."""
@@ -334,9 +402,22 @@ class ExfoliatedCells(Specimen):
             raise SettingsError("this specimen has no cells; raise density_per_mm2")
         return self._record(best[1])
 
+    def in_focus(self, cell: CellRecord) -> bool:
+        """Whether ``cell`` fills at least half the axial PSF (it is labelled)."""
+        return float(slab_fraction(0.0, cell.z_um - cell.thickness_um / 2,
+                                   cell.z_um + cell.thickness_um / 2,
+                                   self.config.axial_fwhm_um)) >= 0.5
+
     def first_cell_center(self) -> tuple[float, float]:
-        """World (x, y) um of the cell nearest the slide centre: a field centred here shows
-        at least one whole cell (CLI demos)."""
+        """World (x, y) um of the in-focus cell (:meth:`in_focus`) nearest the slide centre,
+        as an operator picks a field: a field centred here shows at least one whole,
+        labelled cell (CLI demos, cohorts). Falls back to the nearest cell."""
+        for half in (100.0, 200.0, 400.0, 800.0):
+            recs = [r for r in self.cells_in(-half, half, -half, half) if self.in_focus(r)
+                    and abs(r.x_um) < half and abs(r.y_um) < half]
+            if recs:
+                r = min(recs, key=lambda q: (q.x_um**2 + q.y_um**2, q.cell_id))
+                return (r.x_um, r.y_um)
         r = self.nearest_cell(0.0, 0.0)
         return (r.x_um, r.y_um)
 
@@ -378,16 +459,98 @@ class ExfoliatedCells(Specimen):
         blk["labels"] = np.zeros((B, B), np.uint8)
         blk["instance"] = np.zeros((B, B), np.int32)
         x0, x1, y0, y1 = win.extent_um
-        for cell in self.cells_in(x0, x1, y0, y1):
+        m = MAX_BLUR_UM * 3.0
+        for cell in self.cells_in(x0 - m, x1 + m, y0 - m, y1 + m):
             self._draw_cell(win, cell, blk)
+        self._draw_extras(win, blk)
+        solids = blk["lipid"] + blk["protein"] + blk["dna"]
+        over = solids > 1.0  # stacked layers can never hold more than the PSF volume
+        if np.any(over):
+            f = np.ones_like(solids)
+            f[over] = 1.0 / solids[over]
+            for k in ("lipid", "protein", "dna"):
+                blk[k] *= f
+        blk["water"][:] = np.clip(1.0 - blk["lipid"] - blk["protein"] - blk["dna"], 0.0, 1.0)
         for a in blk.values():
             a.setflags(write=False)
         return blk
 
+    def _tile_extras(self, i: int, j: int) -> dict[str, NDArray]:
+        """Bacteria and debris particles whose centre lies in tile ``(i, j)`` (issue 15):
+        ellipses ``x, y, a, b, angle`` (um, rad), height ``z`` and thickness ``t`` (um),
+        composition ``protein, lipid, dna``. Drawn from ``rng_for(3, i, j)``."""
+
+        def make() -> dict[str, NDArray]:
+            c, t = self.config, self._tile_um
+            rng = self.rng_for(3, i, j)
+            h = c.extent_um / 2.0
+            cols: dict[str, list[NDArray]] = {k: [] for k in (
+                "x", "y", "a", "b", "angle", "z", "t", "protein", "lipid", "dna")}
+            nb = int(rng.poisson(c.bacteria_per_mm2 * 1e-6 * t * t))
+            nd = int(rng.poisson(c.debris_per_mm2 * 1e-6 * t * t))
+            for n, kind in ((nb, "bacteria"), (nd, "debris")):
+                x = (i + rng.random(n)) * t
+                y = (j + rng.random(n)) * t
+                if kind == "bacteria":
+                    # H. pylori-like rods 2.5-4 um x 0.5-1 um; E. coli-like mass fractions
+                    a = rng.uniform(1.25, 2.0, n)
+                    b = rng.uniform(0.25, 0.5, n)
+                    th = 2.0 * b
+                    comp = [np.full(n, v) for v in BACTERIA_COMPOSITION]
+                else:
+                    a = np.exp(rng.uniform(math.log(0.5), math.log(3.0), n))
+                    b = a * rng.uniform(0.4, 1.0, n)
+                    th = rng.uniform(0.5, 2.0, n)
+                    comp = [rng.uniform(0.05, 0.3, n), rng.uniform(0.0, 0.2, n),
+                            rng.uniform(0.0, 0.05, n)]
+                z = rng.normal(0.0, c.focus_sd_um, n) if c.focus_sd_um else np.zeros(n)
+                ok = (np.abs(x) <= h) & (np.abs(y) <= h)
+                for k, v in zip(cols, (x, y, a, b, rng.uniform(0, math.pi, n), z, th, *comp)):
+                    cols[k].append(np.asarray(v, float)[ok])
+            return {k: np.concatenate(v) for k, v in cols.items()}
+
+        return self._extras.get_or((i, j), make)
+
+    def _draw_extras(self, win: Window, blk: dict[str, NDArray]) -> None:
+        """Mucus strands, bacteria and debris (BACKGROUND in the labels; module doc)."""
+        c = self.config
+        x0, x1, y0, y1 = win.extent_um
+        if c.mucus_fraction > 0:
+            n = value_noise(win, self.seed * 16 + 5, 12.0, octaves=2).astype(np.float64)
+            lvl = value_noise(win, self.seed * 16 + 6, 20.0).astype(np.float64)
+            hw = c.mucus_fraction / 2.0
+            strand = np.clip(1.0 - np.abs(n - 0.5) / hw, 0.0, 1.0) ** 0.5
+            m0, m1 = c.mucus_protein
+            blk["protein"] += (strand * (m0 + (m1 - m0) * lvl)).astype(np.float32)
+        for i, j in self._tiles_over(x0 - 3, x1 + 3, y0 - 3, y1 + 3):
+            e = self._tile_extras(i, j)
+            near = (e["x"] + e["a"] >= x0) & (e["x"] - e["a"] <= x1) & \
+                (e["y"] + e["a"] >= y0) & (e["y"] - e["a"] <= y1)
+            for q in np.flatnonzero(near):
+                cov = ellipse_coverage(win, e["x"][q], e["y"][q], e["a"][q], e["b"][q],
+                                       e["angle"][q])
+                if cov is None:
+                    continue
+                sl, k = cov
+                w = float(slab_fraction(0.0, e["z"][q] - e["t"][q] / 2,
+                                        e["z"][q] + e["t"][q] / 2, c.axial_fwhm_um))
+                for sp in ("protein", "lipid", "dna"):
+                    blk[sp][sl] += (k * w * e[sp][q]).astype(np.float32)
+
     def _draw_cell(self, win: Window, cell: CellRecord, blk: dict[str, NDArray]) -> None:
+        """Add one cell's content to the block: concentrations x the fraction of the axial
+        PSF inside the cell's slab, blurred by the beam widening out of focus; truth labels
+        where the cell covers >= half the pixel and fills >= half the axial PSF (droplets:
+        their own partial-volume rule)."""
         c = self.config
         p = win.pixel_um
-        R = cell.radius_um + p
+        w_ax = float(slab_fraction(0.0, cell.z_um - cell.thickness_um / 2,
+                                   cell.z_um + cell.thickness_um / 2, c.axial_fwhm_um))
+        z_out = max(0.0, abs(cell.z_um) - cell.thickness_um / 2)
+        # Gaussian beam: w(z) = w0 sqrt(1 + (z/zR)^2), zR ~ half the axial FWHM; the extra
+        # lateral blur is the quadrature difference, sigma0 z / zR (pixels)
+        sig_px = min(LATERAL_SIGMA_UM * z_out / (c.axial_fwhm_um / 2.0), MAX_BLUR_UM) / p
+        R = cell.radius_um + p + 3.0 * sig_px * p
         sl = win.pixel_slices(cell.x_um - R, cell.x_um + R, cell.y_um - R, cell.y_um + R)
         if sl is None:
             return
@@ -414,43 +577,48 @@ class ExfoliatedCells(Specimen):
         if e is not None:
             cn[e[0]] = e[1]
             n3 = value_noise(sub, seed + 3, 1.2, octaves=2).astype(np.float64)
-            lev = cell.protein / c.cytoplasm_protein if c.cytoplasm_protein else 1.0
-            prot += cn * (c.nucleus_protein * lev * (1.0 + 0.5 * tex * (2 * n3 - 1)) - prot)
+            prot += cn * (cell.nucleus_protein * (1.0 + 0.5 * tex * (2 * n3 - 1)) - prot)
             lip += cn * (c.nucleus_lipid - lip)
-            dna += cn * (c.nucleus_dna * (1.0 + tex * (2 * n3 - 1)))
+            dna += cn * (cell.dna * (1.0 + tex * (2 * n3 - 1)))
             if cell.nucleolus is not None:
                 xn, yn, rn = cell.nucleolus
                 e2 = ellipse_coverage(sub, xn, yn, rn, rn)
                 if e2 is not None:
                     s2, k2 = e2
-                    prot[s2] += k2 * (min(0.45, 1.6 * c.nucleus_protein) - prot[s2])
-                    dna[s2] += k2 * (0.4 * c.nucleus_dna - dna[s2])
-        # lipid droplets displace cytoplasm by their axial partial volume
+                    prot[s2] += k2 * (min(0.45, 1.6 * cell.nucleus_protein) - prot[s2])
+                    dna[s2] += k2 * (0.4 * cell.dna - dna[s2])
+        # lipid droplets displace cytoplasm by their axial partial volume (their heights
+        # are relative to the cell's mid-plane)
         pv = np.zeros_like(prot)
         if cell.n_droplets:
             args = (sub, cell.droplet_x_um, cell.droplet_y_um, cell.droplet_radius_um)
+            zd = cell.droplet_z_um + cell.z_um
             pv = np.minimum(sphere_map(*args, fwhm_z_um=c.axial_fwhm_um,
-                                       z_um=cell.droplet_z_um).astype(np.float64), 1.0)
-            dl = sphere_map(*args, fwhm_z_um=c.axial_fwhm_um, z_um=cell.droplet_z_um,
+                                       z_um=zd).astype(np.float64), 1.0)
+            dl = sphere_map(*args, fwhm_z_um=c.axial_fwhm_um, z_um=zd,
                             weights=cell.droplet_lipid).astype(np.float64)
             dl = np.minimum(dl, pv)
-            keep = 1.0 - pv
-            lip = lip * keep + dl
-            prot *= keep
-            dna *= keep
-        water = np.clip(1.0 - lip - prot - dna, 0.0, 1.0)
+            keep = np.clip(1.0 - pv / max(w_ax, 1e-6), 0.0, 1.0)
+            lip = lip * keep * w_ax + dl
+            prot *= keep * w_ax
+            dna *= keep * w_ax
+        else:
+            lip, prot, dna = lip * w_ax, prot * w_ax, dna * w_ax
         pig = np.zeros_like(prot)
         if cell.granule_x_um.size:
             pig = c.pigment_strength * np.minimum(sphere_map(
                 sub, cell.granule_x_um, cell.granule_y_um, cell.granule_radius_um,
-                fwhm_z_um=c.axial_fwhm_um).astype(np.float64), 1.0)
-        for k, v in (("lipid", lip), ("protein", prot), ("dna", dna), ("water", water),
-                     ("pigment", pig)):
+                fwhm_z_um=c.axial_fwhm_um, z_um=np.full(cell.granule_x_um.size, cell.z_um)
+            ).astype(np.float64), 1.0)
+        for k, v in (("lipid", lip), ("protein", prot), ("dna", dna), ("pigment", pig)):
+            v = cov * v
+            if sig_px > 0.05:
+                v = ndimage.gaussian_filter(v, sig_px, mode="constant")
             t = blk[k][sl]
-            t += (cov * (v - t)).astype(np.float32)
-        inside = cov >= 0.5
+            t += v.astype(np.float32)
         lab = np.full(cov.shape, Label.CYTOPLASM, np.uint8)
         lab[cn >= 0.5] = Label.NUCLEUS
         lab[pv >= 0.5] = Label.LIPID_DROPLET
+        inside = (cov >= 0.5) & ((w_ax >= 0.5) | (pv >= 0.5))
         blk["labels"][sl][inside] = lab[inside]
         blk["instance"][sl][inside] = cell.cell_id

@@ -317,6 +317,13 @@ def test_report_figures(tmp_path):
                          metric_labels={"roc_auc": "AUC"}, title="baselines"))
     _assert_png(bars_png(tmp_path / "b1.png", dict(zip(CHANNEL_SUBSETS, np.linspace(0.5, 1, 7))),
                          title="ablation", ylabel="accuracy"))
+    # names as long as a weights file's path (two weights of one model) keep the axes
+    # (warnings are errors: matplotlib warns when constrained layout collapses them)
+    long = "/tmp/pytest-of-someone/pytest-123/popen-gw1/test_train_then_evaluate0/w.pt"
+    _assert_png(bars_png(tmp_path / "b2.png",
+                         {"phasor": {"nucleus": 0.9, "lipid_droplet": 0.8},
+                          "hybrid-unet": {"nucleus": 0.9, "lipid_droplet": 0.8},
+                          long: {"nucleus": 0.9, "lipid_droplet": 0.8}}, title="Dice"))
     res = accuracy_curve(np.linspace(0.5, 1.0, 6), n_trials=500, rng=np.random.default_rng(0))
     _assert_png(montecarlo_png(tmp_path / "mc.png", res, observed=0.87))
     _assert_png(montecarlo_png(tmp_path / "mc2.png", [r.as_dict() for r in res[::-1]],

@@ -230,9 +230,16 @@ SHIFTS = np.arange(2800.0, 3050.1, 7.5)  # 34 bands
 def _cells_stack(seed: int, pixels: int = 128, fov_um: float = 60.0):
     from ml.io.processed import process_field
     from simulators.instrument import build_simulator
-    from simulators.specimens import make_specimen
+    from simulators.specimens.cells import CellsConfig, ExfoliatedCells
 
-    spec = make_specimen("cells", seed)
+    # the algorithm on the clear-cut phantom of before issue 15: isolated, in-focus cells on
+    # clean water, nuclei at the 0.2 DNA cap (dna_pg_diploid at its maximum), no cell-to-cell
+    # lipid spread or pyknosis; how it fares on the full phantom is measured by
+    # studies.cells_eval (docs/cells.md)
+    spec = ExfoliatedCells(seed, CellsConfig(
+        clump_probability=0.0, focus_sd_um=0.0, bacteria_per_mm2=0.0, debris_per_mm2=0.0,
+        mucus_fraction=0.0, dna_pg_diploid=20.0, lipid_log_sd=0.0, pyknotic_probability=0.0,
+        nucleus_protein_ratio=(1.0, 1.0)))
     cx, cy = spec.first_cell_center()
     sim = build_simulator(spec, pixels=pixels, fov_um=fov_um, x_um=cx, y_um=cy, averages=1)
     rng = np.random.default_rng(seed)

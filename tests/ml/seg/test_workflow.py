@@ -122,11 +122,16 @@ def test_train_then_evaluate_seg(cohort, tmp_path):
                       progress=lambda stage, rec: seen.append(rec["index"]))
     assert seen == [0, 1, 2] and ev["stacks"] == 3
     # a name already taken becomes the weights path
-    assert list(ev["dice"]) == ["phasor", "unet2d", str(tmp_path / "w.pt")]
-    for name, d in ev["dice"].items():
-        assert len(ev["per_stack"][name]) == 3
-        for cls in ("nucleus", "lipid_droplet"):
-            assert 0.0 <= d[cls]["min"] <= d[cls]["mean"] <= 1.0
+    assert list(ev["dice"]) == ["phasor", "two_band", "unet2d", str(tmp_path / "w.pt")]
+    # the two-band baseline's thresholds come from training; vs-phasor Dice kept apart
+    assert set(meta["two_band"]) == {"t_cell", "t_ratio", "t_droplet"}
+    assert list(ev["dice_vs_phasor"]) == ["two_band", "unet2d", str(tmp_path / "w.pt")]
+    for key in ("dice", "dice_vs_phasor"):
+        per = ev["per_stack" if key == "dice" else "per_stack_vs_phasor"]
+        for name, d in ev[key].items():
+            assert len(per[name]) == 3
+            for cls in ("nucleus", "lipid_droplet"):
+                assert 0.0 <= d[cls]["min"] <= d[cls]["mean"] <= 1.0
     for path in ev["images"].values():
         with open(path, "rb") as fh:
             assert fh.read(4) == b"\x89PNG"
