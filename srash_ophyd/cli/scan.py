@@ -296,6 +296,9 @@ def _hms(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------- running
 def run_scan(args: argparse.Namespace) -> int:
+    if args.closed_loop and args.control != "sim":
+        raise SettingsError("--until-confident runs with --control sim only for now (its "
+                            "instrument clock reads the simulator in this process)")
     if args.control == "epics":  # the IOC's specimen and seeds (geometry, metadata)
         from ..devices.epics import read_ioc_info
 

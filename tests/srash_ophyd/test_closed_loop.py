@@ -139,3 +139,6 @@ def test_scan_until_confident_prints_the_loop_keys(tmp_path, capsys):
               str(tmp_path / "never"), "--grid", "2x2"])
     assert exc.value.code == 2 and not (tmp_path / "never").exists()
     assert "--max-fields: 0 not allowed: must be >= 1" in capsys.readouterr().err
+    assert main(["scan", "--until-confident", "--control", "epics", "--data-dir",
+                 str(tmp_path / "never")]) == 2
+    assert "--control sim only" in capsys.readouterr().err and not (tmp_path / "never").exists()
