@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-from event_model import compose_stream_resource
 from ophyd import Component as Cpt
 from ophyd import Signal
 from ophyd.status import DeviceStatus
@@ -58,15 +56,13 @@ from ml.io.omexml import Acquisition, instrument_from_settings
 from plans.contract import DETECTOR_CHANNELS, SHG_CHANNEL, srs_channel
 from simulators.instrument import FrameResult
 
-from ..catalog import file_uri
+from ._shared import FILE_TEMPLATE, MIMETYPE, FrameFiles
 from ._sim import DeviceFault, SimDevice, complete_after, translate_limits
 
 __all__ = ["CHANNEL_NAMES", "FILE_TEMPLATE", "MIMETYPE", "SRASHDetector", "frame_fault_message",
            "frame_scalars", "write_frame"]
 
 CHANNEL_NAMES = DETECTOR_CHANNELS
-MIMETYPE = "multipart/related;type=image/tiff"
-FILE_TEMPLATE = "{:06d}.ome.tif"
 
 
 def _disk_hint(folder: Path, nbytes: int, exc: OSError) -> str:
@@ -85,7 +81,7 @@ def _disk_hint(folder: Path, nbytes: int, exc: OSError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class SRASHDetector(SimDevice):
+class SRASHDetector(FrameFiles, SimDevice):
     """Image-producing device over a :class:`~simulators.instrument.SRASHSimulator`.
 
     Parameters
@@ -183,28 +179,8 @@ class SRASHDetector(SimDevice):
 
     def stage(self) -> list[object]:
         with self._lock:
-            self._index = 0
-            self._asset_docs.clear()
-            self._staged_shape = self.frame_shape
-            uid = str(uuid.uuid4())
-            self._folder = (self.data_dir / uid).absolute()
-            self._folder.mkdir(parents=True, exist_ok=False)
-            bundle = compose_stream_resource(
-                mimetype=MIMETYPE, uri=file_uri(self._folder) + "/", data_key=self.image_key,
-                parameters={"template": FILE_TEMPLATE, "join_method": "stack",
-                            "chunk_shape": [1]},
-                uid=uid)
-            self._resource_doc = bundle.stream_resource_doc
-            self._compose_datum = bundle.compose_stream_datum
-            self._resource_sent = False
+            self._compose_resource(self._begin_staging())
         return super().stage()
-
-    def unstage(self) -> list[object]:
-        with self._lock:
-            self._staged_shape = None
-            self._compose_datum = None
-            self._resource_doc = None
-        return super().unstage()
 
     def trigger(self) -> DeviceStatus:
         """Raster one frame; the status finishes after ``time_scale x`` the acquisition
@@ -217,13 +193,6 @@ class SRASHDetector(SimDevice):
         complete_after(status, seconds, self._acquire, on_error=translate_limits)
         return status
 
-    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
-        with self._lock:
-            while self._asset_docs:
-                yield self._asset_docs.popleft()
-
-    def get_index(self) -> int:
-        return self._index
 
     # ------------------------------------------------------------------ acquisition
     def _acquire(self) -> None:

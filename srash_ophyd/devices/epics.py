@@ -36,12 +36,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from event_model import compose_stream_resource
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO, PseudoPositioner, PseudoSingle, Signal
 from ophyd.ophydobj import OphydObject
@@ -52,8 +50,8 @@ from ophyd.utils import LimitError
 
 from plans.contract import DETECTOR_CHANNELS
 
-from ..catalog import file_uri
 from ..errors import SrashError
+from ._shared import FILE_TEMPLATE, DetectorFront, FrameFiles, RealMoveFailures
 from ._sim import DeviceFault, Labelled
 
 __all__ = [
@@ -64,8 +62,6 @@ __all__ = [
     "ensure_control_layer", "read_ioc_info",
 ]
 
-MIMETYPE = "multipart/related;type=image/tiff"
-FILE_TEMPLATE = "{:06d}.ome.tif"
 #: seconds a put or read may wait for the IOC beyond the operation's own time
 CA_TIMEOUT_S = 10.0
 
@@ -611,7 +607,7 @@ class EpicsXYZStage(EpicsDevice):
         self.following_error.get()
 
 
-class EpicsRamanShiftAxis(PseudoPositioner):
+class EpicsRamanShiftAxis(RealMoveFailures, PseudoPositioner):
     """Raman shift (cm^-1) over the pump's EPICS tuning axis; as
     :class:`~.raman.RamanShiftAxis` (``shift`` hinted, ``pump_nm`` omitted). The Stokes
     wavelength is read from ``<ioc>Stokes:Wavelength-RB``."""
@@ -674,31 +670,12 @@ class EpicsRamanShiftAxis(PseudoPositioner):
         for real, pos in zip(self._real, self.forward(pseudo_pos)):
             real.check_value(pos)
 
-    def _setup_move(self, position, status):
-        self._move_status = status
-        super()._setup_move(position, status)
-
-    def _real_finished(self, status=None, *, obj=None):
-        """A real axis finished: propagate its failure (ophyd would report success)."""
-        if status is not None and status.done and not status.success:
-            with self._finished_lock:
-                del self._real_waiting[:]
-                mine = self._move_status
-                self._reset_sub(self._SUB_REQ_DONE)
-                if mine is not None and not mine.done:
-                    mine.set_exception(status.exception())
-            return
-        super()._real_finished(status, obj=obj)
-
-    def stop(self, success: bool = False) -> None:
-        for real in self._real:
-            real.stop(success=success)
 
     def refresh(self) -> None:
         """Nothing to poll (the pump device reads the laser's status)."""
 
 
-class EpicsSRASHDetector(Labelled, Device):
+class EpicsSRASHDetector(FrameFiles, Labelled, Device):
     """The frame detector (``<ioc>Det:``): components as
     :class:`~.detector.SRASHDetector` plus the areaDetector-style records (omitted)."""
 
@@ -786,33 +763,15 @@ class EpicsSRASHDetector(Labelled, Device):
 
     def stage(self) -> list[object]:
         with self._lock:
-            self._index = 0
-            self._asset_docs.clear()
-            self._staged_shape = self.frame_shape
-            uid = str(uuid.uuid4())
-            self._folder = (self.data_dir / uid).absolute()
-            self._folder.mkdir(parents=True, exist_ok=False)
+            uid = self._begin_staging()
             self.file_path.put(str(self._folder) + "/")
             name = self.file_name.get()
             if name:  # the layout is <folder>/<number>.ome.tif, as in process
                 raise SrashError(f"{self.file_name.pvname} is {name!r}: clear it (the SRASH "
                                  "frames are named by number only)")
             self.file_number.put(0)
-            bundle = compose_stream_resource(
-                mimetype=MIMETYPE, uri=file_uri(self._folder) + "/", data_key=self.image_key,
-                parameters={"template": FILE_TEMPLATE, "join_method": "stack",
-                            "chunk_shape": [1]}, uid=uid)
-            self._resource_doc = bundle.stream_resource_doc
-            self._compose_datum = bundle.compose_stream_datum
-            self._resource_sent = False
+            self._compose_resource(uid)
         return super().stage()
-
-    def unstage(self) -> list[object]:
-        with self._lock:
-            self._staged_shape = None
-            self._compose_datum = None
-            self._resource_doc = None
-        return super().unstage()
 
     def trigger(self) -> DeviceStatus:
         """Acquire one frame on the IOC; the status finishes when the IOC wrote it, or
@@ -857,16 +816,9 @@ class EpicsSRASHDetector(Labelled, Device):
             return
         status.set_finished()
 
-    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
-        with self._lock:
-            while self._asset_docs:
-                yield self._asset_docs.popleft()
-
-    def get_index(self) -> int:
-        return self._index
 
 
-class EpicsSRASHMicroscope(Labelled, Device):
+class EpicsSRASHMicroscope(DetectorFront, Labelled, Device):
     """The SRASH microscope over Channel Access: the components of
     :class:`~.microscope.SRASHMicroscope` (same names and kinds) on the PVs of one IOC
     (``prefix``, e.g. ``SRASH:``), plus the instrument-wide ``interlock`` status (omitted
@@ -961,16 +913,6 @@ class EpicsSRASHMicroscope(Labelled, Device):
                                              + "; ".join(problems)))
             return status
         return self.detector.trigger()
-
-    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
-        yield from self.detector.collect_asset_docs(index)
-
-    def get_index(self) -> int:
-        return self.detector.get_index()
-
-    @property
-    def image_key(self) -> str:
-        return self.detector.image_key
 
     @property
     def faults(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ data folder).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ophyd import Component as Cpt
 from ophyd import Device
@@ -31,6 +31,7 @@ from ophyd import Device
 from simulators.instrument import SRASHSimulator, noise_generators
 from simulators.parts.lasers import check_power_safety as _sim_check_power_safety
 
+from ._shared import DetectorFront
 from ._sim import Labelled, LaserSafetyError, check_time_scale
 from .detector import SRASHDetector
 from .eom import EOM
@@ -45,7 +46,7 @@ from .stage import XYZStage
 __all__ = ["SRASHMicroscope"]
 
 
-class SRASHMicroscope(Labelled, Device):
+class SRASHMicroscope(DetectorFront, Labelled, Device):
     """The SRS + SHG microscope on a simulator.
 
     Parameters
@@ -118,16 +119,6 @@ class SRASHMicroscope(Labelled, Device):
     def trigger(self):
         self.refresh()
         return self.detector.trigger()
-
-    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
-        yield from self.detector.collect_asset_docs(index)
-
-    def get_index(self) -> int:
-        return self.detector.get_index()
-
-    @property
-    def image_key(self) -> str:
-        return self.detector.image_key
 
     @property
     def faults(self) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from ophyd.utils import LimitError
 from simulators.parts.lasers import PumpLaserSim, StokesLaserSim
 from simulators.spectra import pump_nm_for_shift, raman_shift_cm1
 
+from ._shared import RealMoveFailures
 from ._sim import SimDevice
 from .lasers import PumpWavelengthAxis
 
 __all__ = ["RamanShiftAxis"]
 
 
-class RamanShiftAxis(SimDevice, PseudoPositioner):
+class RamanShiftAxis(RealMoveFailures, SimDevice, PseudoPositioner):
     """Raman shift (cm^-1) = 1e7/pump_nm - 1e7/stokes_nm, moved by tuning the pump.
 
     Parameters
@@ -94,22 +95,3 @@ class RamanShiftAxis(SimDevice, PseudoPositioner):
             real.check_value(pos)
             real._validate_move(float(pos))
 
-    def _setup_move(self, position, status):
-        self._move_status = status
-        super()._setup_move(position, status)
-
-    def _real_finished(self, status=None, *, obj=None):
-        """A real axis finished: propagate its failure (ophyd would report success)."""
-        if status is not None and status.done and not status.success:
-            with self._finished_lock:
-                del self._real_waiting[:]
-                mine = self._move_status
-                self._reset_sub(self._SUB_REQ_DONE)
-                if mine is not None and not mine.done:
-                    mine.set_exception(status.exception())
-            return
-        super()._real_finished(status, obj=obj)
-
-    def stop(self, success: bool = False) -> None:
-        for real in self._real:
-            real.stop(success=success)
