@@ -4,44 +4,19 @@ find hyphenated ids there. Skipped outside CI when PostgreSQL is down (never in 
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 
 import pytest
 
 from srash_ophyd.catalog import ROOT_SPEC, search_runs
+from tests.postgres import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(
     "ignore:Using `httpx` with `starlette.testclient` is deprecated")]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    con = await asyncpg.connect(f"{SERVER}/postgres", timeout=5)
-    try:
-        await con.execute(sql)
-    finally:
-        await con.close()
-
-
 @pytest.fixture
 def pg_database():
-    name = f"srash_fts_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError) as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc}); start it with "
-                    "`pg_ctlcluster 15 main start` (what .ci/run does)")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database("srash_fts")
 
 
 def test_hyphenated_free_text_on_postgresql(pg_database, tmp_path):

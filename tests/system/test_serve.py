@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from srash_ophyd.cli import main
+from tests.postgres import admin, fresh_database
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,7 +44,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-PG = "postgresql://postgres@127.0.0.1:5432"
 WRITE_KEY, READ_KEY = secrets.token_hex(32), secrets.token_hex(32)
 # tiny fields: the catalog is under test, not the simulator
 SCAN = ["--pixels", "48", "--fov-um", "60", "--quiet"]
@@ -266,31 +266,9 @@ def test_server_killed_mid_scan_loses_no_frame(servers, tmp_path, capsys, monkey
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    con = await asyncpg.connect(f"{PG}/postgres", timeout=5)
-    try:
-        await con.execute(sql)
-    finally:
-        await con.close()
-
-
 @pytest.fixture
 def pg_database():
-    name = f"srash_serve_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc}); in CI it must "
-                        "run (.ci/run starts it)")
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc}); start it with "
-                    "`pg_ctlcluster 15 main start` (what .ci/run does)")
-    try:
-        yield f"{PG}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database("srash_serve")
 
 
 def test_two_sessions_scan_into_one_postgresql_catalog_while_readers_read(
@@ -383,7 +361,7 @@ def test_database_lost_mid_scan_keeps_every_frame(pg_database, servers, tmp_path
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         name = pg_database.rsplit("/", 1)[1]
-        asyncio.run(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
         assert scan.wait(timeout=START_S) == 1, log.read_text()
     finally:
         if scan.poll() is None:
