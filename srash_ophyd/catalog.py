@@ -39,6 +39,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,6 +466,14 @@ def close_catalog(client) -> None:
             ctx.close()
 
 
+#: One writer at a time per process: the scan's writer and the live analysis writers (the
+#: demo's two LBNet-Dx callbacks, on their own threads) all write through the same catalog;
+#: on the embedded SQLite table store two writers creating tables at once fail with
+#: "database is locked" (seen on a fresh clone's `make demo`), so their documents are
+#: handed to tiled one at a time. Re-entrant: a writer's call never blocks itself.
+_WRITE_LOCK = threading.RLock()
+
+
 def make_writer(client, **kwargs: Any) -> "TiledWriter":
     """A :class:`bluesky_tiled_plugins.TiledWriter` on ``client`` with the default batching.
 
@@ -476,7 +485,14 @@ def make_writer(client, **kwargs: Any) -> "TiledWriter":
     """
     from bluesky_tiled_plugins import TiledWriter
 
-    return TiledWriter(client, **kwargs)
+    class SerializedWriter(TiledWriter):
+        """Documents go in one at a time per process (:data:`_WRITE_LOCK`)."""
+
+        def __call__(self, name: str, doc: dict) -> Any:
+            with _WRITE_LOCK:
+                return super().__call__(name, doc)
+
+    return SerializedWriter(client, **kwargs)
 
 
 def make_analysis_writer(client) -> "TiledWriter":
