@@ -65,7 +65,7 @@ from .contract import (
 from .decorate import full_plan
 from .errors import PlanError
 from .grid import TileGrid, tile_grid
-from .markers import FieldMarker
+from .markers import FieldMarker, plan_data_keys
 from .scans import SurveyResult, _base_md, _check_shifts, _fields, _limits, survey_tiles
 from .stubs import composite_recipe, failures_explained, srash_field
 
@@ -328,15 +328,7 @@ class _DecisionRecord:
         return {k: {"value": v, "timestamp": ts} for k, v in self.values.items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key, (dtype, units) in self.KEYS.items():
-            dk: dict[str, Any] = {"source": f"plan:{self._name}", "dtype": dtype, "shape": []}
-            if dtype != "string":
-                dk["dtype_numpy"] = "<i8" if dtype == "integer" else "<f8"
-            if units and units != "json":
-                dk["units"] = units
-            out[key] = dk
-        return out
+        return plan_data_keys(f"plan:{self._name}", self.KEYS)
 
     def read_configuration(self) -> dict[str, dict[str, Any]]:
         return {}

@@ -30,7 +30,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ["FIELD_KEYS", "FieldMarker"]
+__all__ = ["FIELD_KEYS", "FieldMarker", "plan_data_keys"]
+
+
+def plan_data_keys(source: str, keys: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Data keys of a plan-side readable: ``keys`` maps name -> (dtype, units), dtype one of
+    ``integer`` / ``number`` / ``string``; units ``""`` for none and ``"json"`` for a string
+    holding JSON (not a unit: left out)."""
+    out = {}
+    for key, (dtype, units) in keys.items():
+        dk: dict[str, Any] = {"source": source, "dtype": dtype, "shape": []}
+        if dtype != "string":
+            dk["dtype_numpy"] = "<i8" if dtype == "integer" else "<f8"
+        if units and units != "json":
+            dk["units"] = units
+        out[key] = dk
+    return out
 
 #: data key -> (dtype, units) of the marker's readings
 FIELD_KEYS: dict[str, tuple[str, str]] = {
@@ -93,14 +108,7 @@ class FieldMarker:
         return {key: {"value": getattr(self, key), "timestamp": ts} for key in FIELD_KEYS}
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key, (dtype, units) in FIELD_KEYS.items():
-            dk: dict[str, Any] = {"source": f"plan:{self._name}", "dtype": dtype, "shape": []}
-            dk["dtype_numpy"] = "<i8" if dtype == "integer" else "<f8"
-            if units:
-                dk["units"] = units
-            out[key] = dk
-        return out
+        return plan_data_keys(f"plan:{self._name}", FIELD_KEYS)
 
     def read_configuration(self) -> dict[str, dict[str, Any]]:
         return {}
