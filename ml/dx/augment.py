@@ -17,6 +17,16 @@ brightness/contrast/saturation jitter of magnitude 0.4". Implemented as torchvis
   (torchvision's weights). On SRASH composites "saturation" mixes the protein, lipid and SHG
   channels -- that is what the paper's recipe does, kept as is.
 
+Beyond the paper, an optional **session gain** (``AugmentConfig.session_gain_sigma``, off by
+default): per sample, the two SRS channels are multiplied by one lognormal factor
+``exp(sigma_srs z1)`` and the SHG channel by ``exp(sigma_shg z2)`` (``z`` standard normal),
+then clipped to [0, 1], before the geometric steps. It mimics what the instrument leaves in
+a composite from one imaging session to the next: the SRS gain of the day's beam overlap
+(common to both Raman bands, so their ratio is kept) and the SHG yield, left after division
+by a calibration record that may be stale. :data:`SESSION_GAIN_SIGMA` holds the spread of
+that residual measured on the simulator over 400 sessions (log-ratio sd 0.24 SRS, 0.18 SHG;
+``docs/physics-notes.md``, "Calibration is a measurement").
+
 All functions take channels-first float tensors ``(N, 3, H, W)`` (or ``(3, H, W)``) with
 values in [0, 1], *before* :func:`ml.dx.preprocess.normalize`. Every random draw comes from
 the ``torch.Generator`` passed in (a CPU generator; parameters are moved to the tensor's
@@ -40,8 +50,13 @@ class AugmentError(MLError):
 
 __all__ = ["AugmentError",
     "GRAY_WEIGHTS", "AugmentConfig", "hflip", "vflip", "rotate", "adjust_brightness",
-    "adjust_contrast", "adjust_saturation", "grayscale", "augment",
+    "adjust_contrast", "adjust_saturation", "grayscale", "augment", "session_gain",
+    "SESSION_GAIN_SIGMA",
 ]
+
+#: Log-sd of the session gain left in composites after calibration, (SRS, SHG): over 400
+#: simulated sessions, fresh and stale calibration records together (docs/physics-notes.md).
+SESSION_GAIN_SIGMA: tuple[float, float] = (0.24, 0.18)
 
 #: ITU-R 601 luma weights used by torchvision's ``rgb_to_grayscale``.
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -157,6 +172,10 @@ class AugmentConfig:
         Angles are uniform in ``[-max_rotation_deg, +max_rotation_deg]``, degrees.
     brightness, contrast, saturation : float
         Jitter magnitudes ``m``: factors uniform in ``[max(0, 1 - m), 1 + m]``.
+    session_gain_sigma : (float, float)
+        Log-sds of the per-sample session gain of the SRS channels (R and G together) and
+        of SHG (B); ``(0, 0)`` (default, the paper's recipe) turns it off;
+        :data:`SESSION_GAIN_SIGMA` is the simulator's measured residual.
     """
 
     flip_p: float = 0.5
@@ -164,8 +183,14 @@ class AugmentConfig:
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
+    session_gain_sigma: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
+        sg = tuple(self.session_gain_sigma)
+        if len(sg) != 2 or not all(0.0 <= float(v) <= 1.0 for v in sg):
+            raise AugmentError(f"session_gain_sigma {self.session_gain_sigma!r}: expected "
+                               "two log-sds (SRS, SHG), each in [0, 1]")
+        object.__setattr__(self, "session_gain_sigma", (float(sg[0]), float(sg[1])))
         if not 0.0 <= self.flip_p <= 1.0:
             raise AugmentError(f"flip_p {self.flip_p!r}: expected a probability in [0, 1]")
         if not 0.0 <= self.max_rotation_deg <= 180.0:
@@ -177,6 +202,23 @@ class AugmentConfig:
                 raise AugmentError(f"{name} jitter {v!r}: expected a finite value >= 0")
 
 
+def session_gain(x: torch.Tensor, srs_gain: torch.Tensor | float,
+                 shg_gain: torch.Tensor | float) -> torch.Tensor:
+    """Multiply R and G (SRS 2930 / 2850) by ``srs_gain`` and B (SHG) by ``shg_gain``, clip.
+
+    Gains are scalars or one per sample, > 0. The ratio G / R of every unclipped pixel is
+    unchanged (one SRS gain for both Raman bands).
+    """
+    xb, single = _batch(x)
+    n = xb.shape[0]
+    gs = _per_sample(srs_gain, n, xb)
+    gh = _per_sample(shg_gain, n, xb)
+    if bool((gs <= 0).any()) or bool((gh <= 0).any()):
+        raise AugmentError("session gains must be > 0")
+    out = torch.cat([xb[:, :2] * gs, xb[:, 2:3] * gh, xb[:, 3:]], dim=1).clamp_(0.0, 1.0)
+    return out[0] if single else out
+
+
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
@@ -185,7 +227,7 @@ def augment(x: torch.Tensor, *, generator: torch.Generator,
             config: AugmentConfig | None = None) -> torch.Tensor:
     """Apply the paper's random augmentations to a batch of [0, 1] composites.
 
-    Order: flips, rotation, then the three colour jitters in a per-sample random order
+    Order: the session gain (when on), flips, rotation, then the three colour jitters in a per-sample random order
     (module docstring).
 
     Parameters
@@ -215,6 +257,11 @@ def augment(x: torch.Tensor, *, generator: torch.Generator,
     order = torch.argsort(torch.rand(n, 3, generator=generator, dtype=torch.float64), dim=1)
 
     out = xb
+    s_srs, s_shg = cfg.session_gain_sigma
+    if s_srs > 0 or s_shg > 0:  # drawn last and only when on: the paper's stream is unchanged
+        z = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        out = session_gain(out, torch.exp(s_srs * z[:, 0]).to(dev, xb.dtype),
+                           torch.exp(s_shg * z[:, 1]).to(dev, xb.dtype))
     if cfg.flip_p > 0:
         hm = (u_h < cfg.flip_p).to(dev).view(n, 1, 1, 1)
         vm = (u_v < cfg.flip_p).to(dev).view(n, 1, 1, 1)

@@ -78,6 +78,8 @@ class DxTrainSettings:
     cohort, split, patches_per_field, command : provenance recorded with the weights.
     channels : composite channels the model sees (``"RGB"``, or a subset for a channel
         ablation trained at full length: :mod:`ml.dx.channels`).
+    session_gain : add the session-gain augmentation to the paper's
+        (:data:`ml.dx.augment.SESSION_GAIN_SIGMA`; default off).
     """
 
     epochs: int = 12
@@ -93,6 +95,7 @@ class DxTrainSettings:
     patches_per_field: int | None = None
     command: str | None = None
     channels: str = "RGB"
+    session_gain: bool = False
 
     def __post_init__(self) -> None:
         from ml.dx.channels import AblationError, check_subset
@@ -117,10 +120,12 @@ class DxTrainSettings:
 
     def train_config(self) -> Any:
         """The :class:`ml.dx.train.TrainConfig` of these settings (the paper's otherwise)."""
+        from ml.dx.augment import SESSION_GAIN_SIGMA, AugmentConfig
         from ml.dx.train import TrainConfig
 
+        aug = AugmentConfig(session_gain_sigma=SESSION_GAIN_SIGMA) if self.session_gain else None
         return TrainConfig(max_epochs=self.epochs, patience=self.patience, seed=self.seed,
-                           device=self.device)
+                           device=self.device, augment_config=aug)
 
 
 @dataclasses.dataclass

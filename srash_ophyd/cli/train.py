@@ -64,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "SRS 2850 lipid, B = SHG; the others are zeroed); a subset's weights "
                         "default to reports/ablations/lbnet_<task>_<channels>.pt, never the "
                         "shipped file")
+    p.add_argument("--session-gain", action="store_true",
+                   help="add the session-gain augmentation to the paper's: per patch, SRS "
+                        "channels x exp(0.24 z), SHG x exp(0.18 z), the residual gain the "
+                        "simulated instrument leaves after calibration (default off)")
     add_strict_option(p)
     add_catalog_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -107,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, patience=args.patience, width=args.width, seed=args.seed,
         device=args.device, val_fraction=args.val_fraction, cv_folds=args.cv,
         cohort=args.cohort, split=args.split or None,
-        patches_per_field=args.patches_per_field or None, command=command_line())
+        patches_per_field=args.patches_per_field or None, command=command_line(),
+        session_gain=args.session_gain)
     t0 = time.perf_counter()
     client = open_catalog(args.data_dir, uri=args.catalog, api_key=args.api_key)
     try:

@@ -15,8 +15,10 @@ from ml.dx.augment import (
     adjust_contrast,
     adjust_saturation,
     augment,
+    SESSION_GAIN_SIGMA,
     hflip,
     rotate,
+    session_gain,
     vflip,
 )
 from ml.dx.lbnet import BlendModule, LiteBlendNet
@@ -91,6 +93,50 @@ def test_augment_single_image_and_bad_input():
         augment(torch.zeros(3, 4), generator=torch.Generator())
     with pytest.raises(ValueError):
         AugmentConfig(brightness=-0.1)
+
+
+@given(seeds, st.floats(0.2, 5.0), st.floats(0.2, 5.0))
+def test_session_gain_keeps_the_raman_ratio_and_scales_each_modality(seed, gs, gh):
+    x = _batch(seed) * 0.15  # dim enough that a gain up to 5 does not clip
+    y = session_gain(x, gs, gh)
+    torch.testing.assert_close(y[:, 1] * x[:, 0], x[:, 1] * y[:, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(y[:, :2], (x[:, :2] * gs).clamp(0, 1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(y[:, 2], (x[:, 2] * gh).clamp(0, 1), atol=1e-6, rtol=1e-5)
+    assert torch.equal(session_gain(x, 1.0, 1.0), x)
+    with pytest.raises(ValueError, match="> 0"):
+        session_gain(x, 0.0, 1.0)
+
+
+@given(seeds)
+def test_session_gain_off_leaves_the_papers_stream_and_on_changes_only_intensity(seed):
+    x = _batch(seed, n=6, h=16, w=16)
+    geo = dict(brightness=0.0, contrast=0.0, saturation=0.0)
+    paper = augment(x, generator=torch.Generator().manual_seed(seed))
+    off = augment(x, generator=torch.Generator().manual_seed(seed),
+                  config=AugmentConfig(session_gain_sigma=(0.0, 0.0)))
+    assert torch.equal(paper, off)
+    ident = AugmentConfig(flip_p=0.0, max_rotation_deg=0.0, **geo,
+                          session_gain_sigma=SESSION_GAIN_SIGMA)
+    y = augment(x * 0.1, generator=torch.Generator().manual_seed(seed), config=ident)
+    # a pure gain: per sample, R and G share one factor, B has its own, every pixel alike
+    ratio = y / (x * 0.1)
+    for c in range(3):
+        flat = ratio[:, c].reshape(ratio.shape[0], -1)
+        torch.testing.assert_close(flat.amax(1), flat.amin(1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ratio[:, 0], ratio[:, 1], atol=1e-4, rtol=1e-4)
+
+
+def test_session_gain_spread_matches_its_log_sd():
+    x = torch.full((20000, 3, 1, 1), 0.01)
+    cfg = AugmentConfig(flip_p=0.0, max_rotation_deg=0.0, brightness=0.0, contrast=0.0,
+                        saturation=0.0, session_gain_sigma=SESSION_GAIN_SIGMA)
+    y = augment(x, generator=torch.Generator().manual_seed(0), config=cfg)
+    log_g = torch.log(y[:, :, 0, 0] / 0.01).double()
+    assert abs(log_g[:, 0].std().item() - SESSION_GAIN_SIGMA[0]) < 0.01
+    assert abs(log_g[:, 2].std().item() - SESSION_GAIN_SIGMA[1]) < 0.01
+    assert abs(log_g[:, 0].mean().item()) < 0.01  # median gain 1: no bias in brightness
+    with pytest.raises(ValueError, match="session_gain_sigma"):
+        AugmentConfig(session_gain_sigma=(0.2,))
 
 
 @pytest.fixture(scope="module")

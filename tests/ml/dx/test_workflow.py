@@ -169,6 +169,15 @@ def test_bad_training_settings_are_ml_errors(bad):
         DxTrainSettings(**bad)
 
 
+def test_session_gain_setting_reaches_the_training_config_and_its_record():
+    from ml.dx.augment import SESSION_GAIN_SIGMA
+
+    assert DxTrainSettings().train_config().augment_config is None  # the paper's recipe
+    cfg = DxTrainSettings(session_gain=True).train_config()
+    assert cfg.augment_config.session_gain_sigma == SESSION_GAIN_SIGMA
+    assert tuple(cfg.to_dict()["augment_config"]["session_gain_sigma"]) == SESSION_GAIN_SIGMA
+
+
 # ----------------------------------------------------------------------------- evaluation
 @given(st.lists(st.sampled_from(["correct", "unidentifiable", "wrong"]), max_size=30))
 def test_sample_summary_counts_add_up(outcomes):
