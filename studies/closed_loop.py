@@ -383,34 +383,43 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="diagnose the cohort twice (full mosaic, closed loop)")
-    r.add_argument("--patients", type=int, default=20)
-    r.add_argument("--seed-base", type=int, default=70000)
-    r.add_argument("--grid", default="4x4")
-    r.add_argument("--max-fields", type=int, default=8)
-    r.add_argument("--min-patches", type=int, default=60)
-    r.add_argument("--min-fields", type=int, default=2)
-    r.add_argument("--no-futility", action="store_true")
-    r.add_argument("--weights", type=Path, default=None)
-    r.add_argument("--out", default="docs/closed_loop")
-    r.add_argument("--data-root", default=tempfile.gettempdir())
-    r.add_argument("--keep-data", action="store_true")
-    r.add_argument("--resume", action="store_true")
+    r.add_argument("--patients", type=int, default=20,
+                   help="patients, cycling normal / SPT / SPG / SCO (20)")
+    r.add_argument("--seed-base", type=int, default=70000,
+                   help="specimen seed of the first patient; noise seed = seed + 500000 (70000)")
+    r.add_argument("--grid", default="4x4", help="mosaic grid ROWSxCOLS (4x4)")
+    r.add_argument("--max-fields", type=int, default=8, help="closed-loop field budget (8)")
+    r.add_argument("--min-patches", type=int, default=60,
+                   help="valid patches before a confident stop (60)")
+    r.add_argument("--min-fields", type=int, default=2,
+                   help="fields with patches before a confident stop (2)")
+    r.add_argument("--no-futility", action="store_true", help="never stop as futile")
+    r.add_argument("--weights", type=Path, default=None,
+                   help="normal-vs-NOA weights (default: the shipped ones)")
+    r.add_argument("--out", default="docs/closed_loop",
+                   help="folder of results.jsonl and the plot (docs/closed_loop)")
+    r.add_argument("--data-root", default=tempfile.gettempdir(),
+                   help="where each patient's temporary catalog goes (the temp dir)")
+    r.add_argument("--keep-data", action="store_true", help="keep the patients' catalogs")
+    r.add_argument("--resume", action="store_true",
+                   help="skip patients already in results.jsonl")
     r.add_argument("--arms", default="full,loop",
                    help="comma list of full, loop, loop-grid (the loop without the survey's "
                         "ranking: tissue tiles in row order); other than full,loop the "
                         "results go to results-<arms>.jsonl")
     r.set_defaults(func=cmd_run)
     q = sub.add_parser("report", help="table and plot of results.jsonl")
-    q.add_argument("--out", default="docs/closed_loop")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--out", default="docs/closed_loop", help="folder of results.jsonl")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_report)
     t = sub.add_parser("tune", help="stop rules replayed on trajectories (--arms trajectory)")
     t.add_argument("--trajectories", required=True, help="a results-trajectory.jsonl")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_tune)
     m = sub.add_parser("montecarlo", help="minimum-evidence table of the stop rule")
-    m.add_argument("--out", default="docs/closed_loop")
-    m.add_argument("--trials", type=int, default=200_000)
+    m.add_argument("--out", default="docs/closed_loop", help="folder of montecarlo.json")
+    m.add_argument("--trials", type=int, default=200_000,
+                   help="Monte-Carlo samples per cell (200000)")
     m.set_defaults(func=cmd_montecarlo)
     args = p.parse_args(argv)
     return int(args.func(args))
