@@ -200,7 +200,8 @@ def _check_xy(x: Any, y: Any, name: str, model: nn.Module
         raise TrainError(f"x_{name} of shape {xa.shape}: expected (N, C, H, W)")
     if xa.dtype != np.float32:
         raise TrainError(f"x_{name} has dtype {xa.dtype}: expected float32 (z-scored)")
-    if not np.all(np.isfinite(xa)):
+    step = 256  # in blocks: a full-size boolean temporary would be a quarter of x again
+    if not all(np.isfinite(xa[s:s + step]).all() for s in range(0, xa.shape[0], step)):
         raise TrainError(f"x_{name} contains NaN/inf")
     ya = np.asarray(y)
     if ya.shape != (xa.shape[0],):

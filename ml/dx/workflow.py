@@ -194,9 +194,52 @@ def _fit(ds: PatchDataset, tr: NDArray[np.bool_], va: NDArray[np.bool_],
 
         model = ChannelMask(model, settings.channels)
     show = None if progress is None else (lambda rec: progress(label, rec))
-    res = train_model(model, ds.x[tr], ds.y[tr], ds.x[va], ds.y[va],
+    # a contiguous mask selects a view, not a copy (train_dx puts the final split in order)
+    tr_sel, va_sel = _selector(tr), _selector(va)
+    xv = ds.x[va_sel]
+    res = train_model(model, ds.x[tr_sel], ds.y[tr], xv, ds.y[va],
                       config=settings.train_config(), progress=show)
-    return model, res, predict_proba(res.model, ds.x[va])
+    return model, res, predict_proba(res.model, xv)
+
+
+def _selector(mask: NDArray[np.bool_]) -> slice | NDArray[np.bool_]:
+    """``mask`` as a slice when its True entries are one contiguous run, else itself."""
+    idx = np.flatnonzero(mask)
+    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return mask
+
+
+def permute_inplace(ds: PatchDataset, order: NDArray[np.int64]) -> None:
+    """Reorder every per-patch array of ``ds`` so that new patch ``i`` is old ``order[i]``.
+
+    The patches are moved in place by following the permutation's cycles, one patch of
+    extra memory, so a dataset of many GB is never copied (boolean indexing would copy it).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    n = len(ds)
+    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+        raise WorkflowError(f"order must be a permutation of 0..{n - 1}")
+    x = ds.x
+    done = np.zeros(n, dtype=bool)
+    for start in range(n):
+        if done[start]:
+            continue
+        done[start] = True
+        if order[start] == start:
+            continue
+        tmp = x[start].copy()
+        i = start
+        while True:
+            j = int(order[i])
+            if j == start:
+                x[i] = tmp
+                break
+            x[i] = x[j]
+            done[j] = True
+            i = j
+    for name in ("y", "weights", "groups", "field"):
+        setattr(ds, name, getattr(ds, name)[order])
 
 
 def cross_validate(ds: PatchDataset, task: Task, settings: DxTrainSettings, *,
@@ -268,7 +311,9 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
     ----------
     ds : PatchDataset
         [0, 1] patches of the task's classes with their patients (``groups``) and fields
-        (:func:`ml.dx.data.load_patches`); ``ds.x`` is z-scored in place (no copy).
+        (:func:`ml.dx.data.load_patches`); ``ds.x`` is z-scored in place and the
+        patches are reordered in place, training patients' first (:func:`permute_inplace`;
+        no copy of the patches is made).
     task : Task
     settings : DxTrainSettings, keyword-only
     weights_path : path, keyword-only
@@ -302,6 +347,12 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
     cv = cross_validate(ds, task, settings, progress=progress) if settings.cv_folds else None
     cv_report = cv.as_report() if cv is not None else None
     tr, va = split_patients(ds.groups, ds.y, settings.val_fraction, seed=settings.seed)
+    # training patches first, then validation, each in its old order: both become views
+    # of ds.x (no copy of the patches; the same batches as boolean selection would give)
+    permute_inplace(ds, np.concatenate([np.flatnonzero(tr), np.flatnonzero(va)]))
+    n_tr = int(tr.sum())
+    tr = np.arange(len(ds)) < n_tr
+    va = ~tr
     model, res, pv = _fit(ds, tr, va, settings, k, "final", progress)
     thr, j = youden_threshold(pv[:, 1], ds.y[va])
     val = patch_metrics(ds.y[va], pv[:, 1], thr).as_dict()

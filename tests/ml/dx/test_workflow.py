@@ -23,6 +23,7 @@ from ml.dx.workflow import (
     WorkflowError,
     cross_validate,
     evaluate_dx,
+    permute_inplace,
     sample_summary,
     train_dx,
     zscore_inplace,
@@ -114,9 +115,19 @@ def test_train_writes_weights_and_report_without_a_patient_on_both_sides(tmp_pat
                    weights_path=tmp_path / "w.pt", report_dir=tmp_path / "rep",
                    report_extra={"load_seconds": 1.5, "skipped_runs": []},
                    progress=lambda stage, rec: seen.append(stage))
-    np.testing.assert_allclose(ds.x, normalize(raw), atol=1e-6)    # z-scored in place
+    # z-scored and reordered in place (training patients first): every patch is still
+    # there once, with its own label, patient and field
+    before = {normalize(raw)[i].tobytes(): i for i in range(len(raw))}
+    order = np.array([before[p.tobytes()] for p in ds.x]) if len(before) == len(raw) else None
+    assert order is not None and sorted(order.tolist()) == list(range(len(raw)))
+    ref = patches(6, 4)
+    assert np.array_equal(ds.y, ref.y[order]) and np.array_equal(ds.field, ref.field[order])
+    assert np.array_equal(ds.groups, ref.groups[order])
     assert seen == ["fold 1/2", "fold 2/2", "final"]                 # one epoch each
     rep = res.report
+    n_tr = rep["n_patches_train"]
+    assert set(ds.groups[:n_tr]) == set(rep["patients_train"])      # training ones first
+    assert set(ds.groups[n_tr:]) == set(rep["patients_val"])
     assert not set(rep["patients_train"]) & set(rep["patients_val"])
     assert set(rep["patients_train"]) | set(rep["patients_val"]) == set(ds.groups.tolist())
     assert rep["n_patches_train"] + rep["n_patches_val"] == len(ds)
@@ -167,6 +178,18 @@ def test_a_channel_subset_model_never_sees_the_dropped_channels(tmp_path):
 def test_bad_training_settings_are_ml_errors(bad):
     with pytest.raises(MLError):
         DxTrainSettings(**bad)
+
+
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_permute_inplace_equals_fancy_indexing_for_every_array(n, seed):
+    ds = patches(n, 1, size=4, seed=seed % 1000)
+    ref = patches(n, 1, size=4, seed=seed % 1000)
+    order = np.random.default_rng(seed).permutation(n)
+    permute_inplace(ds, order)
+    for name in ("x", "y", "weights", "groups", "field"):
+        assert np.array_equal(getattr(ds, name), getattr(ref, name)[order])
+    with pytest.raises(MLError, match="permutation"):
+        permute_inplace(ds, np.zeros(n, dtype=np.int64) if n > 1 else np.array([1]))
 
 
 def test_session_gain_setting_reaches_the_training_config_and_its_record():
