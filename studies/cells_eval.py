@@ -28,6 +28,10 @@ droplet Dice against truth). On the held-out seeds, each method is scored
   construction).
 
 The two are reported side by side and never mixed. Mean, SD (ddof 1) and min over stacks.
+A class absent from both masks scores Dice 1 (:func:`ml.common.dice.dice`), so on a stack
+without truth droplets the droplet Dice is 1 or, after a single false pixel, 0;
+``dice_droplet_stacks`` therefore also gives the droplet Dice against truth over only the
+stacks that have truth droplets (``truth_pixels`` per stack says which).
 
 ``--weights`` scores segmenter weights trained elsewhere (``srash train-seg``, any model of
 :data:`ml.seg.models.SEGMENTERS`) on the same held-out stacks and in the same way as the
@@ -238,6 +242,9 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
                 per["vs_phasor"][name].append(_scores(p, ph))
     frac = {k: float(np.mean([np.mean(lab == c) for _, _, lab in test]))
             for k, c in (("nucleus", NUCLEUS), ("lipid_droplet", LIPID_DROPLET))}
+    pixels = {k: [int(np.sum(lab == c)) for _, _, lab in test]
+              for k, c in (("nucleus", NUCLEUS), ("lipid_droplet", LIPID_DROPLET))}
+    with_ld = [i for i, n in enumerate(pixels["lipid_droplet"]) if n > 0]
     return {
         "train_seeds": list(train_seeds), "test_seeds": list(test_seeds),
         "stack": {"pixels": 256, "fov_um": 60.0, "averages": averages,
@@ -245,7 +252,10 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
         "two_band_rule": {"t_cell": rule.t_cell, "t_ratio": rule.t_ratio,
                           "t_droplet": rule.t_droplet},
         "phasor_optimised_settings": phasor_params,
-        "truth_area_fraction": frac,
+        "truth_area_fraction": frac, "truth_pixels": pixels,
+        "dice_droplet_stacks": {
+            m: _stats([v[i] for i in with_ld])["lipid_droplet"] if with_ld else None
+            for m, v in per["vs_truth"].items()},
         "dice": {proto: {m: _stats(v) for m, v in d.items()} for proto, d in per.items()},
         "per_stack": per, "hybrid_unet_training": unet_summary,
         **({"weights": {k: _weights_info(sg) for k, sg in segmenters.items()},
