@@ -2,7 +2,7 @@
 ways (issue 15).
 
     .venv/bin/python -m studies.cells_eval [--train-seeds 1001-1008] [--test-seeds 70001-70008]
-        [--out DIR] [--json]
+        [--out DIR] [--json] [--reuse-fit JSON] [--weights [LABEL=]PATH ...]
 
 Stacks are simulated directly (no catalog), as ``srash cohort --specimen cells`` makes
 them: the specimen ``make_specimen("cells", seed)``, the stage at its
@@ -28,6 +28,17 @@ droplet Dice against truth). On the held-out seeds, each method is scored
   construction).
 
 The two are reported side by side and never mixed. Mean, SD (ddof 1) and min over stacks.
+A class absent from both masks scores Dice 1 (:func:`ml.common.dice.dice`), so on a stack
+without truth droplets the droplet Dice is 1 or, after a single false pixel, 0;
+``dice_droplet_stacks`` therefore also gives the droplet Dice against truth over only the
+stacks that have truth droplets (``truth_pixels`` per stack says which).
+
+``--weights`` scores segmenter weights trained elsewhere (``srash train-seg``, any model of
+:data:`ml.seg.models.SEGMENTERS`) on the same held-out stacks and in the same way as the
+``--unet-epochs`` network: masks -> label map (:func:`ml.seg.models.labels_from_masks`),
+Dice of the label map's classes. Weights whose training specimen seeds include a held-out
+seed are refused. With ``--reuse-fit`` and no ``--unet-epochs`` the training stacks are not
+simulated (nothing uses them).
 """
 
 from __future__ import annotations
@@ -129,13 +140,54 @@ def train_unet(train: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     return Segmenter(out / "seg_hybrid-unet-cells.pt", model, meta), res.summary
 
 
+def load_weights_args(items: list[str], test_seeds: tuple[int, ...]) -> dict[str, Any]:
+    """``{label: Segmenter}`` of ``--weights`` items ``[LABEL=]PATH``; the label defaults
+    to the file's stem (made unique with its folder's name). Refuses weights trained on a
+    held-out seed (``SystemExit``)."""
+    from ml.seg.models import load_segmenter
+    from ml.seg.workflow import Segmenter
+
+    out: dict[str, Any] = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep:
+            label, path = "", item
+        p = Path(path)
+        name = label or p.stem
+        if name in out:
+            name = f"{p.parent.name}/{p.stem}"
+        if name in out or name in ("two_band", "phasor_default", "phasor_optimised",
+                                   "hybrid_unet"):
+            raise SystemExit(f"--weights {item}: label {name!r} already taken; give one "
+                             "as LABEL=PATH")
+        model, meta = load_segmenter(p)
+        seen = sorted(set(meta.get("specimen_seeds") or []) & set(test_seeds))
+        if seen:
+            raise SystemExit(f"--weights {p}: trained on held-out seed(s) {seen[:5]}")
+        out[name] = Segmenter(p, model, meta)
+    return out
+
+
+def _weights_info(sg: Any) -> dict[str, Any]:
+    m = sg.meta
+    seeds = [int(v) for v in m.get("specimen_seeds") or []]
+    return {"path": str(sg.path), "segmenter": m.get("segmenter"), "cohort": m.get("cohort"),
+            "specimen_seeds": [min(seeds), max(seeds), len(seeds)] if seeds else None,
+            "best_epoch": m.get("best_epoch"), "epochs": (m.get("config") or {}).get("epochs"),
+            "train_seconds": m.get("train_seconds")}
+
+
 def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] = TEST_SEEDS,
         *, averages: int = 3, unet_epochs: int = 0, out: Path | None = None,
-        reuse: dict[str, Any] | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+        reuse: dict[str, Any] | None = None, segmenters: dict[str, Any] | None = None,
+        log: Any = sys.stderr) -> dict[str, Any]:
     """The study (module docstring). ``reuse``: a previous report of the same training
-    seeds whose two-band thresholds and phasor settings are taken instead of refitting."""
+    seeds whose two-band thresholds and phasor settings are taken instead of refitting.
+    ``segmenters``: ``{label: Segmenter}`` (:func:`load_weights_args`) scored as well."""
     t0 = time.perf_counter()
-    train = [simulate_stack(s, averages=averages) for s in train_seeds]
+    segmenters = dict(segmenters or {})
+    need_train = reuse is None or unet_epochs > 0
+    train = [simulate_stack(s, averages=averages) for s in train_seeds] if need_train else []
     print(f"simulated {len(train)} training stacks ({time.perf_counter() - t0:.0f} s)",
           file=log)
     if reuse is not None:
@@ -162,6 +214,10 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
     if unet is not None:
         per["vs_truth"]["hybrid_unet"] = []
         per["vs_phasor"]["hybrid_unet"] = []
+    for name in segmenters:
+        per["vs_truth"][name] = []
+        per["vs_phasor"][name] = []
+    seconds: dict[str, float] = {name: 0.0 for name in segmenters}
     for x, r, lab in test:
         ph = segment_phasor(x, r, **phasor_params).labels
         preds = {"two_band": rule.segment(x, r), "phasor_default": segment_phasor(x, r).labels,
@@ -172,12 +228,23 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
 
             m = predict_masks(unet.model, segmenter_input(x, r, unet.meta["raman_cm1"]))
             preds["hybrid_unet"] = labels_from_masks(m, x.mean(axis=0))
+        for name, sg in segmenters.items():
+            from ml.seg.models import labels_from_masks, segmenter_input
+            from ml.seg.train import predict_masks
+
+            ts = time.perf_counter()
+            m = predict_masks(sg.model, segmenter_input(x, r, sg.meta["raman_cm1"]))
+            seconds[name] += time.perf_counter() - ts
+            preds[name] = labels_from_masks(m, x.mean(axis=0))
         for name, p in preds.items():
             per["vs_truth"][name].append(_scores(p, lab))
             if name != "phasor_optimised":
                 per["vs_phasor"][name].append(_scores(p, ph))
     frac = {k: float(np.mean([np.mean(lab == c) for _, _, lab in test]))
             for k, c in (("nucleus", NUCLEUS), ("lipid_droplet", LIPID_DROPLET))}
+    pixels = {k: [int(np.sum(lab == c)) for _, _, lab in test]
+              for k, c in (("nucleus", NUCLEUS), ("lipid_droplet", LIPID_DROPLET))}
+    with_ld = [i for i, n in enumerate(pixels["lipid_droplet"]) if n > 0]
     return {
         "train_seeds": list(train_seeds), "test_seeds": list(test_seeds),
         "stack": {"pixels": 256, "fov_um": 60.0, "averages": averages,
@@ -185,9 +252,15 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
         "two_band_rule": {"t_cell": rule.t_cell, "t_ratio": rule.t_ratio,
                           "t_droplet": rule.t_droplet},
         "phasor_optimised_settings": phasor_params,
-        "truth_area_fraction": frac,
+        "truth_area_fraction": frac, "truth_pixels": pixels,
+        "dice_droplet_stacks": {
+            m: _stats([v[i] for i in with_ld])["lipid_droplet"] if with_ld else None
+            for m, v in per["vs_truth"].items()},
         "dice": {proto: {m: _stats(v) for m, v in d.items()} for proto, d in per.items()},
         "per_stack": per, "hybrid_unet_training": unet_summary,
+        **({"weights": {k: _weights_info(sg) for k, sg in segmenters.items()},
+            "seconds_per_stack": {k: round(v / len(test), 3) for k, v in seconds.items()}}
+           if segmenters else {}),
         "elapsed_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -210,22 +283,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse-fit", type=Path, default=None,
                    help="take the two-band thresholds and phasor settings from this earlier "
                         "cells_eval.json (same training seeds) instead of refitting")
+    p.add_argument("--weights", nargs="+", default=[], metavar="[LABEL=]PATH",
+                   help="also score these segmenter weights files (`srash train-seg`), "
+                        "labelled LABEL (default: the file's stem)")
+    p.add_argument("--report-name", default="cells_eval.json",
+                   help="file name of the report in --out (default cells_eval.json)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)
     if a.unet_epochs < 0:
         p.error(f"--unet-epochs {a.unet_epochs}: expected >= 0")
-    rep = run(_seeds(a.train_seeds), _seeds(a.test_seeds), averages=a.averages,
+    test_seeds = _seeds(a.test_seeds)
+    rep = run(_seeds(a.train_seeds), test_seeds, averages=a.averages,
               unet_epochs=a.unet_epochs, out=a.out,
-              reuse=json.loads(a.reuse_fit.read_text()) if a.reuse_fit else None)
+              reuse=json.loads(a.reuse_fit.read_text()) if a.reuse_fit else None,
+              segmenters=load_weights_args(a.weights, test_seeds))
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "cells_eval.json").write_text(json.dumps(rep, indent=1))
+        (a.out / a.report_name).write_text(json.dumps(rep, indent=1))
     if a.json:
         print(json.dumps(rep))
     else:
         for proto, d in rep["dice"].items():
             for m, s in d.items():
-                print(f"{proto:9s} {m:17s} nucleus {s['nucleus']['mean']:.3f} +- "
+                print(f"{proto:9s} {m:24s} nucleus {s['nucleus']['mean']:.3f} +- "
                       f"{s['nucleus']['sd']:.3f} (min {s['nucleus']['min']:.3f})  droplets "
                       f"{s['lipid_droplet']['mean']:.3f} +- {s['lipid_droplet']['sd']:.3f}")
     return 0

@@ -26,3 +26,27 @@ def test_stats_mean_sd_min():
     s = _stats([{"nucleus": 0.5, "lipid_droplet": 1.0}, {"nucleus": 0.7, "lipid_droplet": 0.0}])
     assert s["nucleus"] == {"mean": 0.6, "sd": 0.1414, "min": 0.5}
     assert s["lipid_droplet"]["min"] == 0.0
+
+
+def test_weights_args_labels_and_held_out_seed_refusal(tmp_path):
+    """``--weights [LABEL=]PATH``: the stem by default, the folder added when two stems
+    clash, and weights trained on a held-out seed refused."""
+    import pytest
+
+    from ml.seg.models import build_segmenter, save_segmenter
+    from studies.cells_eval import load_weights_args
+
+    axis = np.arange(2800.0, 2860.1, 5.0)
+    for sub, seeds in (("a", [1001, 1002]), ("b", [1003]), ("c", [1004, 70003])):
+        (tmp_path / sub).mkdir()
+        save_segmenter(build_segmenter("unet2d", axis.size), tmp_path / sub / "seg_unet2d.pt",
+                       name="unet2d", raman_cm1=axis, meta={"specimen_seeds": seeds})
+    got = load_weights_args([str(tmp_path / "a" / "seg_unet2d.pt"),
+                             str(tmp_path / "b" / "seg_unet2d.pt"),
+                             f"mine={tmp_path / 'a' / 'seg_unet2d.pt'}"], TEST_SEEDS)
+    assert list(got) == ["seg_unet2d", "b/seg_unet2d", "mine"]
+    assert got["mine"].meta["segmenter"] == "unet2d"
+    with pytest.raises(SystemExit, match="held-out seed"):
+        load_weights_args([str(tmp_path / "c" / "seg_unet2d.pt")], TEST_SEEDS)
+    with pytest.raises(SystemExit, match="already taken"):
+        load_weights_args([f"two_band={tmp_path / 'a' / 'seg_unet2d.pt'}"], TEST_SEEDS)
