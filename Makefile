@@ -41,15 +41,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_field.py
 
-## weights: the shipped LBNet-Dx weights from scratch (about 30 CPU minutes on 2 cores):
-## a simulated training cohort and a held-out cohort of new seeds as bluesky runs in
-## ./dx-data, both tasks trained on the first, evaluated on the second (reports/, PNGs)
+## weights: the shipped LBNet-Dx weights from scratch (normal vs NOA about 25 CPU minutes
+## on 2 quiet cores, SPT vs SPG about 20): simulated training cohorts (train-v1 + train-v2,
+## 84 patients; about 8 GB of patches in memory) and a held-out cohort of new seeds as
+## bluesky runs in ./dx-data, both tasks trained on the first, evaluated on the second
 DX := dx-data
 TEST_COHORT := $(BIN)/srash cohort --name test-v1 --split test --seed-base 50000 \
 		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4 --data-dir $(DX)
 cohorts: $(STAMP)
 	$(BIN)/srash cohort --name train-v1 --split train --seed-base 1000 \
 		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=2 --data-dir $(DX)
+	$(BIN)/srash cohort --name train-v2 --split train --seed-base 20000 \
+		--patients normal=20,NOA-SPT=16,NOA-SPG=16,NOA-SCO=4 --data-dir $(DX)
 	$(TEST_COHORT)
 
 ## quantify: lipid droplets per tubule on the held-out cohort (paper Fig. 2J-M, ~5 min):
@@ -61,7 +64,8 @@ quantify: $(STAMP)
 ## SPT vs SPG needs longer than the default 12 epochs / patience 8 (docs/model_card.md)
 SPT_EPOCHS := 24
 weights: cohorts
-	$(BIN)/srash train --task normal-vs-noa --cohort train-v1 --data-dir $(DX)
+	$(BIN)/srash train --task normal-vs-noa --split train --session-gain --epochs 12 \
+		--patience 4 --data-dir $(DX)
 	$(BIN)/srash train --task spt-vs-spg --cohort train-v1 --data-dir $(DX) \
 		--epochs $(SPT_EPOCHS) --patience $(SPT_EPOCHS)
 
