@@ -227,8 +227,8 @@ def augment(x: torch.Tensor, *, generator: torch.Generator,
             config: AugmentConfig | None = None) -> torch.Tensor:
     """Apply the paper's random augmentations to a batch of [0, 1] composites.
 
-    Order: the session gain (when on), flips, rotation, then the three colour jitters in a per-sample random order
-    (module docstring).
+    Order: the session gain (when on), flips, rotation, then the three colour jitters in a
+    per-sample random order (module docstring).
 
     Parameters
     ----------

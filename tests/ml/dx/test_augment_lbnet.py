@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 
 from ml.common.nn import count_macs, count_parameters
 from ml.dx.augment import (
+    SESSION_GAIN_SIGMA,
     AugmentConfig,
     adjust_brightness,
     adjust_contrast,
     adjust_saturation,
     augment,
-    SESSION_GAIN_SIGMA,
     hflip,
     rotate,
     session_gain,
