@@ -297,6 +297,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if not (out / "results.jsonl").is_file():
+        raise SystemExit(f"no results at {out / 'results.jsonl'}: run `python -m "
+                         f"studies.closed_loop run --out {out}` first, or pass --out")
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
             if line]
     extra: dict[int, dict[str, Any]] = {}  # other arms (results-<arms>.jsonl), by seed
