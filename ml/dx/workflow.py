@@ -176,11 +176,12 @@ class DxTrainOutcome:
     cv: CVOutcome | None
 
 
-def _fit(ds: PatchDataset, tr: NDArray[np.bool_], va: NDArray[np.bool_],
+def _fit(ds: PatchDataset, tr: NDArray[np.bool_] | slice, va: NDArray[np.bool_] | slice,
          settings: DxTrainSettings, n_classes: int, label: str,
          progress: Progress | None) -> tuple[Any, Any, NDArray[np.float64]]:
-    """Train one model on patches ``tr`` (bool mask), validate on ``va``; (model,
-    TrainResult, validation probabilities)."""
+    """Train one model on patches ``tr``, validate on ``va`` (bool masks, or slices, which
+    select views of ``ds.x`` instead of copies); (model, TrainResult, validation
+    probabilities)."""
     import torch
 
     from ml.dx.lbnet import LiteBlendNet
@@ -194,20 +195,10 @@ def _fit(ds: PatchDataset, tr: NDArray[np.bool_], va: NDArray[np.bool_],
 
         model = ChannelMask(model, settings.channels)
     show = None if progress is None else (lambda rec: progress(label, rec))
-    # a contiguous mask selects a view, not a copy (train_dx puts the final split in order)
-    tr_sel, va_sel = _selector(tr), _selector(va)
-    xv = ds.x[va_sel]
-    res = train_model(model, ds.x[tr_sel], ds.y[tr], xv, ds.y[va],
+    xv = ds.x[va]
+    res = train_model(model, ds.x[tr], ds.y[tr], xv, ds.y[va],
                       config=settings.train_config(), progress=show)
     return model, res, predict_proba(res.model, xv)
-
-
-def _selector(mask: NDArray[np.bool_]) -> slice | NDArray[np.bool_]:
-    """``mask`` as a slice when its True entries are one contiguous run, else itself."""
-    idx = np.flatnonzero(mask)
-    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return mask
 
 
 def permute_inplace(ds: PatchDataset, order: NDArray[np.int64]) -> None:
@@ -350,9 +341,8 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
     # training patches first, then validation, each in its old order: both become views
     # of ds.x (no copy of the patches; the same batches as boolean selection would give)
     permute_inplace(ds, np.concatenate([np.flatnonzero(tr), np.flatnonzero(va)]))
-    n_tr = int(tr.sum())
-    tr = np.arange(len(ds)) < n_tr
-    va = ~tr
+    n_tr, n_va = int(tr.sum()), int(va.sum())
+    tr, va = slice(0, n_tr), slice(n_tr, n_tr + n_va)
     model, res, pv = _fit(ds, tr, va, settings, k, "final", progress)
     thr, j = youden_threshold(pv[:, 1], ds.y[va])
     val = patch_metrics(ds.y[va], pv[:, 1], thr).as_dict()
@@ -364,7 +354,7 @@ def train_dx(ds: PatchDataset, task: Task, *, settings: DxTrainSettings,
                       "patients_train": sorted(set(ds.groups[tr].tolist())),
                       "patients_val": sorted(set(ds.groups[va].tolist())),
                       "n_fields": len(ds.fields),
-                      "n_patches_train": int(tr.sum()), "n_patches_val": int(va.sum()),
+                      "n_patches_train": n_tr, "n_patches_val": n_va,
                       "patches_per_field": settings.patches_per_field,
                       "config": settings.train_config().to_dict(),
                       "best_epoch": res.best_epoch,
