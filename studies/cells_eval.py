@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ml.common.dice import dice
+from ml.common.errors import MLError
 from ml.seg.phasor import LIPID_DROPLET, NUCLEUS, segment_phasor
 from ml.seg.twoband import TwoBandRule, fit_two_band
 
@@ -160,7 +161,10 @@ def load_weights_args(items: list[str], test_seeds: tuple[int, ...]) -> dict[str
                                    "hybrid_unet"):
             raise SystemExit(f"--weights {item}: label {name!r} already taken; give one "
                              "as LABEL=PATH")
-        model, meta = load_segmenter(p)
+        try:
+            model, meta = load_segmenter(p)
+        except (OSError, MLError) as exc:  # missing, corrupted or not a segmenter's file
+            raise SystemExit(f"--weights {item}: {exc}") from None
         seen = sorted(set(meta.get("specimen_seeds") or []) & set(test_seeds))
         if seen:
             raise SystemExit(f"--weights {p}: trained on held-out seed(s) {seen[:5]}")
@@ -211,27 +215,20 @@ def run(train_seeds: tuple[int, ...] = TRAIN_SEEDS, test_seeds: tuple[int, ...] 
     per: dict[str, dict[str, list[dict[str, float]]]] = {
         "vs_truth": {"two_band": [], "phasor_default": [], "phasor_optimised": []},
         "vs_phasor": {"two_band": [], "phasor_default": []}}
-    if unet is not None:
-        per["vs_truth"]["hybrid_unet"] = []
-        per["vs_phasor"]["hybrid_unet"] = []
-    for name in segmenters:
+    # the network trained here and the loaded weights are scored the same way
+    networks = {**({"hybrid_unet": unet} if unet is not None else {}), **segmenters}
+    if networks:
+        from ml.seg.models import labels_from_masks, segmenter_input
+        from ml.seg.train import predict_masks
+    for name in networks:
         per["vs_truth"][name] = []
         per["vs_phasor"][name] = []
-    seconds: dict[str, float] = {name: 0.0 for name in segmenters}
+    seconds: dict[str, float] = {name: 0.0 for name in networks}
     for x, r, lab in test:
         ph = segment_phasor(x, r, **phasor_params).labels
         preds = {"two_band": rule.segment(x, r), "phasor_default": segment_phasor(x, r).labels,
                  "phasor_optimised": ph}
-        if unet is not None:
-            from ml.seg.models import labels_from_masks, segmenter_input
-            from ml.seg.train import predict_masks
-
-            m = predict_masks(unet.model, segmenter_input(x, r, unet.meta["raman_cm1"]))
-            preds["hybrid_unet"] = labels_from_masks(m, x.mean(axis=0))
-        for name, sg in segmenters.items():
-            from ml.seg.models import labels_from_masks, segmenter_input
-            from ml.seg.train import predict_masks
-
+        for name, sg in networks.items():
             ts = time.perf_counter()
             m = predict_masks(sg.model, segmenter_input(x, r, sg.meta["raman_cm1"]))
             seconds[name] += time.perf_counter() - ts
