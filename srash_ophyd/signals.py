@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 from typing import Any, Iterator
 
@@ -59,6 +60,15 @@ def _in_main_thread() -> bool:
 class TerminationHandler:
     """RunEngine context manager (``RE.context_managers.append(TerminationHandler)``).
 
+    The signal is noticed by a watch thread through :func:`signal.set_wakeup_fd`, not only
+    by the Python-level handler: the kernel delivers a process-directed signal to any thread
+    that does not block it, and when that is not the main thread, the main thread (blocked
+    in the RunEngine's wait for the plan) would run the Python handler only after the plan
+    had finished, so the abort would come too late. The C-level handler writes the signal
+    number to the wakeup socket whichever thread it runs on; the watch thread reads it and
+    aborts at once. Bytes of other signals are passed on to the wakeup fd that was set
+    before (an asyncio loop of the main thread, say).
+
     ``exit_after_run``: class attribute; when True the signal is re-delivered with its default
     action after the run is closed instead of raising :class:`Terminated`.
     """
@@ -68,31 +78,65 @@ class TerminationHandler:
     def __init__(self, RE: Any) -> None:
         self._RE = RE
         self._signum: int | None = None
-        self._wake = threading.Event()
         self._done = False
         self._previous: dict[int, Any] = {}
+        self._previous_fd = -1
         self._thread: threading.Thread | None = None
+        self._rsock: socket.socket | None = None
+        self._wsock: socket.socket | None = None
+
+    def _forward(self, data: bytes) -> None:
+        """Pass wakeup bytes of other signals on to the previous wakeup fd."""
+        if self._previous_fd < 0 or not data:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._previous_fd, data)
 
     def _watch(self) -> None:
-        self._wake.wait()
-        if self._done or self._signum is None:
-            return
+        assert self._rsock is not None
+        termination = {int(s) for s in TERMINATION_SIGNALS}
+        while True:
+            try:
+                data = self._rsock.recv(256)
+            except OSError:
+                return
+            if not data or self._done:
+                return
+            hits = [b for b in data if b in termination]
+            self._forward(bytes(b for b in data if b not in termination and b != 0))
+            if not hits:
+                continue
+            if self._signum is None:
+                self._signum = hits[0]
+            break
         name = signal.Signals(self._signum).name
         try:
             self._RE.abort(reason=f"terminated by {name}")
         except Exception:  # noqa: BLE001 - already idle or aborting: nothing left to close
             pass
 
+    def _poke(self, value: int) -> None:
+        if self._wsock is not None:
+            with contextlib.suppress(OSError):
+                self._wsock.send(bytes([value]))
+
     def _handler(self, signum: int, frame: Any) -> None:  # must stay tiny (signal context)
         if self._signum is None:
             self._signum = signum
-            self._wake.set()
+        self._poke(signum)  # where no wakeup fd could be set, this wakes the watch thread
 
     def __enter__(self) -> "TerminationHandler":
         if not _in_main_thread():  # signal handlers can only be set in the main thread
             return self
+        self._rsock, self._wsock = socket.socketpair()
+        self._wsock.setblocking(False)
         for s in TERMINATION_SIGNALS:
             self._previous[s] = signal.signal(s, self._handler)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(self._wsock.fileno(),
+                                                     warn_on_full_buffer=False)
+        except (ValueError, OSError):  # the Python handler still pokes the watch thread
+            self._previous_fd = -1
         self._thread = threading.Thread(target=self._watch, name="srash-termination",
                                         daemon=True)
         self._thread.start()
@@ -100,12 +144,19 @@ class TerminationHandler:
 
     def __exit__(self, *exc: Any) -> None:
         self._done = True
-        self._wake.set()
+        self._poke(0)
         if self._thread is not None:
             self._thread.join()
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(self._previous_fd)
         for s, previous in self._previous.items():
             signal.signal(s, previous)
         self._previous.clear()
+        for sock in (self._rsock, self._wsock):
+            if sock is not None:
+                sock.close()
+        self._rsock = self._wsock = None
+        self._thread = None
         if self._signum is None:
             return
         signum, self._signum = self._signum, None

@@ -44,6 +44,15 @@ def patients(n: int, seed_base: int) -> list[tuple[int, str]]:
 ARMS = ("full", "loop", "loop-grid", "trajectory")
 
 
+class StudyInterrupted(Exception):
+    """A patient's run ended by a signal (exit code 128 + N, or 130 for Ctrl-C): the study
+    stops instead of going on to the next patient."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: Path,
                 keep: bool, dx: Any, rule: dict[str, Any],
                 arms: tuple[str, ...] = ("full", "loop")) -> dict[str, Any]:
@@ -87,6 +96,9 @@ def one_patient(seed: int, phenotype: str, *, grid: tuple[int, int], data_root: 
                                        "survey_instrument_time_s", "exit_code")} | {
                     "fields": len(r["fields"]), "field_log": r["fields"]}
             live.close(60)
+            code = int(r.get("exit_code") or 0)
+            if code >= 128:  # SIGTERM / SIGHUP / Ctrl-C ended the run: stop the study too
+                raise StudyInterrupted(code, str(r.get("message") or f"exit code {code}"))
         finally:
             s.close()
             if not keep:
@@ -118,12 +130,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             "min_fields": args.min_fields, "futility": not args.no_futility}
     data_root = Path(args.data_root)
     data_root.mkdir(parents=True, exist_ok=True)
+    from srash_ophyd.signals import Terminated, exit_status_for, terminate_gracefully
+
     for seed, ph in patients(args.patients, args.seed_base):
         if seed in done:
             continue
         t = time.perf_counter()
-        r = one_patient(seed, ph, grid=(rows, cols), data_root=data_root, keep=args.keep_data,
-                        dx=dx, rule=rule, arms=arms)
+        try:
+            with terminate_gracefully():
+                r = one_patient(seed, ph, grid=(rows, cols), data_root=data_root,
+                                keep=args.keep_data, dx=dx, rule=rule, arms=arms)
+        except (Terminated, StudyInterrupted, KeyboardInterrupt) as exc:
+            code = (exc.code if isinstance(exc, StudyInterrupted) else
+                    exit_status_for(exc) if isinstance(exc, Terminated) else 130)
+            print(f"study stopped at patient {seed} ({exc or 'interrupted'}); the "
+                  f"{len(done)} finished patient(s) are in {res_path}; rerun with --resume "
+                  "to go on", file=sys.stderr)
+            return code
+        done.add(seed)
         r["rule"] = rule
         with open(res_path, "a") as fh:
             fh.write(json.dumps(r) + "\n")
