@@ -94,26 +94,26 @@ ablations: $(STAMP)
 ## then Dice of the network and of the spectral phasor vs simulator truth (reports/)
 CELLS := cells-data
 cells: $(STAMP)
-	$(BIN)/srash cohort --name cells-train-v1 --split train --specimen cells --samples 32 \
+	$(BIN)/srash cohort --name cells-train-v2 --split train --specimen cells --samples 32 \
 		--seed-base 1000 --data-dir $(CELLS)
-	$(BIN)/srash cohort --name cells-test-v1 --split test --specimen cells --samples 16 \
+	$(BIN)/srash cohort --name cells-test-v2 --split test --specimen cells --samples 16 \
 		--seed-base 50000 --data-dir $(CELLS)
 
 seg-weights: cells
-	$(BIN)/srash train-seg --model hybrid-unet --cohort cells-train-v1 --data-dir $(CELLS)
+	$(BIN)/srash train-seg --model hybrid-unet --cohort cells-train-v2 --data-dir $(CELLS)
 
-## seg-models: the ablations and baselines of the model card (not shipped; reports/seg-models)
+## seg-models: the ablations and baselines of the model card (not shipped; reports/seg-v2)
 UNET3D_EPOCHS := 20
 SEG_ABLATIONS := hybrid-no-msr hybrid-no-compression hybrid-no-attention unet2d
 seg-models: cells
-	for m in $(SEG_ABLATIONS); do $(BIN)/srash train-seg --model $$m --cohort cells-train-v1 \
-		--data-dir $(CELLS) --out reports/seg-models/seg_$$m.pt || exit 1; done
-	$(BIN)/srash train-seg --model unet3d --cohort cells-train-v1 --data-dir $(CELLS) \
-		--epochs $(UNET3D_EPOCHS) --crop 64 --out reports/seg-models/seg_unet3d.pt
+	for m in $(SEG_ABLATIONS); do $(BIN)/srash train-seg --model $$m --cohort cells-train-v2 \
+		--data-dir $(CELLS) --out reports/seg-v2/seg_$$m.pt || exit 1; done
+	$(BIN)/srash train-seg --model unet3d --cohort cells-train-v2 --data-dir $(CELLS) \
+		--epochs $(UNET3D_EPOCHS) --crop 64 --out reports/seg-v2/seg_unet3d.pt
 
 seg-evaluate: $(STAMP)
-	$(BIN)/srash evaluate-seg --cohort cells-test-v1 --data-dir $(CELLS) \
-		--weights ml/weights/seg_hybrid-unet.pt $(wildcard reports/seg-models/seg_*.pt)
+	$(BIN)/srash evaluate-seg --cohort cells-test-v2 --data-dir $(CELLS) \
+		--weights ml/weights/seg_hybrid-unet.pt $(filter-out %/seg_hybrid-unet.pt,$(wildcard reports/seg-v2/seg_*.pt))
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
