@@ -33,12 +33,23 @@ PHASE_QUANTUM = 1 << 20
 
 
 # ----------------------------------------------------------------------------- value noise
+def _seed_bits(seed: int) -> int:
+    """The seed's 64-bit term of :func:`_hash2`."""
+    return (seed * 0x165667B19E3779F9) & 0xFFFFFFFFFFFFFFFF
+
+
 def _hash2(ix: NDArray, iy: NDArray, seed: int) -> NDArray[np.float64]:
     """Deterministic uniform [0, 1) per integer lattice point (splitmix64-style)."""
+    return _hash2_bits(ix, iy, np.uint64(_seed_bits(seed)))
+
+
+def _hash2_bits(ix: NDArray, iy: NDArray, seed_bits: NDArray | np.uint64
+                ) -> NDArray[np.float64]:
+    """:func:`_hash2` with the seed's term(s) :func:`_seed_bits` given (uint64, broadcast
+    against ``ix``), so several seeds hash in one call."""
     with np.errstate(over="ignore"):
         h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-            iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.uint64(
-            (seed * 0x165667B19E3779F9) & 0xFFFFFFFFFFFFFFFF)
+            iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ seed_bits
         h ^= h >> np.uint64(33)
         h *= np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(33)
@@ -81,6 +92,43 @@ def noise_points(x: NDArray, y: NDArray, seed: int, scale_um: float, octaves: in
         norm += amp
         amp *= 0.5
     return total / norm
+
+
+def noise_layers(x: NDArray, y: NDArray, layers: Sequence[tuple[int, float, int]]
+                 ) -> list[NDArray[np.float64]]:
+    """:func:`noise_points` of several fields ``(seed, scale_um, octaves)`` at the same world
+    points (um), bit-identical to calling it per field, with all lattice hashes in one
+    call: fewer numpy calls, for the few points of a rejection test."""
+    x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
+    shape = x.shape
+    x, y = x.reshape(-1), y.reshape(-1)
+    rows = [(seed * 31 + o, scale, float(2**o)) for seed, scale, octaves in layers
+            for o in range(octaves)]
+    sc = np.array([r[1] for r in rows], float)[:, None]
+    f = np.array([r[2] for r in rows], float)[:, None]
+    gx = (x[None, :] / sc) * f
+    gy = (y[None, :] / sc) * f
+    ix = np.floor(gx).astype(np.int64)
+    iy = np.floor(gy).astype(np.int64)
+    tx = _smooth(gx - ix)
+    ty = _smooth(gy - iy)
+    bits = np.array([_seed_bits(r[0]) for r in rows], np.uint64)[None, :, None]
+    v = _hash2_bits(np.stack([ix, ix + 1, ix, ix + 1]), np.stack([iy, iy, iy + 1, iy + 1]),
+                    bits)
+    val = (v[0] * (1 - tx) + v[1] * tx) * (1 - ty) + (v[2] * (1 - tx) + v[3] * tx) * ty
+    out = []
+    r = 0
+    for _, _, octaves in layers:
+        total = np.zeros(x.shape)
+        norm = 0.0
+        amp = 1.0
+        for _ in range(octaves):
+            total += amp * val[r]
+            r += 1
+            norm += amp
+            amp *= 0.5
+        out.append((total / norm).reshape(shape))
+    return out
 
 
 def value_noise(window: Window, seed: int, scale_um: float, *, octaves: int = 1

@@ -33,7 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from simulators.config import ConfigMixin
-from simulators.specimens._raster import noise_grid, noise_level, noise_max, noise_points
+from simulators.specimens._raster import (
+    noise_grid,
+    noise_layers,
+    noise_level,
+    noise_max,
+    noise_points,
+)
 from simulators.specimens.base import Window, keyed_rng
 from simulators.specimens.testis.config import (
     MAX_DROPLET_DENSITY,
@@ -235,10 +241,13 @@ class SectionGeometry:
         c = self.config
         x = np.asarray(x, float)
         y = np.asarray(y, float)
-        q = self._outline_q(x, y, noise_points(x, y, self.noise_seed(N_SECTION), 900.0, 2))
-        ok = q < 1.0
+        layers = [(self.noise_seed(N_SECTION), 900.0, 2)]
         if c.hole_fraction > 0:
-            ok &= noise_points(x, y, self.noise_seed(N_HOLE), c.hole_scale_um) < self.hole_level
+            layers.append((self.noise_seed(N_HOLE), c.hole_scale_um, 1))
+        n = noise_layers(x, y, layers)  # noise_points of each, in one go
+        ok = self._outline_q(x, y, n[0]) < 1.0
+        if c.hole_fraction > 0:
+            ok &= n[1] < self.hole_level
         return ok
 
     def _outline_q(self, x: NDArray, y: NDArray, n: NDArray) -> NDArray:

@@ -325,19 +325,19 @@ class TestisSection(Specimen):
         def per_tubule(name: str, outside: float = 0.0) -> NDArray[np.float32]:
             """Per-pixel value of the owning tubule's parameter ``name``."""
             tbl = np.array([outside] + [getattr(t, name) for t in tubs], _F32)
-            return tbl[owner]
+            return tbl.take(owner)
 
         def per_state(name: str, outside: float = 0.0) -> NDArray[np.float32]:
             """Per-pixel value of the owning tubule's state parameter ``name``."""
             tbl = np.array([outside] + [getattr(STATES[t.state], name) for t in tubs], _F32)
-            return tbl[owner]
-        depth = b_tbl[owner]
+            return tbl.take(owner)
+        depth = b_tbl.take(owner)
         rad = np.sqrt(q, out=q)
         rad *= depth  # r' (um); 1000 um where no tubule is near
         depth -= rad  # depth below the outline (um), < 0 outside
         # local lamina propria thickness (same formula as _wall_local, float32)
         # (per tubule: wall (1 + var (1 - 2 nw)) + infold (2 tex - 1))
-        wall = wall_tbl[owner]
+        wall = wall_tbl.take(owner)
         np.multiply(nw, -2.0, out=tmp)
         tmp += 1.0
         tmp *= per_tubule("wall_variation")
@@ -358,7 +358,7 @@ class TestisSection(Specimen):
             tmp *= gap
             wall += tmp
         np.maximum(wall, 1.0, out=wall)
-        lum = lum_tbl[owner]
+        lum = lum_tbl.take(owner)
         np.multiply(nw, 2.0, out=tmp)
         tmp -= 1.0
         tmp *= per_tubule("lumen_irregularity")
@@ -428,7 +428,7 @@ class TestisSection(Specimen):
         wwt = tmp  # keep: reused for chi2
         # wavy concentric lamellae (collagen.lamellae), hyalinised walls less lamellar
         lam_tbl = np.array([0.0] + [LAMELLA_CONTRAST[t.state] for t in tubs], _F32)
-        lam = lamellae(depth, tex, lam_tbl[owner])
+        lam = lamellae(depth, tex, lam_tbl.take(owner))
         lam *= wwt  # lamina propria weight x lamellar profile
         colw = np.multiply(texc, per_tubule("wall_collagen"), dtype=_F32)
         colw *= lam
@@ -455,8 +455,8 @@ class TestisSection(Specimen):
             cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
             np.add(rad, 1e-3, out=tmp)
             np.divide(A, tmp, out=tmp)  # weight of the radial direction (1/um)
-            fibre_angle(window, tmp, cx_tbl[owner], cy_tbl[owner], (tex_diff[0], tex_diff[1]),
-                        out=comp.fibre_angle)
+            fibre_angle(window, tmp, cx_tbl.take(owner), cy_tbl.take(owner),
+                        (tex_diff[0], tex_diff[1]), out=comp.fibre_angle)
             del tex_diff
 
         # ---- labels of the base classes
@@ -539,7 +539,7 @@ class TestisSection(Specimen):
         # ---- instance ids, then the tissue mask (section outline, tears)
         if tubs:
             id_tbl = np.array([0] + [t.id for t in tubs], np.int32)
-            inst = id_tbl[owner]
+            inst = id_tbl.take(owner)
             np.putmask(inst, A < 0.5, 0)
             comp.instance[:] = inst
         tissue = tissue_sec
