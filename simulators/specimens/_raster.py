@@ -327,7 +327,7 @@ def stamp_ellipses(window: Window, x: NDArray, y: NDArray, a: NDArray, b: NDArra
             u += kg + _F32(0.5)
             cov = np.clip(u, 0.0, 1.0, out=u)
             flat = ((rr - r_lo + pad) * cw)[:, :, None] + (cc - c_lo + pad)[:, None, :]
-            nz = np.flatnonzero(cov)
+            nz = np.flatnonzero(cov != 0)  # (a bool mask: faster than a float one)
             flat = flat.reshape(-1)[nz]
             cov = cov.reshape(-1)[nz]
             own = nz // (k * k)  # stamp of each element
