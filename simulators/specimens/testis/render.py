@@ -322,15 +322,17 @@ class TestisSection(Specimen):
         wall_tbl = np.array([0.0] + [t.wall_um for t in tubs], _F32)
         lum_tbl = np.array([0.0] + [t.lumen_um for t in tubs], _F32)
 
+        def tubule_tbl(name: str, outside: float = 0.0) -> NDArray[np.float32]:
+            """The tubules' parameter ``name`` by owner index (0: ``outside``)."""
+            return np.array([outside] + [getattr(t, name) for t in tubs], _F32)
+
+        def state_tbl(name: str, outside: float = 0.0) -> NDArray[np.float32]:
+            """The tubules' state parameter ``name`` by owner index (0: ``outside``)."""
+            return np.array([outside] + [getattr(STATES[t.state], name) for t in tubs], _F32)
+
         def per_tubule(name: str, outside: float = 0.0) -> NDArray[np.float32]:
             """Per-pixel value of the owning tubule's parameter ``name``."""
-            tbl = np.array([outside] + [getattr(t, name) for t in tubs], _F32)
-            return tbl.take(owner)
-
-        def per_state(name: str, outside: float = 0.0) -> NDArray[np.float32]:
-            """Per-pixel value of the owning tubule's state parameter ``name``."""
-            tbl = np.array([outside] + [getattr(STATES[t.state], name) for t in tubs], _F32)
-            return tbl.take(owner)
+            return tubule_tbl(name, outside).take(owner)
         depth = b_tbl.take(owner)
         rad = np.sqrt(q, out=q)
         rad *= depth  # r' (um); 1000 um where no tubule is near
@@ -380,6 +382,11 @@ class TestisSection(Specimen):
         # ---- base materials: s = I + A (W - I) + B (E - W) + C (L - E)
         # interstitium I, lamina propria W, epithelium E, lumen L
         # lumen content by state (Sertoli-cell-only / sclerotic: empty, watery)
+        # the lumen term C (L - E) only on the pixels with C > 0 (elsewhere it adds a zero,
+        # and the interstitial term I != 0 added last makes the sum the same)
+        o_flat = owner.reshape(-1)
+        ci = np.flatnonzero(C != 0)
+        c_ci = C.reshape(-1)[ci]
         for s in ("lipid", "water"):
             ii, ww, ee = INT[s], WALL[s], EPI[s]
             out = conc[s]
@@ -387,11 +394,12 @@ class TestisSection(Specimen):
             np.multiply(B, ee - ww, out=tmp)
             out += tmp
             if s == "lipid":
-                np.multiply(C, -ee, out=tmp)
+                lt = np.multiply(c_ci, -ee)
             else:
-                np.subtract(per_state("lumen_water"), ee, out=tmp)
-                tmp *= C
-            out += tmp
+                lt = np.subtract(state_tbl("lumen_water").take(o_flat[ci]), ee)
+                lt *= c_ci
+            f = out.reshape(-1)
+            f[ci] += lt
             out += ii
         # protein: epithelium textured E = 0.24 (0.8 + 0.4 tex)
         e0, e1 = 0.8 * EPI["protein"], 0.4 * EPI["protein"]
@@ -399,14 +407,18 @@ class TestisSection(Specimen):
         np.multiply(tex, e1, out=out)
         out += e0 - WALL["protein"]  # E - W
         out *= B
-        np.multiply(tex, -e1, out=tmp)
-        tmp += per_state("lumen_protein")
-        tmp -= e0  # L - E
-        tmp *= C
-        out += tmp
+        ny_, nx_ = shape
+        r_ci = ci // nx_
+        lt = np.multiply(tex[r_ci, ci - r_ci * nx_], -e1)
+        lt += state_tbl("lumen_protein").take(o_flat[ci])
+        lt -= e0  # L - E
+        lt *= c_ci
+        f = out.reshape(-1)
+        f[ci] += lt
         np.multiply(A, WALL["protein"] - INT["protein"], out=tmp)
         out += tmp
         out += INT["protein"]
+        del ci, c_ci, r_ci, lt
         # fibrous interstitial texture: thin ridges of the fine noise, modulated by nw
         fib = np.subtract(tex, 0.5, dtype=_F32)
         np.abs(fib, out=fib)
@@ -416,39 +428,47 @@ class TestisSection(Specimen):
         fib *= fib
         np.add(nw, 0.5, out=tmp)
         fib *= tmp
-        texc = np.multiply(tex, 0.4, dtype=_F32)
-        texc += 0.8  # 0.8..1.2
         # collagen: I = ic (0.4 + 1.2 fib), W = wc texc, E = L = 0 -> I (1 - A) + A W - B W
         out = conc["collagen"]
         np.multiply(fib, 1.2 * c.interstitial_collagen, out=out)
         out += 0.4 * c.interstitial_collagen
         np.subtract(1.0, A, out=tmp)
         out *= tmp
+        # the lamina propria's terms only where its weight A - B is not 0 (elsewhere they
+        # add a zero to sums that are >= +0)
         np.subtract(A, B, out=tmp)  # lamina propria weight
-        wwt = tmp  # keep: reused for chi2
+        wi = np.flatnonzero(tmp != 0)
+        o_wi = o_flat[wi]
+        r_wi = wi // nx_
+        tex_wi = tex[r_wi, wi - r_wi * nx_]
         # wavy concentric lamellae (collagen.lamellae), hyalinised walls less lamellar
         lam_tbl = np.array([0.0] + [LAMELLA_CONTRAST[t.state] for t in tubs], _F32)
-        lam = lamellae(depth, tex, lam_tbl.take(owner))
-        lam *= wwt  # lamina propria weight x lamellar profile
-        colw = np.multiply(texc, per_tubule("wall_collagen"), dtype=_F32)
+        lam = lamellae(depth.reshape(-1)[wi], tex_wi, lam_tbl.take(o_wi))
+        lam *= tmp.reshape(-1)[wi]  # lamina propria weight x lamellar profile
+        texc = np.multiply(tex_wi, 0.4, dtype=_F32)
+        texc += 0.8  # 0.8..1.2
+        colw = np.multiply(texc, tubule_tbl("wall_collagen").take(o_wi), dtype=_F32)
         colw *= lam
-        out += colw
+        f = out.reshape(-1)
+        f[wi] += colw
         # chi2: I = ichi (0.2 + 1.6 fib), W = wchi (0.7 + 0.6 tex) (1 - 0.85 gap)
         np.multiply(fib, 1.6 * c.interstitial_chi2, out=chi2)
         chi2 += 0.2 * c.interstitial_chi2
         np.subtract(1.0, A, out=fib)
         chi2 *= fib
-        np.multiply(tex, 0.6, out=colw)
+        np.multiply(tex_wi, 0.6, out=colw)
         colw += 0.7
-        colw *= per_tubule("wall_chi2")
+        colw *= tubule_tbl("wall_chi2").take(o_wi)
         if gap is not None:
-            gap *= -0.85
-            gap += 1.0
-            colw *= gap
+            g_wi = gap.reshape(-1)[wi]
+            g_wi *= -0.85
+            g_wi += 1.0
+            colw *= g_wi
         colw *= lam
-        chi2 += colw
+        f = chi2.reshape(-1)
+        f[wi] += colw
         np.clip(chi2, 0.0, 1.0, out=chi2)
-        del fib, colw, wwt, lam
+        del fib, colw, lam, wi, o_wi, r_wi, tex_wi, texc
         # fibre directions: round the tubules in the walls, along the ridges outside
         if comp.fibre_angle is not None:
             cx_tbl = np.array([0.0] + [t.cx_um for t in tubs], _F32)
