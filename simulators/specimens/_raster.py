@@ -171,7 +171,10 @@ def noise_grid(window: Window, seed: int, scale_um: float, octaves: int = 1
         ry = iy - ly
         n = g[ry]
         n *= (1.0 - ty)
-        n += g[ry + 1] * ty
+        g1 = g[ry + 1]
+        g1 *= ty
+        n += g1
+        del g1
         if total is None:
             total = n if amp == 1.0 else n * _F32(amp)
         else:

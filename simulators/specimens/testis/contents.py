@@ -237,8 +237,7 @@ def droplets(g: SectionGeometry, rng: np.random.Generator, t: Tubule, a_epi: flo
         dep = rng.uniform(2.0, max(3.0, epi_h - 2.0), m)
     rho = b - t.wall_um - dep
     x, y = t.to_world(rho, phi)
-    w = g.wall_at(t, x, y)
-    lum = g.lumen_at(t, x, y)
+    w, lum = g.wall_and_lumen_at(t, x, y)
     # keep inside the epithelium: below the local membrane, above the local lumen
     rho = np.minimum(rho, b - w - r - 0.3)
     rho = np.maximum(rho, lum + r + 0.3)

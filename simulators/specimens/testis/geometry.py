@@ -485,20 +485,30 @@ class SectionGeometry:
         :meth:`~simulators.specimens.testis.TestisSection.render` evaluates the same formula
         per pixel.
         """
-        c = self.config
-        nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
-        w = t.wall_um * (1.0 + 2.0 * t.wall_variation * (0.5 - nw))
-        if t.infolding_um > 0:
-            w = w + t.infolding_um * (2.0 * noise_points(x, y, self.noise_seed(N_TEX), 3.5) - 1)
-        if t.gap_fraction > 0:
-            g = np.clip((nw - t.gap_level) * 25.0, 0.0, 1.0)
-            w = w + g * np.minimum(c.gap_wall_um - w, 0.0)
-        return np.maximum(w, 1.0)
+        return self.wall_and_lumen_at(t, x, y)[0]
 
     def lumen_at(self, t: Tubule, x: NDArray, y: NDArray) -> NDArray:
         """Local lumen radius (um, unstretched frame) of tubule ``t`` at world points."""
         nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
         return t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5))
+
+    def wall_and_lumen_at(self, t: Tubule, x: NDArray, y: NDArray
+                          ) -> tuple[NDArray, NDArray]:
+        """(:meth:`wall_at`, :meth:`lumen_at`) of tubule ``t`` at world points (um), the
+        same numbers, their noise fields evaluated together."""
+        c = self.config
+        layers = [(self.noise_seed(N_WALL), 30.0, 1)]
+        if t.infolding_um > 0:
+            layers.append((self.noise_seed(N_TEX), 3.5, 1))
+        nw, *tex = noise_layers(x, y, layers)
+        w = t.wall_um * (1.0 + 2.0 * t.wall_variation * (0.5 - nw))
+        if t.infolding_um > 0:
+            w = w + t.infolding_um * (2.0 * tex[0] - 1)
+        if t.gap_fraction > 0:
+            g = np.clip((nw - t.gap_level) * 25.0, 0.0, 1.0)
+            w = w + g * np.minimum(c.gap_wall_um - w, 0.0)
+        return (np.maximum(w, 1.0),
+                t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5)))
 
     # ------------------------------------------------------------------ outline and tears
     def section_coverage(self, window: Window) -> NDArray[np.float32] | None:
