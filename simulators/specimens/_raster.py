@@ -391,8 +391,9 @@ def sphere_map(window: Window, xs: NDArray, ys: NDArray, radii: NDArray, *,
     acc *= w[:, None, None]
     valid = (cc >= 0) & (cc < window.nx) & (rr >= 0) & (rr < window.ny) & (acc > 0)
     flat = (rr * window.nx + cc)[valid]
-    sums = np.bincount(flat, weights=acc[valid], minlength=window.nx * window.ny)
-    out[:] = sums.reshape(window.shape)
+    if flat.size:  # the sums over the span of touched pixels only (the same sums)
+        lo, hi = int(flat.min()), int(flat.max()) + 1
+        out.reshape(-1)[lo:hi] = np.bincount(flat - lo, weights=acc[valid], minlength=hi - lo)
     return out
 
 

@@ -185,6 +185,9 @@ class SectionGeometry:
     def __init__(self, seed: int, config: TestisConfig) -> None:
         self.seed = int(seed)
         self.config = c = config
+        #: small derived facts of the section memoised by other modules, keyed by
+        #: (name, ...) (deterministic, so a value never changes; a few per grid square)
+        self.memo: dict[tuple, object] = {}
         #: key of the patient (seed and phenotype) in every histology rng and noise field
         self.patient_key = PHENOTYPES.index(c.phenotype)
         self._cum = np.cumsum(c.state_weights)

@@ -159,7 +159,16 @@ def _off_vessels(ves: NDArray, x: NDArray, y: NDArray, r: NDArray | float) -> ND
 
 def _all_tissue(g: SectionGeometry, i: int, j: int) -> bool:
     """Whether grid square (i, j), grown by the reach, lies wholly in the section with no
-    tear (bounds of the outline and hole noise, as the renderer uses them)."""
+    tear (bounds of the outline and hole noise, as the renderer uses them); memoised in
+    ``g.memo`` (vessels and cells of a square both ask)."""
+    key = ("all_tissue", i, j)
+    hit = g.memo.get(key)
+    if hit is None:
+        hit = g.memo[key] = _all_tissue_uncached(g, i, j)
+    return bool(hit)
+
+
+def _all_tissue_uncached(g: SectionGeometry, i: int, j: int) -> bool:
     x0, y0, s = _square(g.config, i, j)
     r = reach_um(g.config)
     n = int(math.ceil((s + 2 * r) / 20.0))
