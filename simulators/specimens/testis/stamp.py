@@ -81,49 +81,32 @@ def stamp_nuclei(window: Window, comp: Composition, nu: NDArray, nuc_material: d
     if res is None:
         return
     sl, (cov, dna, prot, wtex) = res
-    # only the pixels the nuclei touch (~5-10 % of a window): elsewhere the maps are 0, so
-    # every step below would keep the composition as it is (keep = 1, + 0 onto sums >= 0)
-    m = dna != 0
-    m |= cov != 0
-    m |= prot != 0
-    _, idx = _flat(window, sl, m)
-    rows = idx // window.nx
-    cols = idx - rows * window.nx
-    loc = (rows - sl[0].start, cols - sl[1].start)
-    c = np.minimum(cov[loc], 1.0)  # (touching nuclei add their DNA)
-    t = np.multiply(tex[rows, cols], _F32(2.0), dtype=_F32)
+    np.minimum(cov, 1.0, out=cov)  # (touching nuclei add their DNA)
+    t = np.multiply(tex[sl], _F32(2.0), dtype=_F32)
     t -= _F32(1.0)
     np.abs(t, out=t)
     np.subtract(_F32(1.0), t, out=t)
     cube = t * t
     cube *= t
     cube -= _F32(THREAD_MEAN)
-    cube *= wtex[loc]
+    cube *= wtex
     cube *= _F32(1.0 / THREAD_SD)
-    d = dna[loc]
-    d += cube
-    np.maximum(d, 0.0, out=d)
-    keep = np.subtract(_F32(1.0), c, out=t)
+    dna += cube
+    np.maximum(dna, 0.0, out=dna)
+    keep = np.subtract(_F32(1.0), cov, out=t)
     conc = comp.concentrations
-    conc["dna"].reshape(-1)[idx] = d  # no DNA outside nuclei
-    f = conc["protein"].reshape(-1)
-    v = f[idx]
+    conc["dna"][sl] = dna  # no DNA outside nuclei
+    v = conc["protein"][sl]
     v *= keep
-    v += prot[loc]
-    f[idx] = v
+    v += prot
     for s in ("lipid", "water"):
-        f = conc[s].reshape(-1)
-        v = f[idx]
+        v = conc[s][sl]
         v *= keep
-        np.multiply(c, _F32(nuc_material[s]), out=cube)
+        np.multiply(cov, _F32(nuc_material[s]), out=cube)
         v += cube
-        f[idx] = v
-    for a in (conc["collagen"], comp.chi2, comp.pigment, comp.heme):
-        f = a.reshape(-1)
-        v = f[idx]
+    for v in (conc["collagen"][sl], comp.chi2[sl], comp.pigment[sl], comp.heme[sl]):
         v *= keep
-        f[idx] = v
-    comp.labels.reshape(-1)[idx[c >= 0.5]] = Label.NUCLEUS
+    np.putmask(comp.labels[sl], cov >= 0.5, Label.NUCLEUS)
 
 
 def stamp_vessels(window: Window, comp: Composition, ves: NDArray, rbc: NDArray) -> None:
