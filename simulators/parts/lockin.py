@@ -150,10 +150,11 @@ class LockInSim:
         n_over = int(np.count_nonzero(np.abs(volts) >= fs))
         out = np.clip(volts, -fs, fs)
         if self.config.quantize:
-            if not isinstance(out, np.ndarray) or out.dtype.kind != "f":
-                out = np.asarray(out, np.float64)  # what out / lsb would give
             lsb = 2 * fs / 2**ADC_BITS
-            out /= lsb  # (in place: the same numbers as round(out / lsb) * lsb)
-            np.round(out, out=out)
-            out *= lsb
+            if isinstance(out, np.ndarray) and out.dtype.kind == "f":
+                out /= lsb  # in place: the same numbers as below, fewer copies
+                np.round(out, out=out)
+                out *= lsb
+            else:
+                out = np.round(out / lsb) * lsb
         return out.astype(np.float32, copy=False), n_over
