@@ -38,6 +38,7 @@ from simulators.specimens._raster import (
     noise_layers,
     noise_level,
     noise_max,
+    noise_point,
     noise_points,
 )
 from simulators.specimens.base import Window, keyed_rng
@@ -252,6 +253,20 @@ class SectionGeometry:
         if c.hole_fraction > 0:
             ok &= n[1] < self.hole_level
         return ok
+
+    def tissue_point(self, x: float, y: float) -> bool:
+        """:meth:`tissue_at` of one world point (um), in Python floats: the same answer
+        (the same IEEE operations), for rejection tests of a few candidates."""
+        c = self.config
+        x, y = float(x), float(y)
+        n = noise_point(x, y, self.noise_seed(N_SECTION), 900.0, 2)
+        cx, cy = c.center_um
+        rx, ry = c.section_radii_um
+        u, v = (x - cx) / rx, (y - cy) / ry
+        if not math.sqrt(u * u + v * v) + c.boundary_roughness * (2.0 * n - 1.0) < 1.0:
+            return False
+        return c.hole_fraction <= 0 or noise_point(
+            x, y, self.noise_seed(N_HOLE), c.hole_scale_um) < self.hole_level
 
     def _outline_q(self, x: NDArray, y: NDArray, n: NDArray) -> NDArray:
         c = self.config

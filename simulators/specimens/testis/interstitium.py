@@ -181,11 +181,12 @@ def _first_in_tissue(g: SectionGeometry, ok: NDArray | np.bool_ | bool, x: NDArr
     """Index of the first candidate with ``ok`` that lies in the section, or -1 (the
     section test runs on the few candidates needed; none when ``inside``)."""
     k = np.flatnonzero(np.broadcast_to(ok, np.shape(x)))[:4]
-    if k.size == 0:
-        return -1
-    if not inside:
-        k = k[g.tissue_at(x[k], y[k])]
-    return int(k[0]) if k.size else -1
+    if inside:
+        return int(k[0]) if k.size else -1
+    for q in k.tolist():  # one point at a time (tissue_point: tissue_at's answer)
+        if g.tissue_point(x[q], y[q]):
+            return q
+    return -1
 
 
 def vessels(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:

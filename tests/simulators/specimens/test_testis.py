@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.errors import SettingsError
-from simulators.specimens._raster import ellipse_coverage, value_noise
+from simulators.specimens._raster import (
+    ellipse_coverage,
+    noise_layers,
+    noise_point,
+    value_noise,
+)
 from simulators.specimens.base import Label, Window
 from simulators.specimens.testis import (
     PHENOTYPES,
@@ -157,6 +162,28 @@ def test_noise_grid_matches_value_noise():
     xs, ys = np.meshgrid(w.xs(), w.ys())
     np.testing.assert_allclose(noise_points(xs, ys, 11, 3.5), value_noise(w, 11, 3.5),
                                atol=2e-6)
+
+
+def test_fast_noise_paths_are_bit_identical(specimens):
+    """noise_layers (several fields in one call), noise_point (Python floats) and
+    tissue_point give exactly the numbers of noise_points / tissue_at: the renderer's
+    rejection tests use them, and its output must not depend on which path ran."""
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-4000, 4000, 3000), rng.uniform(-4000, 4000, 3000)
+    x[:40] = np.round(x[:40] / 30.0) * 30.0  # on lattice lines
+    layers = [(12, 900.0, 2), (5, 123.4, 1), (9, 3.5, 3)]
+    for (seed, scale, octaves), got in zip(layers, noise_layers(x, y, layers)):
+        ref = noise_points(x, y, seed, scale, octaves)
+        assert got.tobytes() == ref.tobytes()
+        one = np.array([noise_point(a, b, seed, scale, octaves) for a, b in zip(x[:500], y[:500])])
+        assert one.tobytes() == ref[:500].tobytes()
+    for spec in list(specimens.values())[:3]:
+        g = spec.geometry
+        x0, x1, y0, y1 = g.extent_um
+        px, py = rng.uniform(x0, x1, 2000), rng.uniform(y0, y1, 2000)
+        ref = g.tissue_at(px, py)
+        assert 0 < ref.mean() < 1
+        assert [g.tissue_point(a, b) for a, b in zip(px, py)] == ref.tolist()
 
 
 def test_stamp_ellipses_matches_ellipse_coverage():
