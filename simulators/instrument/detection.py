@@ -34,9 +34,18 @@ def register(img: NDArray, m: int, shift: tuple[float, float] | None) -> NDArray
     def sl(r: int, c: int) -> NDArray:
         return img[r:r + ny, c:c + nx]
 
-    top = sl(r0, c0) * (1 - fx) + sl(r0, c0 + 1) * fx
-    bot = sl(r0 + 1, c0) * (1 - fx) + sl(r0 + 1, c0 + 1) * fx
-    return (top * (1 - fy) + bot * fy).astype(np.float32, copy=False)
+    # top (1 - fy) + bot fy with top / bot the rows' x interpolations, in place
+    gx = 1 - fx
+    top = sl(r0, c0) * gx
+    tmp = sl(r0, c0 + 1) * fx
+    top += tmp
+    bot = sl(r0 + 1, c0) * gx
+    np.multiply(sl(r0 + 1, c0 + 1), fx, out=tmp)
+    bot += tmp
+    top *= 1 - fy
+    bot *= fy
+    top += bot
+    return top.astype(np.float32, copy=False)
 
 
 def lockin_frame(modulation: NDArray, *, pump_mw: float, stokes_mw: float,
