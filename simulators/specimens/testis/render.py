@@ -43,7 +43,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -135,6 +137,36 @@ def _touching(spheres: NDArray, window: Window) -> NDArray:
     p = window.pixel_um
     x, y, r = spheres[:, 0], spheres[:, 1], spheres[:, 2] + p
     return spheres[(x + r > x0) & (x - r < x1) & (y + r > y0) & (y - r < y1)]
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, int]) -> Callable[..., NDArray]:
+    """``buf(name, dtype=float32)``: this thread's scratch array ``name`` of ``shape``,
+    kept for the next render of that shape (contents undefined: every use overwrites it).
+
+    Reusing the renderer's full-frame temporaries spares the kernel's page faults on fresh
+    memory (~20 % of a render's CPU time otherwise); the numbers are the same. One set per
+    thread (the render bands run on their own threads), replaced when the shape changes.
+    """
+    store = getattr(_SCRATCH, "arrays", None)
+    if store is None or store[0] != shape:
+        store = _SCRATCH.arrays = (shape, {})
+    arrays = store[1]
+
+    def buf(name: str, dtype: type = _F32) -> NDArray:
+        a = arrays.get(name)
+        if a is None or a.dtype != dtype:
+            a = arrays[name] = np.empty(shape, dtype)
+        return a
+    return buf
+
+
+def _gather(table: NDArray, owner: NDArray, out: NDArray) -> NDArray:
+    """``table[owner]`` into ``out`` (owner's indices are all valid: 'wrap' only skips the
+    bounds check's buffering)."""
+    return np.take(table, owner, out=out, mode="wrap")
 
 
 class TestisSection(Specimen):
@@ -292,11 +324,14 @@ class TestisSection(Specimen):
         tex, *tex_diff = texture_and_differences(window, g.noise_seed(N_TEX), 3.5)
         nw = noise_grid(window, g.noise_seed(N_WALL), 30.0)  # 0..1, ~30 um
         inv_p = 1.0 / p
-        tmp = np.empty(shape, _F32)
+        buf = _scratch(shape)  # this thread's full-frame temporaries, reused across renders
+        tmp = buf("tmp")
 
         # ---- tubule fields. q = (r'/b)^2 (normalised unstretched radius); owner = argmin q
-        q = np.full(shape, 1e6, _F32)
-        owner = np.zeros(shape, np.intp)  # intp: gathers need no index conversion
+        q = buf("q")
+        q.fill(1e6)
+        owner = buf("owner", np.intp)  # intp: gathers need no index conversion
+        owner.fill(0)
         xs, ys = window.xs(), window.ys()
         for k, t in enumerate(tubs, 1):
             ex, ey = t.half_extent_um
@@ -332,14 +367,14 @@ class TestisSection(Specimen):
 
         def per_tubule(name: str, outside: float = 0.0) -> NDArray[np.float32]:
             """Per-pixel value of the owning tubule's parameter ``name``."""
-            return tubule_tbl(name, outside).take(owner)
-        depth = b_tbl.take(owner)
+            return _gather(tubule_tbl(name, outside), owner, buf("param"))
+        depth = _gather(b_tbl, owner, buf("depth"))
         rad = np.sqrt(q, out=q)
         rad *= depth  # r' (um); 1000 um where no tubule is near
         depth -= rad  # depth below the outline (um), < 0 outside
         # local lamina propria thickness (same formula as _wall_local, float32)
         # (per tubule: wall (1 + var (1 - 2 nw)) + infold (2 tex - 1))
-        wall = wall_tbl.take(owner)
+        wall = _gather(wall_tbl, owner, buf("wall"))
         np.multiply(nw, -2.0, out=tmp)
         tmp += 1.0
         tmp *= per_tubule("wall_variation")
@@ -352,7 +387,7 @@ class TestisSection(Specimen):
             wall += tmp
         gap = None
         if any(t.gap_fraction > 0 for t in tubs):
-            gap = np.subtract(nw, per_tubule("gap_level", 2.0), dtype=_F32)
+            gap = np.subtract(nw, per_tubule("gap_level", 2.0), out=buf("gap"))
             gap *= 25.0
             np.clip(gap, 0.0, 1.0, out=gap)
             np.subtract(c.gap_wall_um, wall, out=tmp)
@@ -360,21 +395,21 @@ class TestisSection(Specimen):
             tmp *= gap
             wall += tmp
         np.maximum(wall, 1.0, out=wall)
-        lum = lum_tbl.take(owner)
+        lum = _gather(lum_tbl, owner, buf("lum"))
         np.multiply(nw, 2.0, out=tmp)
         tmp -= 1.0
         tmp *= per_tubule("lumen_irregularity")
         tmp += 1.0
         lum *= tmp
         # cumulative class ramps (anti-aliased over one pixel)
-        A = np.multiply(depth, inv_p, dtype=_F32)  # inside the tubule outline
+        A = np.multiply(depth, inv_p, out=buf("A"))  # inside the tubule outline
         A += 0.5
         np.clip(A, 0.0, 1.0, out=A)
-        B = np.subtract(depth, wall, dtype=_F32)  # past the lamina propria
+        B = np.subtract(depth, wall, out=buf("B"))  # past the lamina propria
         B *= inv_p
         B += 0.5
         np.clip(B, 0.0, 1.0, out=B)
-        C = np.subtract(lum, rad, dtype=_F32)  # inside the lumen
+        C = np.subtract(lum, rad, out=buf("C"))  # inside the lumen
         C *= inv_p
         C += 0.5
         np.clip(C, 0.0, 1.0, out=C)
@@ -420,7 +455,7 @@ class TestisSection(Specimen):
         out += INT["protein"]
         del ci, c_ci, r_ci, lt
         # fibrous interstitial texture: thin ridges of the fine noise, modulated by nw
-        fib = np.subtract(tex, 0.5, dtype=_F32)
+        fib = np.subtract(tex, 0.5, out=buf("fib"))
         np.abs(fib, out=fib)
         fib *= -2.0
         fib += 1.0
@@ -475,7 +510,8 @@ class TestisSection(Specimen):
             cy_tbl = np.array([0.0] + [t.cy_um for t in tubs], _F32)
             np.add(rad, 1e-3, out=tmp)
             np.divide(A, tmp, out=tmp)  # weight of the radial direction (1/um)
-            fibre_angle(window, tmp, cx_tbl.take(owner), cy_tbl.take(owner),
+            fibre_angle(window, tmp, _gather(cx_tbl, owner, buf("cx")),
+                        _gather(cy_tbl, owner, buf("cy")),
                         (tex_diff[0], tex_diff[1]), out=comp.fibre_angle)
             del tex_diff
 
@@ -559,7 +595,7 @@ class TestisSection(Specimen):
         # ---- instance ids, then the tissue mask (section outline, tears)
         if tubs:
             id_tbl = np.array([0] + [t.id for t in tubs], np.int32)
-            inst = id_tbl.take(owner)
+            inst = _gather(id_tbl, owner, buf("inst", np.int32))
             np.putmask(inst, A < 0.5, 0)
             comp.instance[:] = inst
         tissue = tissue_sec
