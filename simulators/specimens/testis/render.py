@@ -139,22 +139,39 @@ def _touching(spheres: NDArray, window: Window) -> NDArray:
     return spheres[(x + r > x0) & (x - r < x1) & (y + r > y0) & (y - r < y1)]
 
 
-_SCRATCH = threading.local()
+_SCRATCH_LOCK = threading.Lock()
+#: free sets of scratch arrays, (shape, {name: array}); at most _SCRATCH_KEEP are kept
+_SCRATCH_FREE: list[tuple[tuple[int, int], dict[str, NDArray]]] = []
+_SCRATCH_KEEP = 2
 
 
-def _scratch(shape: tuple[int, int]) -> Callable[..., NDArray]:
-    """``buf(name, dtype=float32)``: this thread's scratch array ``name`` of ``shape``,
-    kept for the next render of that shape (contents undefined: every use overwrites it).
+def _scratch_acquire(shape: tuple[int, int]) -> dict[str, NDArray]:
+    """A set of scratch arrays of ``shape`` not in use by another render (a kept one, or a
+    new empty set); give it back with :func:`_scratch_release`.
 
     Reusing the renderer's full-frame temporaries spares the kernel's page faults on fresh
-    memory (~20 % of a render's CPU time otherwise); the numbers are the same. One set per
-    thread (the render bands run on their own threads), replaced when the shape changes.
+    memory (~20 % of a render's CPU time otherwise); the numbers are the same. The sets are
+    shared by all threads (a band takes one for its render), so memory stays bounded by
+    the renders running at once plus ``_SCRATCH_KEEP`` kept sets.
     """
-    store = getattr(_SCRATCH, "arrays", None)
-    if store is None or store[0] != shape:
-        store = _SCRATCH.arrays = (shape, {})
-    arrays = store[1]
+    with _SCRATCH_LOCK:
+        for k, (sh, arrays) in enumerate(_SCRATCH_FREE):
+            if sh == shape:
+                del _SCRATCH_FREE[k]
+                return arrays
+    return {}
 
+
+def _scratch_release(shape: tuple[int, int], arrays: dict[str, NDArray]) -> None:
+    """Keep a set from :func:`_scratch_acquire` for a later render (dropping the oldest)."""
+    with _SCRATCH_LOCK:
+        _SCRATCH_FREE.append((shape, arrays))
+        del _SCRATCH_FREE[:-_SCRATCH_KEEP]
+
+
+def _scratch(shape: tuple[int, int], arrays: dict[str, NDArray]) -> Callable[..., NDArray]:
+    """``buf(name, dtype=float32)``: the scratch array ``name`` of ``shape`` in ``arrays``
+    (made on first use; contents undefined: every use overwrites it)."""
     def buf(name: str, dtype: type = _F32) -> NDArray:
         a = arrays.get(name)
         if a is None or a.dtype != dtype:
@@ -300,7 +317,16 @@ class TestisSection(Specimen):
 
     def _render_into(self, window: Window, comp: Composition) -> None:
         """Render ``window`` into ``comp``'s arrays (dna, pigment, heme, instance arrive
-        zeroed)."""
+        zeroed), with a set of scratch arrays (:func:`_scratch_acquire`)."""
+        arrays = _scratch_acquire(window.shape)
+        try:
+            self._render_with(window, comp, _scratch(window.shape, arrays))
+        finally:
+            _scratch_release(window.shape, arrays)
+
+    def _render_with(self, window: Window, comp: Composition,
+                     buf: Callable[..., NDArray]) -> None:
+        """:meth:`_render_into` with the scratch arrays ``buf`` (:func:`_scratch`)."""
         g = self.geometry
         x0, x1, y0, y1 = window.extent_um
         ex0, ex1, ey0, ey1 = g.extent_um
@@ -324,8 +350,7 @@ class TestisSection(Specimen):
         tex, *tex_diff = texture_and_differences(window, g.noise_seed(N_TEX), 3.5)
         nw = noise_grid(window, g.noise_seed(N_WALL), 30.0)  # 0..1, ~30 um
         inv_p = 1.0 / p
-        buf = _scratch(shape)  # this thread's full-frame temporaries, reused across renders
-        tmp = buf("tmp")
+        tmp = buf("tmp")  # (buf: full-frame temporaries, reused across renders)
 
         # ---- tubule fields. q = (r'/b)^2 (normalised unstretched radius); owner = argmin q
         q = buf("q")
