@@ -143,6 +143,8 @@ _SCRATCH_LOCK = threading.Lock()
 #: free sets of scratch arrays, (shape, {name: array}); at most _SCRATCH_KEEP are kept
 _SCRATCH_FREE: list[tuple[tuple[int, int], dict[str, NDArray]]] = []
 _SCRATCH_KEEP = 2
+#: windows larger than this (pixels) render with fresh temporaries and keep none
+_SCRATCH_MAX_PX = 2_000_000
 
 
 def _scratch_acquire(shape: tuple[int, int]) -> dict[str, NDArray]:
@@ -152,7 +154,8 @@ def _scratch_acquire(shape: tuple[int, int]) -> dict[str, NDArray]:
     Reusing the renderer's full-frame temporaries spares the kernel's page faults on fresh
     memory (~20 % of a render's CPU time otherwise); the numbers are the same. The sets are
     shared by all threads (a band takes one for its render), so memory stays bounded by
-    the renders running at once plus ``_SCRATCH_KEEP`` kept sets.
+    the renders running at once plus ``_SCRATCH_KEEP`` kept sets of at most
+    ``_SCRATCH_MAX_PX`` pixels (~100 MB each at the limit).
     """
     with _SCRATCH_LOCK:
         for k, (sh, arrays) in enumerate(_SCRATCH_FREE):
@@ -164,6 +167,8 @@ def _scratch_acquire(shape: tuple[int, int]) -> dict[str, NDArray]:
 
 def _scratch_release(shape: tuple[int, int], arrays: dict[str, NDArray]) -> None:
     """Keep a set from :func:`_scratch_acquire` for a later render (dropping the oldest)."""
+    if shape[0] * shape[1] > _SCRATCH_MAX_PX:
+        return
     with _SCRATCH_LOCK:
         _SCRATCH_FREE.append((shape, arrays))
         del _SCRATCH_FREE[:-_SCRATCH_KEEP]
