@@ -207,6 +207,23 @@ def test_stamp_ellipses_matches_ellipse_coverage():
 
 # ----------------------------------------------------------------------------- windows
 
+def test_rerender_after_other_windows_is_identical(specimens):
+    """The renderer reuses scratch arrays across renders: a window rendered again after
+    other windows of the same shape (other content, other patients) is the same bit for
+    bit, on one thread and in bands."""
+    spec = specimens[("normal", 0)]
+    w = Window(-60.0, 35.0, 700, 420, 0.3)  # >= 250k pixels: two bands
+    first = spec.render(w)
+    for other, x in ((specimens[("NOA-SCO", 0)], 500.0), (spec, -900.0)):
+        other.render(Window(x, -200.0, 700, 420, 0.3))
+    again = spec.render(w)
+    for k, v in first.concentrations.items():
+        assert v.tobytes() == again.concentrations[k].tobytes(), k
+    for k in ("chi2", "pigment", "labels", "instance", "heme", "fibre_angle"):
+        assert getattr(first, k).tobytes() == getattr(again, k).tobytes(), k
+
+
+
 @settings(max_examples=20)
 @given(dx=st.integers(-120, 120), dy=st.integers(-120, 120),
        where=st.sampled_from(["centre", "edge", "off"]),
