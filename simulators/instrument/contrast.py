@@ -35,16 +35,25 @@ def srs_modulation(comp: Composition, edges: NDArray[np.float32], shift_cm1: flo
     """
     r = response
     acc = np.zeros(comp.labels.shape, np.float32)
+    tmp = np.empty(comp.labels.shape, np.float32)
+
+    def add(w: float, m: NDArray) -> None:
+        """acc += float32(w) m (float32 maps through one scratch array, no copies)."""
+        if m.dtype == np.float32 and m.shape == acc.shape:
+            np.add(acc, np.multiply(np.float32(w), m, out=tmp), out=acc)
+        else:
+            np.add(acc, np.float32(w) * m, out=acc)
+
     for s in SPECIES:
         w = float(species_spectrum(s, shift_cm1, irf_fwhm_cm1=r.irf_fwhm_cm1))
         if w:
-            acc += np.float32(w) * comp.concentrations[s]
-    acc += np.float32(r.xpm_rel) * edges
+            add(w, comp.concentrations[s])
+    add(r.xpm_rel, edges)
     phase_ta = math.radians(r.pigment_phase_deg - lockin_phase_deg)
-    acc += np.float32(r.pigment_rel * math.cos(phase_ta)) * comp.pigment
+    add(r.pigment_rel * math.cos(phase_ta), comp.pigment)
     if comp.heme.any():
         phase_hb = math.radians(r.heme_phase_deg - lockin_phase_deg)
-        acc += np.float32(r.heme_rel * math.cos(phase_hb)) * comp.heme
+        add(r.heme_rel * math.cos(phase_hb), comp.heme)
     return (np.float32(r.srs_k) * blur(acc, psf_fwhm_um, pixel_um)).astype(np.float32)
 
 

@@ -34,9 +34,18 @@ def register(img: NDArray, m: int, shift: tuple[float, float] | None) -> NDArray
     def sl(r: int, c: int) -> NDArray:
         return img[r:r + ny, c:c + nx]
 
-    top = sl(r0, c0) * (1 - fx) + sl(r0, c0 + 1) * fx
-    bot = sl(r0 + 1, c0) * (1 - fx) + sl(r0 + 1, c0 + 1) * fx
-    return (top * (1 - fy) + bot * fy).astype(np.float32, copy=False)
+    # top (1 - fy) + bot fy with top / bot the rows' x interpolations, in place
+    gx = 1 - fx
+    top = sl(r0, c0) * gx
+    tmp = sl(r0, c0 + 1) * fx
+    top += tmp
+    bot = sl(r0 + 1, c0) * gx
+    np.multiply(sl(r0 + 1, c0 + 1), fx, out=tmp)
+    bot += tmp
+    top *= 1 - fy
+    bot *= fy
+    top += bot
+    return top.astype(np.float32, copy=False)
 
 
 def lockin_frame(modulation: NDArray, *, pump_mw: float, stokes_mw: float,
@@ -65,10 +74,15 @@ def lockin_frame(modulation: NDArray, *, pump_mw: float, stokes_mw: float,
     sigma = (li.config.frontend_gain_v_per_a * pd.noise_density_a_per_rthz(pump_mw)
              * math.sqrt(li.enbw_hz) / math.sqrt(sc.averages))
     noise = rng.standard_normal(samples.shape, dtype=np.float32)
-    samples += np.float32(sigma / li.noise_gain(sc.dwell_s)) * noise
+    noise *= np.float32(sigma / li.noise_gain(sc.dwell_s))
+    samples += noise
+    del noise
     flat = li.filter_time_series(samples.reshape(-1), sc.dwell_s).reshape(samples.shape)
     x_in = sc.from_time_order(flat)
-    input_over = int(np.count_nonzero(np.abs(x_in) * math.sqrt(2) > li.config.input_range_v))
+    mag = np.abs(x_in)
+    mag *= math.sqrt(2)
+    input_over = int(np.count_nonzero(mag > li.config.input_range_v))
+    del mag
     if li.output in ("Y", "R", "theta"):
         y_in = sc.from_time_order(li.filter_time_series(
             (np.float32(sigma / li.noise_gain(sc.dwell_s))

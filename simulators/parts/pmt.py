@@ -97,7 +97,9 @@ class PMTSim:
                 (ny, nx), dtype=np.float32)
             flags["pmt_overlight_trip"] = self.tripped
             return v.astype(np.float32), flags
-        lam = (avg * c.qe) * photons.astype(np.float64) + avg * c.dark_rate_hz * dwell_s
+        lam = photons.astype(np.float64)  # (in place below: the same numbers, fewer copies)
+        lam *= avg * c.qe
+        lam += avg * c.dark_rate_hz * dwell_s
         q = np.empty((ny, nx), np.float64)
         # bright pixels (>= LAMBDA_CLT photoelectrons): the sum of many single-electron
         # charges is Gaussian to high accuracy; exact mean lam G and variance lam G^2 F
@@ -114,7 +116,9 @@ class PMTSim:
         hit = n_pe > 0
         qd[hit] = rng.gamma(n_pe[hit] * k, self.gain / k)
         q[dim] = qd
-        current = q * ELEMENTARY_CHARGE_C / (avg * dwell_s)  # mean anode current (A)
+        q *= ELEMENTARY_CHARGE_C
+        q /= avg * dwell_s
+        current = q  # mean anode current (A)
         # overlight protection (line-averaged expected current)
         line_mean = c.qe * photons.mean(axis=1) * self.gain * ELEMENTARY_CHARGE_C / dwell_s
         over = np.nonzero(line_mean > c.overlight_limit_ua * 1e-6)[0]
@@ -129,8 +133,13 @@ class PMTSim:
         nonlin = current > ilin
         if np.any(nonlin):
             current[nonlin] = ilin * (1 + np.log(current[nonlin] / ilin))
-        v = current * c.transimpedance_v_per_a + c.offset_v
-        v += (c.electronic_noise_v / np.sqrt(avg)) * rng.standard_normal((ny, nx))
+        current *= c.transimpedance_v_per_a
+        current += c.offset_v
+        v = current
+        noise = rng.standard_normal((ny, nx))
+        noise *= c.electronic_noise_v / np.sqrt(avg)
+        v += noise
+        del noise
         clipped = v >= c.output_range_v
         flags["pmt_saturated_px"] = int(np.count_nonzero(nonlin | clipped))
         np.minimum(v, c.output_range_v, out=v)

@@ -237,8 +237,7 @@ def droplets(g: SectionGeometry, rng: np.random.Generator, t: Tubule, a_epi: flo
         dep = rng.uniform(2.0, max(3.0, epi_h - 2.0), m)
     rho = b - t.wall_um - dep
     x, y = t.to_world(rho, phi)
-    w = g.wall_at(t, x, y)
-    lum = g.lumen_at(t, x, y)
+    w, lum = g.wall_and_lumen_at(t, x, y)
     # keep inside the epithelium: below the local membrane, above the local lumen
     rho = np.minimum(rho, b - w - r - 0.3)
     rho = np.maximum(rho, lum + r + 0.3)
@@ -247,7 +246,11 @@ def droplets(g: SectionGeometry, rng: np.random.Generator, t: Tubule, a_epi: flo
     cov = nuc[:, 5] > 0
     if cov.sum() >= 8:
         tree = cKDTree(nuc[cov, :2])
-        dist, idx = tree.query(np.column_stack([x, y]), k=8)
-        ok &= ~np.any(dist < nuc[cov, 2][idx] + r[:, None], axis=1)
+        # neighbours beyond the largest a + r can never hit: the bound only prunes the
+        # search (missing neighbours come as inf, index n: a padded radius, never < inf)
+        na = nuc[cov, 2]
+        dist, idx = tree.query(np.column_stack([x, y]), k=8,
+                               distance_upper_bound=float(na.max() + r.max()) + 1.0)
+        ok &= ~np.any(dist < np.append(na, 0.0)[idx] + r[:, None], axis=1)
     keep = np.flatnonzero(ok)[:n]
     return np.column_stack([x, y, r, z])[keep]

@@ -33,7 +33,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from simulators.config import ConfigMixin
-from simulators.specimens._raster import noise_grid, noise_level, noise_max, noise_points
+from simulators.specimens._raster import (
+    noise_grid,
+    noise_layers,
+    noise_level,
+    noise_max,
+    noise_point,
+    noise_points,
+)
 from simulators.specimens.base import Window, keyed_rng
 from simulators.specimens.testis.config import (
     MAX_DROPLET_DENSITY,
@@ -179,6 +186,9 @@ class SectionGeometry:
     def __init__(self, seed: int, config: TestisConfig) -> None:
         self.seed = int(seed)
         self.config = c = config
+        #: small derived facts of the section memoised by other modules, keyed by
+        #: (name, ...) (deterministic, so a value never changes; a few per grid square)
+        self.memo: dict[tuple, object] = {}
         #: key of the patient (seed and phenotype) in every histology rng and noise field
         self.patient_key = PHENOTYPES.index(c.phenotype)
         self._cum = np.cumsum(c.state_weights)
@@ -235,11 +245,28 @@ class SectionGeometry:
         c = self.config
         x = np.asarray(x, float)
         y = np.asarray(y, float)
-        q = self._outline_q(x, y, noise_points(x, y, self.noise_seed(N_SECTION), 900.0, 2))
-        ok = q < 1.0
+        layers = [(self.noise_seed(N_SECTION), 900.0, 2)]
         if c.hole_fraction > 0:
-            ok &= noise_points(x, y, self.noise_seed(N_HOLE), c.hole_scale_um) < self.hole_level
+            layers.append((self.noise_seed(N_HOLE), c.hole_scale_um, 1))
+        n = noise_layers(x, y, layers)  # noise_points of each, in one go
+        ok = self._outline_q(x, y, n[0]) < 1.0
+        if c.hole_fraction > 0:
+            ok &= n[1] < self.hole_level
         return ok
+
+    def tissue_point(self, x: float, y: float) -> bool:
+        """:meth:`tissue_at` of one world point (um), in Python floats: the same answer
+        (the same IEEE operations), for rejection tests of a few candidates."""
+        c = self.config
+        x, y = float(x), float(y)
+        n = noise_point(x, y, self.noise_seed(N_SECTION), 900.0, 2)
+        cx, cy = c.center_um
+        rx, ry = c.section_radii_um
+        u, v = (x - cx) / rx, (y - cy) / ry
+        if not math.sqrt(u * u + v * v) + c.boundary_roughness * (2.0 * n - 1.0) < 1.0:
+            return False
+        return c.hole_fraction <= 0 or noise_point(
+            x, y, self.noise_seed(N_HOLE), c.hole_scale_um) < self.hole_level
 
     def _outline_q(self, x: NDArray, y: NDArray, n: NDArray) -> NDArray:
         c = self.config
@@ -476,20 +503,30 @@ class SectionGeometry:
         :meth:`~simulators.specimens.testis.TestisSection.render` evaluates the same formula
         per pixel.
         """
-        c = self.config
-        nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
-        w = t.wall_um * (1.0 + 2.0 * t.wall_variation * (0.5 - nw))
-        if t.infolding_um > 0:
-            w = w + t.infolding_um * (2.0 * noise_points(x, y, self.noise_seed(N_TEX), 3.5) - 1)
-        if t.gap_fraction > 0:
-            g = np.clip((nw - t.gap_level) * 25.0, 0.0, 1.0)
-            w = w + g * np.minimum(c.gap_wall_um - w, 0.0)
-        return np.maximum(w, 1.0)
+        return self.wall_and_lumen_at(t, x, y)[0]
 
     def lumen_at(self, t: Tubule, x: NDArray, y: NDArray) -> NDArray:
         """Local lumen radius (um, unstretched frame) of tubule ``t`` at world points."""
         nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
         return t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5))
+
+    def wall_and_lumen_at(self, t: Tubule, x: NDArray, y: NDArray
+                          ) -> tuple[NDArray, NDArray]:
+        """(:meth:`wall_at`, :meth:`lumen_at`) of tubule ``t`` at world points (um), the
+        same numbers, their noise fields evaluated together."""
+        c = self.config
+        layers = [(self.noise_seed(N_WALL), 30.0, 1)]
+        if t.infolding_um > 0:
+            layers.append((self.noise_seed(N_TEX), 3.5, 1))
+        nw, *tex = noise_layers(x, y, layers)
+        w = t.wall_um * (1.0 + 2.0 * t.wall_variation * (0.5 - nw))
+        if t.infolding_um > 0:
+            w = w + t.infolding_um * (2.0 * tex[0] - 1)
+        if t.gap_fraction > 0:
+            g = np.clip((nw - t.gap_level) * 25.0, 0.0, 1.0)
+            w = w + g * np.minimum(c.gap_wall_um - w, 0.0)
+        return (np.maximum(w, 1.0),
+                t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5)))
 
     # ------------------------------------------------------------------ outline and tears
     def section_coverage(self, window: Window) -> NDArray[np.float32] | None:

@@ -108,14 +108,28 @@ def _near_tubules(g: SectionGeometry, i: int, j: int, reach: float) -> list[Tubu
     return g.tubules_in(x - r, x + s + r, y - r, y + s + r)
 
 
-def _clear_of_tubules(tubs: list[Tubule], x: NDArray, y: NDArray, margin: NDArray | float
+def _tubule_frames(tubs: list[Tubule]) -> NDArray:
+    """(6, n) per tubule: centre x, y, cos and sin of the angle, axis ratio, b (um), the
+    numbers :meth:`~.geometry.Tubule.radius_at` uses, for :func:`_clear_of_tubules`."""
+    return np.array([(t.cx_um, t.cy_um, math.cos(t.angle_rad), math.sin(t.angle_rad),
+                      t.axis_ratio, t.b_um) for t in tubs], float).reshape(-1, 6).T
+
+
+def _clear_of_tubules(frames: NDArray, x: NDArray, y: NDArray, margin: NDArray | float
                       ) -> NDArray[np.bool_]:
     """True where points lie outside every tubule outline by more than ``margin`` um
-    (measured in the tubule's unstretched frame, never more than the world distance)."""
-    ok = np.ones(np.shape(x), bool)
-    for t in tubs:
-        ok &= t.radius_at(x, y) > t.b_um + margin
-    return ok
+    (measured in the tubule's unstretched frame, never more than the world distance).
+    ``frames``: :func:`_tubule_frames` of the tubules (the same arithmetic as
+    :meth:`~.geometry.Tubule.radius_at`, for all tubules at once)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if frames.shape[1] == 0:
+        return np.ones(np.broadcast_shapes(x.shape, y.shape), bool)
+    cx, cy, ca, sa, ratio, b = (v.reshape((-1,) + (1,) * max(x.ndim, y.ndim))
+                                for v in frames)
+    dx, dy = x - cx, y - cy
+    u = (dx * ca + dy * sa) / ratio
+    v = -dx * sa + dy * ca
+    return np.all(np.hypot(u, v) > b + margin, axis=0)
 
 
 def _ellipse_outline(x: NDArray, y: NDArray, a: NDArray, b: NDArray, ang: NDArray,
@@ -145,7 +159,16 @@ def _off_vessels(ves: NDArray, x: NDArray, y: NDArray, r: NDArray | float) -> ND
 
 def _all_tissue(g: SectionGeometry, i: int, j: int) -> bool:
     """Whether grid square (i, j), grown by the reach, lies wholly in the section with no
-    tear (bounds of the outline and hole noise, as the renderer uses them)."""
+    tear (bounds of the outline and hole noise, as the renderer uses them); memoised in
+    ``g.memo`` (vessels and cells of a square both ask)."""
+    key = ("all_tissue", i, j)
+    hit = g.memo.get(key)
+    if hit is None:
+        hit = g.memo[key] = _all_tissue_uncached(g, i, j)
+    return bool(hit)
+
+
+def _all_tissue_uncached(g: SectionGeometry, i: int, j: int) -> bool:
     x0, y0, s = _square(g.config, i, j)
     r = reach_um(g.config)
     n = int(math.ceil((s + 2 * r) / 20.0))
@@ -158,11 +181,12 @@ def _first_in_tissue(g: SectionGeometry, ok: NDArray | np.bool_ | bool, x: NDArr
     """Index of the first candidate with ``ok`` that lies in the section, or -1 (the
     section test runs on the few candidates needed; none when ``inside``)."""
     k = np.flatnonzero(np.broadcast_to(ok, np.shape(x)))[:4]
-    if k.size == 0:
-        return -1
-    if not inside:
-        k = k[g.tissue_at(x[k], y[k])]
-    return int(k[0]) if k.size else -1
+    if inside:
+        return int(k[0]) if k.size else -1
+    for q in k.tolist():  # one point at a time (tissue_point: tissue_at's answer)
+        if g.tissue_point(x[q], y[q]):
+            return q
+    return -1
 
 
 def vessels(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
@@ -179,7 +203,7 @@ def vessels(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray]:
     c = g.config
     rng = g.rng_for(S_VESSEL, i, j)
     x0, y0, s = _square(c, i, j)
-    tubs = _near_tubules(g, i, j, vessel_reach_um())
+    tubs = _tubule_frames(_near_tubules(g, i, j, vessel_reach_um()))
     inside = _all_tissue(g, i, j)
     rows: list[NDArray] = []
     for kind, (drange, wrange, rmax), mean in ((0, CAPILLARY, c.capillaries_per_tubule),
@@ -281,7 +305,7 @@ def interstitial_cells(g: SectionGeometry, i: int, j: int, ves: NDArray
     """
     c = g.config
     x0, y0, s = _square(c, i, j)
-    tubs = _near_tubules(g, i, j, cell_reach_um(c))
+    tubs = _tubule_frames(_near_tubules(g, i, j, cell_reach_um(c)))
     inside = _all_tissue(g, i, j)
     scale = c.leydig_cell_scale
     cap = leydig_cap_um(c)

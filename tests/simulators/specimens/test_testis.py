@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.errors import SettingsError
-from simulators.specimens._raster import ellipse_coverage, value_noise
+from simulators.specimens._raster import (
+    ellipse_coverage,
+    noise_layers,
+    noise_point,
+    value_noise,
+)
 from simulators.specimens.base import Label, Window
 from simulators.specimens.testis import (
     PHENOTYPES,
@@ -159,6 +164,28 @@ def test_noise_grid_matches_value_noise():
                                atol=2e-6)
 
 
+def test_fast_noise_paths_are_bit_identical(specimens):
+    """noise_layers (several fields in one call), noise_point (Python floats) and
+    tissue_point give exactly the numbers of noise_points / tissue_at: the renderer's
+    rejection tests use them, and its output must not depend on which path ran."""
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-4000, 4000, 3000), rng.uniform(-4000, 4000, 3000)
+    x[:40] = np.round(x[:40] / 30.0) * 30.0  # on lattice lines
+    layers = [(12, 900.0, 2), (5, 123.4, 1), (9, 3.5, 3)]
+    for (seed, scale, octaves), got in zip(layers, noise_layers(x, y, layers)):
+        ref = noise_points(x, y, seed, scale, octaves)
+        assert got.tobytes() == ref.tobytes()
+        one = np.array([noise_point(a, b, seed, scale, octaves) for a, b in zip(x[:500], y[:500])])
+        assert one.tobytes() == ref[:500].tobytes()
+    for spec in list(specimens.values())[:3]:
+        g = spec.geometry
+        x0, x1, y0, y1 = g.extent_um
+        px, py = rng.uniform(x0, x1, 2000), rng.uniform(y0, y1, 2000)
+        ref = g.tissue_at(px, py)
+        assert 0 < ref.mean() < 1
+        assert [g.tissue_point(a, b) for a, b in zip(px, py)] == ref.tolist()
+
+
 def test_stamp_ellipses_matches_ellipse_coverage():
     w = Window(0.0, 0.0, 120, 100, 0.25)
     x, y, a, b, ang = 14.1, 12.3, 5.0, 3.0, 0.6
@@ -179,6 +206,23 @@ def test_stamp_ellipses_matches_ellipse_coverage():
 
 
 # ----------------------------------------------------------------------------- windows
+
+def test_rerender_after_other_windows_is_identical(specimens):
+    """The renderer reuses scratch arrays across renders: a window rendered again after
+    other windows of the same shape (other content, other patients) is the same bit for
+    bit, on one thread and in bands."""
+    spec = specimens[("normal", 0)]
+    w = Window(-60.0, 35.0, 700, 420, 0.3)  # >= 250k pixels: two bands
+    first = spec.render(w)
+    for other, x in ((specimens[("NOA-SCO", 0)], 500.0), (spec, -900.0)):
+        other.render(Window(x, -200.0, 700, 420, 0.3))
+    again = spec.render(w)
+    for k, v in first.concentrations.items():
+        assert v.tobytes() == again.concentrations[k].tobytes(), k
+    for k in ("chi2", "pigment", "labels", "instance", "heme", "fibre_angle"):
+        assert getattr(first, k).tobytes() == getattr(again, k).tobytes(), k
+
+
 
 @settings(max_examples=20)
 @given(dx=st.integers(-120, 120), dy=st.integers(-120, 120),
