@@ -102,8 +102,9 @@ cells: $(STAMP)
 seg-weights: cells
 	$(BIN)/srash train-seg --model hybrid-unet --cohort cells-train-v2 --data-dir $(CELLS)
 
-## seg-models: the ablations and baselines of the model card (not shipped; reports/seg-v2)
-UNET3D_EPOCHS := 20
+## seg-models: the ablations and baselines of the model card (not shipped; reports/seg-v2);
+## unet3d on 64 px crops for 36 epochs: the CPU-time budget of one hybrid ablation (~1 h)
+UNET3D_EPOCHS := 36
 SEG_ABLATIONS := hybrid-no-msr hybrid-no-compression hybrid-no-attention unet2d
 seg-models: cells
 	for m in $(SEG_ABLATIONS); do $(BIN)/srash train-seg --model $$m --cohort cells-train-v2 \
