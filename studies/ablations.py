@@ -54,13 +54,17 @@ def collect(reports: Path, task: str) -> tuple[dict[str, dict[str, Any]], list[s
 
 
 def verdict(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Whether RGB has the best patch accuracy and which single channel is weakest."""
+    """Whether RGB has the best patch accuracy (over the subsets measured, which are named
+    when not all six are) and which single channel is weakest (only when R, G and B were
+    all measured: the weakest of fewer would be a guess)."""
     out: dict[str, Any] = {}
     if "RGB" in rows and len(rows) > 1:
         out["rgb_beats_every_subset"] = all(rows["RGB"]["accuracy"] > r["accuracy"]
                                             for s, r in rows.items() if s != "RGB")
+        if len(rows) < len(SUBSETS):
+            out["subsets_compared"] = [s for s in SUBSETS if s in rows and s != "RGB"]
     singles = {s: rows[s]["accuracy"] for s in ("R", "G", "B") if s in rows}
-    if singles:
+    if len(singles) == 3:
         out["weakest_single_channel"] = min(singles, key=lambda s: singles[s])
     return out
 
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for task, r in res.items():
         print(markdown(task, r["rows"]))
-        for k in ("rgb_beats_every_subset", "weakest_single_channel"):
+        for k in ("rgb_beats_every_subset", "subsets_compared", "weakest_single_channel"):
             if k in r:
                 print(f"{k.replace('_', ' ')}: {r[k]}")
         for m in r["missing"]:

@@ -25,6 +25,11 @@ def test_verdicts_follow_the_numbers(tmp_path, capsys):
     assert v == {"rgb_beats_every_subset": True, "weakest_single_channel": "G"}
     rows["GB"]["accuracy"] = 0.96
     assert verdict(rows)["rgb_beats_every_subset"] is False
+    # with a single channel missing there is no "weakest", and the comparison names its subsets
+    partial = {s: r for s, r in rows.items() if s not in ("R", "RG")}
+    v = verdict(partial)
+    assert "weakest_single_channel" not in v
+    assert v["subsets_compared"] == ["G", "B", "RB", "GB"]
     # the other task has no reports: listed as missing, not invented
     assert main(["--reports", str(tmp_path), "--json", "--out", str(tmp_path / "png")]) == 0
     res = json.loads(capsys.readouterr().out)
