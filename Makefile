@@ -42,9 +42,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_field.py
 
 ## weights: the shipped LBNet-Dx weights from scratch (normal vs NOA about 25 CPU minutes
-## on 2 quiet cores, SPT vs SPG about 20): simulated training cohorts (train-v1 + train-v2,
-## 84 patients; about 8 GB of patches in memory) and a held-out cohort of new seeds as
-## bluesky runs in ./dx-data, both tasks trained on the first, evaluated on the second
+## on 2 quiet cores, SPT vs SPG about 35; docs/model_card.md): simulated training
+## cohorts (train-v1 + train-v2, 84 patients; about 8 GB of patches in memory) and a
+## held-out cohort of new seeds as bluesky runs in ./dx-data, both tasks trained on the
+## first (with the session-gain augmentation), evaluated on the second
 DX := dx-data
 TEST_COHORT := $(BIN)/srash cohort --name test-v1 --split test --seed-base 50000 \
 		--patients normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4 --data-dir $(DX)
@@ -66,7 +67,7 @@ SPT_EPOCHS := 24
 weights: cohorts
 	$(BIN)/srash train --task normal-vs-noa --split train --session-gain --epochs 12 \
 		--patience 4 --data-dir $(DX)
-	$(BIN)/srash train --task spt-vs-spg --cohort train-v1 --data-dir $(DX) \
+	$(BIN)/srash train --task spt-vs-spg --split train --session-gain --data-dir $(DX) \
 		--epochs $(SPT_EPOCHS) --patience $(SPT_EPOCHS)
 
 evaluate: $(STAMP)
