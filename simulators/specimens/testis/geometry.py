@@ -39,7 +39,6 @@ from simulators.specimens._raster import (
     noise_level,
     noise_max,
     noise_point,
-    noise_points,
 )
 from simulators.specimens.base import Window, keyed_rng
 from simulators.specimens.testis.config import (
@@ -505,15 +504,10 @@ class SectionGeometry:
         """
         return self.wall_and_lumen_at(t, x, y)[0]
 
-    def lumen_at(self, t: Tubule, x: NDArray, y: NDArray) -> NDArray:
-        """Local lumen radius (um, unstretched frame) of tubule ``t`` at world points."""
-        nw = noise_points(x, y, self.noise_seed(N_WALL), 30.0)
-        return t.lumen_um * (1.0 + 2.0 * t.lumen_irregularity * (nw - 0.5))
-
     def wall_and_lumen_at(self, t: Tubule, x: NDArray, y: NDArray
                           ) -> tuple[NDArray, NDArray]:
-        """(:meth:`wall_at`, :meth:`lumen_at`) of tubule ``t`` at world points (um), the
-        same numbers, their noise fields evaluated together."""
+        """(:meth:`wall_at`, local lumen radius) of tubule ``t`` at world points (um, the
+        lumen radius in the unstretched frame), their noise fields evaluated together."""
         c = self.config
         layers = [(self.noise_seed(N_WALL), 30.0, 1)]
         if t.infolding_um > 0:
