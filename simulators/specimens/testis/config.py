@@ -314,7 +314,7 @@ class TestisConfig(ConfigMixin):
     axis_ratio_max: float = 3.0
     pitch_factor: float = 1.17
     interstitial_gap_um: float = 6.0
-    packing_scale_min: float = 0.85
+    packing_scale_min: float = 0.7
     wall_factor: float = 1.0
     gap_wall_um: float = 3.0
     droplet_diameter_sigma: float = 0.35

@@ -197,7 +197,29 @@ def tubule_contents(g: SectionGeometry, i: int, j: int) -> dict[str, NDArray] | 
     # ---- protein droplets (SPT) ----
     pd = droplets(g, rng, t, a_epi, t.protein_droplet_area_fraction, 1.8, 0.3, nuc_arr,
                   basal=False, dmin=1.0, dmax=3.0)
+    if t.contacts:  # flattened against neighbours: drop what the flattening cut off
+        myoid = nuc_arr[:, 8] == TEX_MYOID
+        nuc_arr = nuc_arr[_in_flattened(g, t, nuc_arr[:, 0], nuc_arr[:, 1],
+                                        nuc_arr[:, 3], myoid)]
+        ld = ld[_in_flattened(g, t, ld[:, 0], ld[:, 1], ld[:, 2] + 0.2)]
+        pd = pd[_in_flattened(g, t, pd[:, 0], pd[:, 1], pd[:, 2] + 0.2)]
     return {"nuc": nuc_arr, "ld": ld, "pd": pd}
+
+
+def _in_flattened(g: SectionGeometry, t: Tubule, x: NDArray, y: NDArray, r: NDArray,
+                  membrane: NDArray | None = None) -> NDArray[np.bool_]:
+    """Which objects (centres x, y, half size ``r`` um) a flattened tubule keeps: those
+    where the flattening did not reach, and those still ``r`` below the local lamina
+    propria of the flattened outline; ``membrane`` marks objects of the lamina propria
+    (myoid cells), kept only where the outline is not flattened."""
+    if x.size == 0:
+        return np.ones(0, bool)
+    d = t.depth_at(x, y)
+    cut = t.b_um - t.radius_at(x, y) - d > 0.5  # the flattening reaches here
+    ok = ~cut | (d - g.wall_at(t, x, y) > r)
+    if membrane is not None:
+        ok &= ~(cut & membrane)
+    return ok
 
 
 def droplets(g: SectionGeometry, rng: np.random.Generator, t: Tubule, a_epi: float,

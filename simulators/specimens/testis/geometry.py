@@ -79,8 +79,10 @@ class Tubule(ConfigMixin):
     ``droplet_density`` (CH2 density of its LDs relative to triolein, from
     ``ld_composition``: fractions of :data:`~simulators.specimens.testis.lipids.CLASS_NAMES`),
     ``protein_droplet_area_fraction``.
-    Packing: ``scale`` (<= 1) the factor its drawn size was shrunk by to clear its
-    neighbours, ``sheath_um`` its interstitial sheath (um).
+    Packing: ``scale`` (<= 1) its least pair scale with its kept neighbours (below 1 it
+    is flattened against them), ``sheath_um`` its interstitial sheath (um), ``contacts``
+    one flat face per kept neighbour it is flattened against: (nx, ny, offset), the
+    profile keeping ``nx dx + ny dy <= offset`` (um, dx dy from its centre).
     """
 
     id: int
@@ -107,6 +109,7 @@ class Tubule(ConfigMixin):
     ld_composition: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
     scale: float = 1.0
     sheath_um: float = 0.0
+    contacts: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def gap_level(self) -> float:
@@ -146,12 +149,32 @@ class Tubule(ConfigMixin):
         return self.cx_um + u * ca - v * sa, self.cy_um + u * sa + v * ca
 
     def radius_at(self, x: NDArray, y: NDArray) -> NDArray:
-        """Unstretched-frame radius r' (um) of world points; depth from the outline is b - r'."""
-        dx, dy = np.asarray(x) - self.cx_um, np.asarray(y) - self.cy_um
-        ca, sa = math.cos(self.angle_rad), math.sin(self.angle_rad)
-        u = (dx * ca + dy * sa) / self.axis_ratio
-        v = -dx * sa + dy * ca
-        return np.hypot(u, v)
+        """Unstretched-frame radius r' (um) of world points; depth below the elliptic
+        outline is b - r' (:meth:`depth_at` is the depth below the flattened one)."""
+        return _radius(self.cx_um, self.cy_um, self.angle_rad, self.axis_ratio, x, y)
+
+    def depth_at(self, x: NDArray, y: NDArray) -> NDArray:
+        """Depth (um, > 0 inside) of world points below the tubule's outline: the elliptic
+        outline (``b - r'``, unstretched frame) cut by the flat face of each of its
+        :attr:`contacts` (world distance to the face), so crowded tubules are flattened
+        against each other and keep the band between them (docs/physics-notes.md,
+        tubule packing)."""
+        d = self.b_um - self.radius_at(x, y)
+        if self.contacts:
+            dx, dy = np.asarray(x) - self.cx_um, np.asarray(y) - self.cy_um
+            for nx, ny, off in self.contacts:
+                d = np.minimum(d, off - (nx * dx + ny * dy))
+        return d
+
+
+def _radius(cx: float, cy: float, angle: float, ratio: float, x: NDArray, y: NDArray
+            ) -> NDArray:
+    """Unstretched-frame radius (um) of world points about an elliptic profile's centre."""
+    dx, dy = np.asarray(x) - cx, np.asarray(y) - cy
+    ca, sa = math.cos(angle), math.sin(angle)
+    u = (dx * ca + dy * sa) / ratio
+    v = -dx * sa + dy * ca
+    return np.hypot(u, v)
 
 
 class SectionGeometry:
@@ -376,6 +399,29 @@ class SectionGeometry:
             np.asarray(q[4], float)[..., None], -nx, -ny)
         return np.max(num / den, axis=-1)
 
+    def contact_face(self, key: tuple[int, int], other: tuple[int, int]
+                     ) -> tuple[float, float, float]:
+        """Flat face (nx, ny, offset) of candidate ``key`` against candidate ``other``:
+        the separating axis of their pair scale s (:meth:`pair_scale`), pointing away
+        from ``key``'s centre, and ``s h(n)`` (um). Both faces come from the same axis
+        (taken in a fixed order of the two), so the band between them is exactly
+        ``interstitial_gap_um`` + both sheaths."""
+        first, second = sorted((key, other))
+        p, q = self._raw(*first), self._raw(*second)
+        assert p is not None and q is not None
+        dx, dy = q[0] - p[0], q[1] - p[1]
+        dist = max(math.hypot(dx, dy), 1e-9)
+        dirs = np.concatenate([self._DIRS, [(dx / dist, dy / dist), (-dx / dist, -dy / dist)]])
+        nx, ny = dirs[:, 0], dirs[:, 1]
+        num = nx * dx + ny * dy - (self.config.interstitial_gap_um + p[7] + q[7])
+        hp = self._support(p[2], p[3], p[4], nx, ny)
+        hq = self._support(q[2], q[3], q[4], -nx, -ny)
+        k = int(np.argmax(num / (hp + hq)))
+        s = float(num[k] / (hp[k] + hq[k]))
+        if key == first:
+            return float(nx[k]), float(ny[k]), s * float(hp[k])
+        return -float(nx[k]), -float(ny[k]), s * float(hq[k])
+
     def _threshold(self, b_p: float, b_q: NDArray) -> NDArray:
         """Least pair scale two candidates may be shrunk to (their conflict threshold)."""
         lo = 0.5 * self.config.diameter_range_um[0]
@@ -431,10 +477,10 @@ class SectionGeometry:
         return True
 
     def _make_tubule(self, i: int, j: int) -> Tubule | None:
-        """Tubule of hash cell (i, j) if its candidate is kept, shrunk by the least pair
-        scale with its kept neighbours (>= ``packing_scale_min``, and never below the
-        physical diameter limit) so that it keeps ``interstitial_gap_um`` + both sheaths
-        from each of them."""
+        """Tubule of hash cell (i, j) if its candidate is kept, at its drawn size and
+        flattened against each kept neighbour its outline would come closer to than
+        ``interstitial_gap_um`` + both sheaths (pair scale < 1; :meth:`Tubule.depth_at`):
+        crowded tubules deform rather than shrink."""
         if not self._kept(i, j):
             return None
         raw = self._raw(i, j)
@@ -443,10 +489,11 @@ class SectionGeometry:
         cx, cy, b, ratio, angle, k, _, sheath = raw
         keys, s_pair, _, _ = self._near(i, j)
         scale = 1.0
+        contacts = []
         for key, s in zip(keys, s_pair):
-            if s < scale and self._kept(*key):
-                scale = float(s)
-        b = b * scale
+            if self._kept(*key):
+                scale = min(scale, float(s))
+                contacts.append(self.contact_face((i, j), (key[0], key[1])))
         rng = self.rng_for(S_TUBULE + 16, i, j)
         name = STATE_NAMES[k]
         st = STATES[name]
@@ -478,7 +525,7 @@ class SectionGeometry:
                       droplet_diameter_um=v["droplet_diameter_um"], droplet_density=dens,
                       ld_composition=comp,
                       protein_droplet_area_fraction=v["protein_droplet_area_fraction"],
-                      scale=scale, sheath_um=sheath)
+                      scale=scale, sheath_um=sheath, contacts=tuple(contacts))
 
     def tubules_in(self, x0: float, x1: float, y0: float, y1: float) -> list[Tubule]:
         """Tubules whose outline's bounding box meets the world box (um), by id."""

@@ -357,12 +357,16 @@ class TestisSection(Specimen):
         inv_p = 1.0 / p
         tmp = buf("tmp")  # (buf: full-frame temporaries, reused across renders)
 
-        # ---- tubule fields. q = (r'/b)^2 (normalised unstretched radius); owner = argmin q
-        q = buf("q")
-        q.fill(1e6)
+        # ---- tubule fields: depth below each outline (flattened against its contacts,
+        # Tubule.depth_at, in float32); owner = the tubule of greatest depth, rad = its r'
+        depth = buf("depth")
+        depth.fill(-1e3)
+        rad = buf("rad")
+        rad.fill(1e3)
         owner = buf("owner", np.intp)  # intp: gathers need no index conversion
         owner.fill(0)
         xs, ys = window.xs(), window.ys()
+
         for k, t in enumerate(tubs, 1):
             ex, ey = t.half_extent_um
             sl = window.pixel_slices(t.cx_um - ex - p, t.cx_um + ex + p,
@@ -377,13 +381,19 @@ class TestisSection(Specimen):
             qa = (ca * ca * i2 + sa * sa) / b2
             qc = (sa * sa * i2 + ca * ca) / b2
             qb = 2.0 * ca * sa * (i2 - 1.0) / b2
-            qt = np.multiply.outer(dy.astype(_F32), (qb * dx).astype(_F32))
-            qt += (qa * dx * dx).astype(_F32)[None, :]
-            qt += (qc * dy * dy).astype(_F32)[:, None]
-            m = qt < q[sl]
-            np.copyto(q[sl], qt, where=m)
+            rt = np.multiply.outer(dy.astype(_F32), (qb * dx).astype(_F32))
+            rt += (qa * dx * dx).astype(_F32)[None, :]
+            rt += (qc * dy * dy).astype(_F32)[:, None]
+            np.sqrt(rt, out=rt)
+            rt *= _F32(t.b_um)  # r' (um)
+            dt = np.subtract(_F32(t.b_um), rt)
+            for nx, ny, off in t.contacts:  # flat faces: off - n.(x - c)
+                face = np.add.outer((off - ny * dy).astype(_F32), (-nx * dx).astype(_F32))
+                np.minimum(dt, face, out=dt)
+            m = dt > depth[sl]
+            np.copyto(depth[sl], dt, where=m)
+            np.copyto(rad[sl], rt, where=m)
             np.copyto(owner[sl], k, where=m)
-        b_tbl = np.array([1.0] + [t.b_um for t in tubs], _F32)
         wall_tbl = np.array([0.0] + [t.wall_um for t in tubs], _F32)
         lum_tbl = np.array([0.0] + [t.lumen_um for t in tubs], _F32)
 
@@ -398,10 +408,6 @@ class TestisSection(Specimen):
         def per_tubule(name: str, outside: float = 0.0) -> NDArray[np.float32]:
             """Per-pixel value of the owning tubule's parameter ``name``."""
             return _gather(tubule_tbl(name, outside), owner, buf("param"))
-        depth = _gather(b_tbl, owner, buf("depth"))
-        rad = np.sqrt(q, out=q)
-        rad *= depth  # r' (um); 1000 um where no tubule is near
-        depth -= rad  # depth below the outline (um), < 0 outside
         # local lamina propria thickness (same formula as _wall_local, float32)
         # (per tubule: wall (1 + var (1 - 2 nw)) + infold (2 tex - 1))
         wall = _gather(wall_tbl, owner, buf("wall"))
@@ -443,6 +449,7 @@ class TestisSection(Specimen):
         C *= inv_p
         C += 0.5
         np.clip(C, 0.0, 1.0, out=C)
+        np.minimum(C, B, out=C)  # a flattened face never cuts into the lumen
 
         # ---- base materials: s = I + A (W - I) + B (E - W) + C (L - E)
         # interstitium I, lamina propria W, epithelium E, lumen L
