@@ -209,7 +209,8 @@ def acquire(pt: dict[str, Any], args: argparse.Namespace, *, measure_walls: bool
 
 # --------------------------------------------------------------------------- geometry-only
 def morphology(pt: dict[str, Any], box_um: float, margin_um: float) -> dict[str, Any]:
-    """Tubule spacing and profile elongation of one patient's section (geometry only)."""
+    """Tubule spacing, profile elongation and tubule area fraction of the tissue (flattened
+    outlines, in the box less its margin) of one patient's section (geometry only)."""
     from simulators.specimens import make_specimen
 
     spec = make_specimen("testis", pt["seed"], phenotype=pt["phenotype"])
@@ -219,7 +220,18 @@ def morphology(pt: dict[str, Any], box_um: float, margin_um: float) -> dict[str,
     c = np.array([[t.cx_um, t.cy_um] for t in tubs])
     inner = ((np.abs(c[:, 0] - cx) <= h - margin_um) & (np.abs(c[:, 1] - cy) <= h - margin_um))
     ratios = np.array([t.axis_ratio for t in tubs])[inner]
+    # tubule area fraction of the tissue: 20000 uniform points of the inner box
+    rng = np.random.default_rng(0)
+    hi = h - margin_um
+    x = cx + rng.uniform(-hi, hi, 20000)
+    y = cy + rng.uniform(-hi, hi, 20000)
+    tissue = spec.tissue_at(x, y)
+    inside = np.zeros(x.size, bool)
+    for t in tubs:
+        inside |= t.depth_at(x, y) > 0
+    frac = float(inside[tissue].mean()) if tissue.any() else float("nan")
     return {"sample_id": pt["sample_id"], "phenotype": pt["phenotype"],
+            "tubule_area_fraction": frac,
             "n_tubules": int(inner.sum()), "nn_cv": nn_distance_cv(c, evaluate=inner),
             "axis_ratio_fraction": axis_ratio_fraction(ratios, limit=1.5),
             "axis_ratios": ratios.tolist()}
@@ -346,6 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mo["per_phenotype"][ph] = {
             "patients": len(m), "tubules_per_patient": _stats([r["n_tubules"] for r in m]),
             "nn_cv": _stats([r["nn_cv"] for r in m]),
+            "tubule_area_fraction": _stats([r["tubule_area_fraction"] for r in m]),
             "axis_ratio_fraction": axis_ratio_fraction(
                 np.concatenate([r["axis_ratios"] for r in m]), limit=1.5),
             "axis_ratio_max": float(max(max(r["axis_ratios"]) for r in m)),

@@ -273,8 +273,10 @@ class TestisConfig(ConfigMixin):
     over its mixture, so two neighbours' sheaths add up on average to the gap of a
     lattice of pitch pitch_factor x that diameter; before issue 14 item 3 it was that
     lattice), ``interstitial_gap_um`` (least gap between tubules, on top of the sheaths),
-    ``packing_scale_min`` (least factor a tubule's drawn size is shrunk by to clear its
-    neighbours: how much packed tubules give way; docs/physics-notes.md, tubule packing).
+    ``packing_scale_min`` (least common scale at which two kept tubules' outlines clear
+    the gap and their sheaths: closer pairs are flattened against each other on a flat
+    face, at least this fraction of the profile's extent from its centre; how much packed
+    tubules give way; docs/physics-notes.md, tubule packing).
     Configs stored before item 3 (``axis_ratio_max`` 1.5, no ``packing_scale_min``) load
     and keep their 1.5 cap.
     wall: ``wall_factor`` (patient's lamina propria thickening, x each state's thickness),

@@ -6,8 +6,9 @@ cell of a square hash grid, drawn by blocks of 8 x 8 cells from the block's own 
 (``rng_for(stream, bi, bj)``; a tubule's histology from its cell's, ``(i, j)``): a
 candidate is kept unless a kept candidate of higher priority would need both to shrink
 below ``packing_scale_min`` to keep the interstitial gap and both tubules' interstitial
-sheaths between them; a kept tubule is then shrunk by its least pair scale with its kept
-neighbours. The decision follows chains of increasing priority only, so it is evaluated
+sheaths between them; a kept tubule keeps its drawn size and is flattened against each
+kept neighbour closer than that (pair scale < 1) by a flat face on the pair's separating
+axis (:meth:`SectionGeometry.contact_face`, :meth:`Tubule.depth_at`). The decision follows chains of increasing priority only, so it is evaluated
 locally, lazily and identically whatever window asks. Each candidate draws its
 spermatogenic state from the patient's mixture
 (:data:`~simulators.specimens.testis.config.STATES`), which sets its size, wall,
@@ -423,7 +424,7 @@ class SectionGeometry:
         return -float(nx[k]), -float(ny[k]), s * float(hq[k])
 
     def _threshold(self, b_p: float, b_q: NDArray) -> NDArray:
-        """Least pair scale two candidates may be shrunk to (their conflict threshold)."""
+        """Least pair scale two kept candidates may have (their conflict threshold)."""
         lo = 0.5 * self.config.diameter_range_um[0]
         return np.maximum(self.config.packing_scale_min, np.maximum(lo / b_p, lo / b_q))
 
