@@ -331,6 +331,34 @@ def test_instance_ids_match_records(tubule_renders):
         assert not (inside & (comp.instance == 0)).any()
 
 
+@pytest.mark.parametrize("phenotype", ["normal", "NOA-SPT"])
+def test_flattened_faces_are_what_the_render_draws(specimens, phenotype):
+    """Where a crowded tubule is flattened against a neighbour, the rendered instances
+    follow Tubule.depth_at: pixels a pixel or more inside a flattened outline belong to
+    that tubule, no instance pixel lies more than a pixel outside its flattened outline,
+    and the band between the two faces is interstitium (no instance)."""
+    spec = specimens[(phenotype, 0)]
+    tubs = {t.id: t for t in spec.tubules_in(-800, 800, -800, 800)}
+    t = next(t for t in tubs.values() if t.contacts and t.axis_ratio < 1.6)
+    nx, ny, off = t.contacts[0]
+    # the face's foot on the line from the centre, and a window across it
+    fx, fy = t.cx_um + nx * off, t.cy_um + ny * off
+    w = Window.centered(fx, fy, 80.0, 200)
+    comp = spec.render(w)
+    xs, ys = np.meshgrid(w.xs(), w.ys())
+    p = w.pixel_um
+    for u in spec.tubules_in(*w.extent_um):
+        d = u.depth_at(xs, ys)
+        assert (comp.instance[d > p] == u.id).all(), u.id
+        assert (d[comp.instance == u.id] >= -p).all(), u.id
+    outside = np.ones(xs.shape, bool)
+    for u in spec.tubules_in(*w.extent_um):
+        outside &= u.depth_at(xs, ys) < -p
+    assert outside.any()  # the band between the faces
+    assert (comp.instance[outside] == 0).all()
+    assert np.isin(comp.labels[outside], list(EPITHELIUM) + [Label.LUMEN]).mean() < 0.05
+
+
 def test_instance_ids_stable_across_windows(specimens):
     spec = specimens[("NOA-SCO", 2)]
     t = spec.tubules_in(-100, 100, -100, 100)[0]
