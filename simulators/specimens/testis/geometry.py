@@ -8,8 +8,9 @@ candidate is kept unless a kept candidate of higher priority would need both to 
 below ``packing_scale_min`` to keep the interstitial gap and both tubules' interstitial
 sheaths between them; a kept tubule keeps its drawn size and is flattened against each
 kept neighbour closer than that (pair scale < 1) by a flat face on the pair's separating
-axis (:meth:`SectionGeometry.contact_face`, :meth:`Tubule.depth_at`). The decision follows chains of increasing priority only, so it is evaluated
-locally, lazily and identically whatever window asks. Each candidate draws its
+axis (:meth:`SectionGeometry.contact_face`, :meth:`Tubule.depth_at`). The decision
+follows chains of increasing priority only, so it is evaluated locally, lazily and
+identically whatever window asks. Each candidate draws its
 spermatogenic state from the patient's mixture
 (:data:`~simulators.specimens.testis.config.STATES`), which sets its size, wall,
 epithelium and droplets, and its cut angle (:meth:`SectionGeometry._make_block`).
