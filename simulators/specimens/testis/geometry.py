@@ -153,7 +153,11 @@ class Tubule(ConfigMixin):
     def radius_at(self, x: NDArray, y: NDArray) -> NDArray:
         """Unstretched-frame radius r' (um) of world points; depth below the elliptic
         outline is b - r' (:meth:`depth_at` is the depth below the flattened one)."""
-        return _radius(self.cx_um, self.cy_um, self.angle_rad, self.axis_ratio, x, y)
+        dx, dy = np.asarray(x) - self.cx_um, np.asarray(y) - self.cy_um
+        ca, sa = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        u = (dx * ca + dy * sa) / self.axis_ratio
+        v = -dx * sa + dy * ca
+        return np.hypot(u, v)
 
     def depth_at(self, x: NDArray, y: NDArray) -> NDArray:
         """Depth (um, > 0 inside) of world points below the tubule's outline: the elliptic
@@ -167,16 +171,6 @@ class Tubule(ConfigMixin):
             for nx, ny, off in self.contacts:
                 d = np.minimum(d, off - (nx * dx + ny * dy))
         return d
-
-
-def _radius(cx: float, cy: float, angle: float, ratio: float, x: NDArray, y: NDArray
-            ) -> NDArray:
-    """Unstretched-frame radius (um) of world points about an elliptic profile's centre."""
-    dx, dy = np.asarray(x) - cx, np.asarray(y) - cy
-    ca, sa = math.cos(angle), math.sin(angle)
-    u = (dx * ca + dy * sa) / ratio
-    v = -dx * sa + dy * ca
-    return np.hypot(u, v)
 
 
 class SectionGeometry:
@@ -381,11 +375,11 @@ class SectionGeometry:
         p, q = nx * ca + ny * sa, -nx * sa + ny * ca
         return np.sqrt((ratio * b * p) ** 2 + (b * q) ** 2)
 
-    def pair_scale(self, p: tuple, q: tuple) -> NDArray:
-        """Largest common scale s of two candidates' outlines (raw tuples; ``q`` may hold
-        arrays) that leaves ``interstitial_gap_um`` + both sheaths between them across a
-        separating axis: max over axes n (:attr:`_DIRS` and the line of centres, both
-        signs) of ``(n.d - gap - w_p - w_q) / (h_p(n) + h_q(-n))``. Symmetric in p, q."""
+    def _axes(self, p: tuple, q: tuple) -> tuple[NDArray, NDArray, NDArray, NDArray,
+                                                  NDArray]:
+        """Candidate separating axes of two candidates (raw tuples; ``q`` may hold arrays),
+        on a last axis of 34: (nx, ny, n.d - gap - w_p - w_q, h_p(n), h_q(-n)) for
+        n in :attr:`_DIRS` and the line of centres, both signs."""
         dx = np.asarray(q[0], float) - p[0]
         dy = np.asarray(q[1], float) - p[1]
         dist = np.maximum(np.hypot(dx, dy), 1e-9)
@@ -396,28 +390,30 @@ class SectionGeometry:
                              uy[..., None], -uy[..., None]], axis=-1)
         num = nx * dx[..., None] + ny * dy[..., None] - (
             self.config.interstitial_gap_um + (p[7] + np.asarray(q[7], float)))[..., None]
-        den = self._support(p[2], p[3], p[4], nx, ny) + self._support(
-            np.asarray(q[2], float)[..., None], np.asarray(q[3], float)[..., None],
-            np.asarray(q[4], float)[..., None], -nx, -ny)
-        return np.max(num / den, axis=-1)
+        hp = self._support(p[2], p[3], p[4], nx, ny)
+        hq = self._support(np.asarray(q[2], float)[..., None], np.asarray(q[3], float)[..., None],
+                           np.asarray(q[4], float)[..., None], -nx, -ny)
+        return nx, ny, num, hp, hq
+
+    def pair_scale(self, p: tuple, q: tuple) -> NDArray:
+        """Largest common scale s of two candidates' outlines (raw tuples; ``q`` may hold
+        arrays) that leaves ``interstitial_gap_um`` + both sheaths between them across a
+        separating axis: max over axes n (:meth:`_axes`) of
+        ``(n.d - gap - w_p - w_q) / (h_p(n) + h_q(-n))``. Symmetric in p, q."""
+        _, _, num, hp, hq = self._axes(p, q)
+        return np.max(num / (hp + hq), axis=-1)
 
     def contact_face(self, key: tuple[int, int], other: tuple[int, int]
                      ) -> tuple[float, float, float]:
         """Flat face (nx, ny, offset) of candidate ``key`` against candidate ``other``:
-        the separating axis of their pair scale s (:meth:`pair_scale`), pointing away
+        the separating axis n of their pair scale s (:meth:`pair_scale`), pointing away
         from ``key``'s centre, and ``s h(n)`` (um). Both faces come from the same axis
         (taken in a fixed order of the two), so the band between them is exactly
         ``interstitial_gap_um`` + both sheaths."""
         first, second = sorted((key, other))
         p, q = self._raw(*first), self._raw(*second)
         assert p is not None and q is not None
-        dx, dy = q[0] - p[0], q[1] - p[1]
-        dist = max(math.hypot(dx, dy), 1e-9)
-        dirs = np.concatenate([self._DIRS, [(dx / dist, dy / dist), (-dx / dist, -dy / dist)]])
-        nx, ny = dirs[:, 0], dirs[:, 1]
-        num = nx * dx + ny * dy - (self.config.interstitial_gap_um + p[7] + q[7])
-        hp = self._support(p[2], p[3], p[4], nx, ny)
-        hq = self._support(q[2], q[3], q[4], -nx, -ny)
+        nx, ny, num, hp, hq = self._axes(p, q)
         k = int(np.argmax(num / (hp + hq)))
         s = float(num[k] / (hp[k] + hq[k]))
         if key == first:
