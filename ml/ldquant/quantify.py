@@ -169,7 +169,8 @@ def quantify_field(lipid: ArrayLike, protein: ArrayLike, shg: ArrayLike, /, *,
             f"no seminiferous tubule found in the {w * px:.0f} x {h * px:.0f} um field: "
             "looked for SHG-free epithelium (lipid > "
             f"{opts.get('epithelium_lipid', 0.033)}, protein > "
-            f"{opts.get('tissue_protein', 0.06)}) outlined by a lamina-propria SHG ring "
+            f"{opts.get('tissue_protein', 0.06)} after scaling the field's SRS to the "
+            "reference level) outlined by a lamina-propria SHG ring "
             f"(SHG > {opts.get('wall_shg', 0.05)}) with a visible area >= "
             f"{float(min_area_um2):.0f} um^2; the field may be interstitium, a tear or "
             "outside the section")

@@ -26,7 +26,8 @@ from ml.ldquant._base import (
     _positive,
 )
 
-__all__ = ["MIN_TUBULE_AREA_UM2", "segment_tubules", "tubule_dice"]
+__all__ = ["MIN_TUBULE_AREA_UM2", "SRS_REFERENCE_LEVEL", "field_srs_gain", "segment_tubules",
+           "tubule_dice"]
 
 #: Smallest tubule profile kept and scored (um^2): a disc of 60 um equivalent diameter.
 #: Seminiferous tubules are 150-250 um across (SCO 100-150 um); smaller profiles are
@@ -42,6 +43,14 @@ _REF_PERCENTILE = 90.0
 _TOUCH_BAND_UM = 8.0      # a wall piece belongs to a tubule if it reaches this close
 _MIN_INTERIOR_FRACTION = 0.1  # epithelium pieces below this x min_area_um2 are ignored
 _LUMEN_RIM_FRACTION = 0.8  # empty space whose rim is this much one tubule is its lumen
+# field SRS gain (srs_gain=None): tissue is smoothed protein above this x its 99th percentile
+_GAIN_TISSUE_FRACTION = 0.25
+_GAIN_PERCENTILE = 75.0    # of the smoothed protein of SHG-free tissue ...
+_GAIN_MIN_PIXELS = 200     # ... over at least this many working-grid pixels
+#: The field SRS level (75th percentile of the smoothed protein of SHG-free tissue, 2930 cm^-1
+#: over pure lipid) the thresholds of :func:`segment_tubules` are stated for: the median of
+#: the training cohort's fields (docs/measured/ldquant-tubules.md).
+SRS_REFERENCE_LEVEL: float = 0.176
 
 
 # ----------------------------------------------------------------------------- morphology
@@ -68,6 +77,26 @@ def _relabel(lab: NDArray[np.integer]) -> NDArray[np.int32]:
 
 # ----------------------------------------------------------------------------- tubules
 
+def field_srs_gain(protein_smoothed: NDArray, shg_smoothed: NDArray, *, free_shg: float
+                   ) -> float:
+    """Factor that brings a field's SRS images to :data:`SRS_REFERENCE_LEVEL`.
+
+    The SRS level of tissue differs between patients and sessions by a factor of about 3
+    (section thickness, focus, the session's SRS gain; docs/physics-notes.md), so that no
+    fixed threshold separates epithelium from interstitium in every field. The level is the
+    75th percentile of the smoothed protein image over SHG-free tissue (smoothed SHG below
+    ``free_shg``, protein above 0.25 x the field's 99th percentile: no walls, no empty
+    space), which is mostly germinal epithelium. Returns 1.0 when fewer than 200 pixels
+    qualify (a field of interstitium or empty space: nothing to normalise on).
+    """
+    hi = float(np.percentile(protein_smoothed, 99.0))
+    tissue = (shg_smoothed < free_shg) & (protein_smoothed > _GAIN_TISSUE_FRACTION * hi)
+    if hi <= 0 or int(tissue.sum()) < _GAIN_MIN_PIXELS:
+        return 1.0
+    level = float(np.percentile(protein_smoothed[tissue], _GAIN_PERCENTILE))
+    return SRS_REFERENCE_LEVEL / level if level > 0 else 1.0
+
+
 def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
                     pixel_um: float, grid_um: float = 1.2, shg_sigma_um: float = 1.5,
                     wall_shg: float = 0.05, free_shg: float = 0.02,
@@ -77,7 +106,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
                     min_ring_fraction: float = 0.3, merge_um: float = 3.0,
                     wall_max_um: float = 40.0, wall_fraction: float = 0.5,
                     wall_open_um: float = 2.0,
-                    min_area_um2: float = MIN_TUBULE_AREA_UM2) -> NDArray[np.int32]:
+                    min_area_um2: float = MIN_TUBULE_AREA_UM2,
+                    srs_gain: float | None = None) -> NDArray[np.int32]:
     """Seminiferous-tubule instance map of one field: lamina propria (SHG ring) included,
     lumen filled.
 
@@ -148,6 +178,11 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     min_area_um2 : float
         Tubules with a smaller (visible) area are dropped (um^2). Default
         :data:`MIN_TUBULE_AREA_UM2` (a 60 um disc).
+    srs_gain : float, optional
+        Factor applied to ``protein`` and ``lipid`` before every threshold above (which are
+        stated for a field at :data:`SRS_REFERENCE_LEVEL`). Default None: estimated from
+        the field (:func:`field_srs_gain`); 1.0 keeps the images' own scale (the behaviour
+        before 2026-12-01).
 
     Returns
     -------
@@ -157,7 +192,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
 
     Notes
     -----
-    On the working grid: (1) SHG-free, lipid-containing tissue is the epithelium candidate
+    On the working grid: (0) protein and lipid are scaled by ``srs_gain`` (estimated from
+    the field by default); (1) SHG-free, lipid-containing tissue is the epithelium candidate
     mask; (2) it is eroded by ``core_um``, labelled, and each core is rebuilt within
     ``core_um``; (3) a core is a tubule interior when at least ``min_ring_fraction`` of its
     outline lies within ``ring_um`` of the SHG ring and it is not Leydig-like; close pieces
@@ -210,14 +246,18 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     wall_frac = _non_negative(wall_fraction, "wall_fraction")
     wall_open = _non_negative(wall_open_um, "wall_open_um", "um")
     min_area = _non_negative(min_area_um2, "min_area_um2", "um^2")
+    if srs_gain is not None:
+        srs_gain = _positive(srs_gain, "srs_gain")
 
     shape = pro.shape
     k = max(1, int(round(grid / px)))
     p = k * px  # working pixel (um)
     S = ndimage.gaussian_filter(_block_mean(sh, k), sig_s / p)
-    li = _block_mean(np.minimum(lip, _LIPID_CLIP), k)
-    L = ndimage.gaussian_filter(li, sig_e / p)
     P = ndimage.gaussian_filter(_block_mean(pro, k), sig_e / p)
+    gain = field_srs_gain(P, S, free_shg=free_shg) if srs_gain is None else srs_gain
+    P *= gain
+    li = _block_mean(np.minimum(lip * np.float32(gain), _LIPID_CLIP), k)
+    L = ndimage.gaussian_filter(li, sig_e / p)
     L_cell = ndimage.gaussian_filter(li, _LEYDIG_SIGMA_UM / p)
 
     wall = S > wall_shg

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from ml.ldquant.droplets import DEFAULT_LD_THRESHOLD, droplet_threshold, segment_droplets
 from ml.ldquant.indexes import tubule_indexes
 from ml.ldquant.quantify import FieldQuant, QuantError, quant_overlay_png, quantify_field
-from ml.ldquant.tubules import MIN_TUBULE_AREA_UM2, segment_tubules, tubule_dice
+from ml.ldquant.tubules import (
+    MIN_TUBULE_AREA_UM2,
+    field_srs_gain,
+    segment_tubules,
+    tubule_dice,
+)
 
 PX = 0.6  # um per pixel of the drawn fields (the working grid is then 2 x 2 pixels)
 
@@ -143,22 +148,59 @@ def test_small_border_sliver_is_dropped():
     assert segment_tubules(pro, shg, lip, pixel_um=PX).max() == 0
     with pytest.raises(QuantError, match="no seminiferous tubule found"):
         quantify_field(lip, pro, shg, pixel_um=PX)
-    # ... unless the minimum says otherwise
-    q = quantify_field(lip, pro, shg, pixel_um=PX, min_area_um2=500.0)
+    # ... unless the minimum says otherwise (at the images' own scale: a field that is 95 %
+    # interstitium has no epithelium to estimate its SRS level from, field_srs_gain)
+    q = quantify_field(lip, pro, shg, pixel_um=PX, min_area_um2=500.0,
+                       tubule_options={"srs_gain": 1.0})
     assert q.n_tubules == 1 and q.rows[0]["touches_border"]
 
 
 def test_leydig_cluster_is_not_a_tubule():
     # a lipid-rich cell cluster in SHG-positive (fibrotic) interstitium passes the ring test;
     # the Leydig lipid rule rejects it, and without the rule it would be taken
+    # (at the images' own scale: a cluster as large as the tubule's epithelium would
+    # dominate the field's SRS level, field_srs_gain)
     lip, pro, shg, (disk,) = draw((180, 240), [(70, 90, 60, 8, 15, 0)],
                                   blobs=[(185, 90, 40)], shg_fibrosis=0.1)
-    tub = segment_tubules(pro, shg, lip, pixel_um=PX)
+    tub = segment_tubules(pro, shg, lip, pixel_um=PX, srs_gain=1.0)
     assert tub.max() == 1
     j, m = only_match(tub, disk)
     assert 2 * (m & disk).sum() / (m.sum() + disk.sum()) > 0.97
-    loose = segment_tubules(pro, shg, lip, pixel_um=PX, leydig_lipid=1.0)
+    loose = segment_tubules(pro, shg, lip, pixel_um=PX, leydig_lipid=1.0, srs_gain=1.0)
     assert loose.max() == 2
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(0.35, 2.5), st.integers(0, 2**16))
+def test_tubules_do_not_depend_on_the_fields_srs_scale(g, seed):
+    """Section thickness, focus and the session's SRS gain scale both SRS channels of a
+    field together (by ~3x between patients): the tubule map must not change."""
+    lip, pro, shg, disks = draw((180, 240), [(60, 90, 58, 6, 15, 0), (176, 90, 58, 6, 15, 0)],
+                                seed=seed)
+    ref = segment_tubules(pro, shg, lip, pixel_um=PX)
+    assert ref.max() == 2
+    scaled = segment_tubules(np.float32(g) * pro, shg, np.float32(g) * lip, pixel_um=PX)
+    assert scaled.max() == 2
+    assert (scaled > 0).sum() == pytest.approx((ref > 0).sum(), rel=0.01)
+    assert ((scaled > 0) == (ref > 0)).mean() > 0.995
+
+
+def test_fixed_scale_fails_on_a_dim_field_that_the_estimated_gain_rescues():
+    lip, pro, shg, disks = draw((180, 240), [(60, 90, 58, 6, 15, 0), (176, 90, 58, 6, 15, 0)])
+    dim_pro, dim_lip = np.float32(0.4) * pro, np.float32(0.4) * lip
+    assert segment_tubules(dim_pro, shg, dim_lip, pixel_um=PX, srs_gain=1.0).max() == 0
+    assert segment_tubules(dim_pro, shg, dim_lip, pixel_um=PX).max() == 2
+    # the explicit gain that undoes the dimming works too
+    assert segment_tubules(dim_pro, shg, dim_lip, pixel_um=PX, srs_gain=2.5).max() == 2
+
+
+def test_field_srs_gain_is_one_without_shg_free_tissue():
+    from scipy import ndimage
+
+    lip, pro, shg, _ = draw((60, 60), [], shg_fibrosis=0.2)
+    g = field_srs_gain(ndimage.gaussian_filter(pro, 3), ndimage.gaussian_filter(shg, 3),
+                       free_shg=0.02)
+    assert g == 1.0
 
 
 # ----------------------------------------------------------------------------- droplets
