@@ -145,6 +145,11 @@ def normalize_stack(stack: NDArray[np.floating]) -> NDArray[np.float32]:
 
 # ---------------------------------------------------------------- configuration / result
 
+#: Learning-rate schedules of :class:`SegConfig`.
+LR_SCHEDULES = ("constant", "cosine")
+#: The cosine schedule ends at this fraction of the initial learning rate.
+COSINE_LR_FLOOR = 0.01
+
 @dataclasses.dataclass(frozen=True)
 class SegConfig:
     """Segmentation training settings.
@@ -165,6 +170,10 @@ class SegConfig:
     normalize : scale every stack with :func:`normalize_stack` (True); the same flag must be
         passed to :func:`predict_masks` / :func:`evaluate_dice` afterwards.
     seed : seeds crops, order, augmentation and the global torch RNG during training (0).
+    lr_schedule : ``"constant"`` (the default: ``lr`` throughout) or ``"cosine"`` (epoch
+        ``e`` of ``E`` at ``lr_min + (lr - lr_min) (1 + cos(pi (e - 1) / E)) / 2`` with
+        ``lr_min = lr / 100``: large steps early, small ones late, so the best-validation
+        epoch is less a matter of which noisy step it landed on).
     """
 
     lr: float = 1e-3
@@ -178,6 +187,7 @@ class SegConfig:
     threshold: float = 0.5
     normalize: bool = True
     seed: int = 0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> SegTrainError:
@@ -201,6 +211,16 @@ class SegConfig:
             raise bad("dice_weight", "bce_weight + dice_weight > 0")
         if not 0.0 < self.threshold < 1.0:
             raise bad("threshold", "a value in (0, 1)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
+
+    def epoch_lr(self, epoch: int) -> float:
+        """Learning rate of 1-based ``epoch`` under :attr:`lr_schedule`."""
+        if self.lr_schedule == "constant":
+            return float(self.lr)
+        lo = self.lr * COSINE_LR_FLOOR
+        frac = (epoch - 1) / max(int(self.epochs), 1)
+        return float(lo + (self.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 @dataclasses.dataclass
@@ -374,6 +394,8 @@ def train_segmenter(model: nn.Module, stacks: Sequence[NDArray[np.floating]],
         torch.manual_seed(int(cfg.seed))
         for epoch in range(1, int(cfg.epochs) + 1):
             te = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = cfg.epoch_lr(epoch)
             # crop list: (stack index, y0, x0), then shuffled
             items = []
             for i, (s, _) in enumerate(train_t):

@@ -60,6 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="random crops per stack per epoch (default 4)")
     p.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (3e-3)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate over the epochs: constant (default) or cosine "
+                        "(from --lr down to --lr / 100 at the last epoch)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of stacks held back to pick the best epoch (0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split, crops (0)")
@@ -133,7 +136,8 @@ def run_train_seg(args: argparse.Namespace) -> int:
     if not 0.0 < args.val_fraction < 1.0:
         raise CLIError(f"--val-fraction {args.val_fraction!r}: expected a value in (0, 1)")
     cfg = SegConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                    crop_size=args.crop, crops_per_stack=args.crops_per_stack, seed=args.seed)
+                    crop_size=args.crop, crops_per_stack=args.crops_per_stack, seed=args.seed,
+                    lr_schedule=args.lr_schedule)
     settings = SegTrainSettings(model=args.model, config=cfg, val_fraction=args.val_fraction,
                                 cohort=args.cohort, split=args.split, command=command_line())
     stacks, labels, faults = _load(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ml.common.weights import load_weights, save_weights
 from ml.seg.hybrid_unet import HybridUNet
@@ -182,10 +184,45 @@ def test_bad_inputs_raise():
             train_segmenter(model, s, lab, vs, vl, config=cfg)
     for kw in ({"crop_size": 40}, {"crop_size": 0}, {"batch_size": 1}, {"lr": 0.0},
                {"epochs": 0}, {"dice_weight": -1.0}, {"bce_weight": 0.0, "dice_weight": 0.0},
-               {"threshold": 0.0}):
+               {"threshold": 0.0}, {"lr_schedule": "step"}):
         with pytest.raises(SegTrainError):
             SegConfig(**kw)
     with pytest.raises(SegTrainError):
         evaluate_dice(model, [], [])
     with pytest.raises(SegTrainError):
         evaluate_dice(model, stacks, labels[:1])
+
+
+@given(st.floats(1e-5, 1e-1), st.integers(1, 200))
+def test_cosine_schedule_decays_from_lr_to_its_floor(lr, epochs):
+    """Cosine: epoch 1 at lr, never rising, never below lr / 100, at lr / 100 + (a last
+    step's worth) at the end; constant: lr throughout."""
+    from ml.seg.train import COSINE_LR_FLOOR
+
+    cos = SegConfig(lr=lr, epochs=epochs, lr_schedule="cosine")
+    rates = [cos.epoch_lr(e) for e in range(1, epochs + 1)]
+    assert rates[0] == pytest.approx(lr, rel=1e-12)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(rates, rates[1:]))
+    assert min(rates) >= lr * COSINE_LR_FLOOR * (1 - 1e-12)
+    if epochs >= 10:
+        assert rates[-1] < 0.05 * lr
+    const = SegConfig(lr=lr, epochs=epochs)
+    assert {const.epoch_lr(e) for e in range(1, epochs + 1)} == {lr}
+
+
+def test_training_sets_the_scheduled_rate_on_the_optimiser(monkeypatch):
+    """The rate Adam steps with follows the schedule (read back from the optimiser)."""
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    stacks, labels = _synthetic(2, seed=2)
+    cfg = SegConfig(lr=1e-2, epochs=3, batch_size=2, crop_size=16, crops_per_stack=2,
+                    lr_schedule="cosine")
+    train_segmenter(_small_model(), stacks, labels, stacks, labels, config=cfg)
+    per_epoch = sorted(set(seen), reverse=True)
+    assert per_epoch == pytest.approx([cfg.epoch_lr(e) for e in (1, 2, 3)])
