@@ -75,15 +75,18 @@ evaluate: $(STAMP)
 	$(BIN)/srash evaluate --task spt-vs-spg --cohort test-v1 --ablations --data-dir $(DX)
 
 ## ablations: channel ablations at full training length (issue 14; hours of CPU, not in
-## CI): LBNet-Dx trained per channel subset with the same budget as `make weights`, each
-## evaluated on the held-out cohort (reports/ablations/<task>/<subset>); then the table
-## (python -m studies.ablations) including the shipped RGB model's `make evaluate` report
-ABLATION_SUBSETS := R G B RG RB GB
+## CI): LBNet-Dx trained per channel subset on train-v1 (28 patients; `srash train`'s
+## 12 epochs, SPT vs SPG 24; no session gain; ~17 min each on one thread), each
+## evaluated on the held-out cohort (reports/ablations/<task>/<subset>); RGB is the
+## three-channel model of the same recipe (never written over the shipped weights); then
+## the table (python -m studies.ablations)
+ABLATION_SUBSETS := RGB R G B RG RB GB
 ablations: $(STAMP)
 	for t in normal-vs-noa spt-vs-spg; do for c in $(ABLATION_SUBSETS); do \
 		ep=$$( [ $$t = spt-vs-spg ] && echo "--epochs $(SPT_EPOCHS) --patience $(SPT_EPOCHS)" ); \
 		$(BIN)/srash train --task $$t --channels $$c --cohort train-v1 --data-dir $(DX) \
-			$$ep --quiet || exit 1; \
+			--out reports/ablations/lbnet_$${t}_$$c.pt \
+			--report-dir reports/ablations/train-$$t-$$c $$ep --quiet || exit 1; \
 		$(BIN)/srash evaluate --task $$t --weights reports/ablations/lbnet_$${t}_$$c.pt \
 			--cohort test-v1 --data-dir $(DX) --no-baselines --gradcam 0 --quiet \
 			--out reports/ablations/$$t/$$c || exit 1; \

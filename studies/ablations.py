@@ -4,8 +4,9 @@ reports of the subset models (``make ablations``) and of the shipped three-chann
     .venv/bin/python -m studies.ablations [--reports reports] [--json] [--out DIR]
 
 Reads ``<reports>/ablations/<task>/<subset>/evaluation.json`` (``srash evaluate --weights
-reports/ablations/lbnet_<task>_<subset>.pt``) and, for RGB, ``<reports>/<task>/
-evaluation.json`` (``make evaluate``); prints a Markdown table per task (patch accuracy and
+reports/ablations/lbnet_<task>_<subset>.pt``); for RGB the three-channel model of the
+same recipe (``<reports>/ablations/<task>/RGB``) or, without it, the shipped model's
+``<reports>/<task>/evaluation.json`` (``make evaluate``); prints a Markdown table per task (patch accuracy and
 AUC on held-out patches, samples correct / unidentifiable / wrong, training time), says
 whether RGB beats every subset and which single channel is weakest, and with ``--out``
 writes ``ablations_<task>.png``. Missing reports are listed, not guessed.
@@ -24,10 +25,14 @@ TASKS = ("normal-vs-noa", "spt-vs-spg")
 
 
 def report_path(reports: Path, task: str, subset: str) -> Path:
-    """Where the evaluation of ``task``'s ``subset`` model lies."""
-    if subset == "RGB":
+    """Where the evaluation of ``task``'s ``subset`` model lies. RGB: the three-channel
+    model trained with the subsets' recipe (``reports/ablations/<task>/RGB``, ``make
+    ablations``) when it is there, else the shipped model's ``make evaluate`` report (a
+    different recipe: say so when reading the table)."""
+    same_recipe = reports / "ablations" / task / subset / "evaluation.json"
+    if subset == "RGB" and not same_recipe.exists():
         return reports / task / "evaluation.json"
-    return reports / "ablations" / task / subset / "evaluation.json"
+    return same_recipe
 
 
 def row(rep: dict[str, Any]) -> dict[str, Any]:

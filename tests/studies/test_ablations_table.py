@@ -35,3 +35,17 @@ def test_verdicts_follow_the_numbers(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert len(res["spt-vs-spg"]["missing"]) == len(SUBSETS)
     assert (tmp_path / "png" / "ablations_normal-vs-noa.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rgb_of_the_same_recipe_is_preferred_to_the_shipped_report(tmp_path):
+    shipped = tmp_path / "normal-vs-noa" / "evaluation.json"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("{}")
+    assert report_path(tmp_path, "normal-vs-noa", "RGB") == shipped
+    _write(tmp_path, "normal-vs-noa", "RGB", 0.9)  # writes where report_path points ...
+    same = tmp_path / "ablations" / "normal-vs-noa" / "RGB" / "evaluation.json"
+    assert not same.exists()
+    same.parent.mkdir(parents=True)
+    same.write_text(shipped.read_text())           # ... so place the same-recipe one by hand
+    assert report_path(tmp_path, "normal-vs-noa", "RGB") == same
+    assert report_path(tmp_path, "normal-vs-noa", "GB").parent.name == "GB"
