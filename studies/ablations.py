@@ -6,10 +6,10 @@ reports of the subset models (``make ablations``) and of the shipped three-chann
 Reads ``<reports>/ablations/<task>/<subset>/evaluation.json`` (``srash evaluate --weights
 reports/ablations/lbnet_<task>_<subset>.pt``); for RGB the three-channel model of the
 same recipe (``<reports>/ablations/<task>/RGB``) or, without it, the shipped model's
-``<reports>/<task>/evaluation.json`` (``make evaluate``); prints a Markdown table per task (patch accuracy and
-AUC on held-out patches, samples correct / unidentifiable / wrong, training time), says
-whether RGB beats every subset and which single channel is weakest, and with ``--out``
-writes ``ablations_<task>.png``. Missing reports are listed, not guessed.
+``<reports>/<task>/evaluation.json`` (``make evaluate``); prints a Markdown table per
+task (patch accuracy and AUC on held-out patches, samples correct / unidentifiable /
+wrong), says whether RGB beats every subset and which single channel is weakest, and with
+``--out`` writes ``ablations_<task>.png``. Missing reports are listed, not guessed.
 """
 
 from __future__ import annotations
