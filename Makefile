@@ -105,7 +105,7 @@ cells: $(STAMP)
 
 seg-weights: cells
 	$(BIN)/srash train-seg --model hybrid-unet --cohort cells-train-v2 --data-dir $(CELLS) \
-		--epochs 60 --lr-schedule cosine
+		--epochs 60 --lr-schedule cosine  # = train-seg's defaults, spelled out
 
 ## seg-models: the ablations and baselines of the model card (not shipped; reports/seg-v2;
 ## 30 epochs at a constant rate, the recipe they were measured with, not seg-weights' 60 cosine);
@@ -114,9 +114,11 @@ UNET3D_EPOCHS := 36
 SEG_ABLATIONS := hybrid-no-msr hybrid-no-compression hybrid-no-attention unet2d
 seg-models: cells
 	for m in $(SEG_ABLATIONS); do $(BIN)/srash train-seg --model $$m --cohort cells-train-v2 \
-		--data-dir $(CELLS) --out reports/seg-v2/seg_$$m.pt || exit 1; done
+		--data-dir $(CELLS) --epochs 30 --lr-schedule constant \
+		--out reports/seg-v2/seg_$$m.pt || exit 1; done
 	$(BIN)/srash train-seg --model unet3d --cohort cells-train-v2 --data-dir $(CELLS) \
-		--epochs $(UNET3D_EPOCHS) --crop 64 --out reports/seg-v2/seg_unet3d.pt
+		--epochs $(UNET3D_EPOCHS) --lr-schedule constant --crop 64 \
+		--out reports/seg-v2/seg_unet3d.pt
 
 seg-evaluate: $(STAMP)
 	$(BIN)/srash evaluate-seg --cohort cells-test-v2 --data-dir $(CELLS) \

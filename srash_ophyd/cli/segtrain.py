@@ -53,16 +53,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="weights file (default ml/weights/seg_<model>.pt)")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="report folder (default reports/train-seg-<model>)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=60,
+                   help="epochs (default 60, the shipped weights' recipe)")
     p.add_argument("--crop", type=int, default=128,
                    help="training crop side in pixels, a multiple of 16 (default 128)")
     p.add_argument("--crops-per-stack", type=int, default=4,
                    help="random crops per stack per epoch (default 4)")
     p.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (3e-3)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                   help="learning rate over the epochs: constant (default) or cosine "
-                        "(from --lr down to --lr / 100 at the last epoch)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                   help="learning rate over the epochs: cosine (default, the shipped "
+                        "weights' recipe: from --lr down to --lr / 100 at the last epoch) "
+                        "or constant (the recipe of the segmentation ablations and "
+                        "baselines of docs/model_card.md, with --epochs 30)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of stacks held back to pick the best epoch (0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split, crops (0)")
