@@ -40,13 +40,10 @@ PIXELS, FOV_UM, GRID, AVERAGES = 1200, 360.0, (1, 2), 3
 
 def patient_fields(pt: dict[str, Any]) -> list[dict[str, Any]]:
     """Per field of one patient: level ratio and tubule Dice with and without the gain."""
-    from scipy import ndimage
-
     from ml.io.composite import Calibration, field_channels
-    from ml.ldquant._base import _block_mean
     from ml.ldquant.tubules import (
         SRS_REFERENCE_LEVEL,
-        field_srs_gain,
+        estimate_srs_gain,
         segment_tubules,
         tubule_dice,
     )
@@ -71,12 +68,7 @@ def patient_fields(pt: dict[str, Any]) -> list[dict[str, Any]]:
             f.raw[il], f.raw[ip], f.raw[ib], calibration=cal,
             shifts_cm1=[f.raman_shifts_cm1[il], f.raman_shifts_cm1[ip]],
             pump_mw=[f.pump_mw[il], f.pump_mw[ip]], stokes_mw=[f.stokes_mw[il], f.stokes_mw[ip]])
-        # the estimator exactly as segment_tubules computes it (working grid, smoothing)
-        kk = max(1, int(round(1.2 / px)))
-        p = kk * px
-        P = ndimage.gaussian_filter(_block_mean(pro, kk), 4.0 / p)
-        S = ndimage.gaussian_filter(_block_mean(shg, kk), 1.5 / p)
-        level = SRS_REFERENCE_LEVEL / field_srs_gain(P, S, free_shg=0.02)
+        level = SRS_REFERENCE_LEVEL / estimate_srs_gain(pro, shg, pixel_um=px)
         cyt = np.asarray(f.truth.labels) == Label.CYTOPLASM
         truth_level = float(np.median(pro[cyt])) if cyt.sum() > 1000 else float("nan")
         row = {"sample_id": pt["sample_id"], "phenotype": pt["phenotype"], "field": k,

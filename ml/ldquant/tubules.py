@@ -26,8 +26,8 @@ from ml.ldquant._base import (
     _positive,
 )
 
-__all__ = ["MIN_TUBULE_AREA_UM2", "SRS_REFERENCE_LEVEL", "field_srs_gain", "segment_tubules",
-           "tubule_dice"]
+__all__ = ["MIN_TUBULE_AREA_UM2", "SRS_REFERENCE_LEVEL", "estimate_srs_gain", "field_srs_gain",
+           "segment_tubules", "tubule_dice"]
 
 #: Smallest tubule profile kept and scored (um^2): a disc of 60 um equivalent diameter.
 #: Seminiferous tubules are 150-250 um across (SCO 100-150 um); smaller profiles are
@@ -95,6 +95,31 @@ def field_srs_gain(protein_smoothed: NDArray, shg_smoothed: NDArray, *, free_shg
         return 1.0
     level = float(np.percentile(protein_smoothed[tissue], _GAIN_PERCENTILE))
     return SRS_REFERENCE_LEVEL / level if level > 0 else 1.0
+
+
+def _working_maps(pro: NDArray, sh: NDArray, *, pixel_um: float, grid_um: float,
+                  shg_sigma_um: float, protein_sigma_um: float
+                  ) -> tuple[int, float, NDArray, NDArray]:
+    """``(k, working pixel um, smoothed SHG, smoothed protein)`` on the working grid
+    (``k`` x ``k`` block means)."""
+    k = max(1, int(round(grid_um / pixel_um)))
+    p = k * pixel_um
+    return (k, p, ndimage.gaussian_filter(_block_mean(sh, k), shg_sigma_um / p),
+            ndimage.gaussian_filter(_block_mean(pro, k), protein_sigma_um / p))
+
+
+def estimate_srs_gain(protein: ArrayLike, shg: ArrayLike, /, *, pixel_um: float,
+                      grid_um: float = 1.2, shg_sigma_um: float = 1.5,
+                      epithelium_sigma_um: float = 4.0, free_shg: float = 0.02) -> float:
+    """The gain :func:`segment_tubules` applies to a field with the same settings (its
+    defaults here), from the full-resolution protein and SHG images (reference units)."""
+    pro, sh = _images([(protein, "protein"), (shg, "shg")])
+    _, _, S, P = _working_maps(pro, sh, pixel_um=_pixel(pixel_um),
+                               grid_um=_positive(grid_um, "grid_um", "um"),
+                               shg_sigma_um=_positive(shg_sigma_um, "shg_sigma_um", "um"),
+                               protein_sigma_um=_positive(epithelium_sigma_um,
+                                                          "epithelium_sigma_um", "um"))
+    return field_srs_gain(P, S, free_shg=_positive(free_shg, "free_shg"))
 
 
 def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
@@ -250,10 +275,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
         srs_gain = _positive(srs_gain, "srs_gain")
 
     shape = pro.shape
-    k = max(1, int(round(grid / px)))
-    p = k * px  # working pixel (um)
-    S = ndimage.gaussian_filter(_block_mean(sh, k), sig_s / p)
-    P = ndimage.gaussian_filter(_block_mean(pro, k), sig_e / p)
+    k, p, S, P = _working_maps(pro, sh, pixel_um=px, grid_um=grid, shg_sigma_um=sig_s,
+                               protein_sigma_um=sig_e)
     gain = field_srs_gain(P, S, free_shg=free_shg) if srs_gain is None else srs_gain
     P *= gain
     li = _block_mean(np.minimum(lip * np.float32(gain), _LIPID_CLIP), k)

@@ -16,6 +16,7 @@ from ml.ldquant.indexes import tubule_indexes
 from ml.ldquant.quantify import FieldQuant, QuantError, quant_overlay_png, quantify_field
 from ml.ldquant.tubules import (
     MIN_TUBULE_AREA_UM2,
+    estimate_srs_gain,
     field_srs_gain,
     segment_tubules,
     tubule_dice,
@@ -425,3 +426,14 @@ def test_simulated_normal_field_matches_truth(seed, dx, dy, min_dice):
     # normal testis: LDs of ~1-4 % of the tubule, mean intensity ~0.4-0.6 of pure lipid
     assert 0.5 < row["ld_area_percent"] < 4.0
     assert 0.35 < row["ld_mean_intensity"] < 0.7
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.35, 2.5))
+def test_estimated_gain_is_the_one_segment_tubules_applies_and_scales_inversely(g):
+    lip, pro, shg, _ = draw((180, 240), [(60, 90, 58, 6, 15, 0), (176, 90, 58, 6, 15, 0)])
+    gain = estimate_srs_gain(pro, shg, pixel_um=PX)
+    assert np.array_equal(segment_tubules(pro, shg, lip, pixel_um=PX),
+                          segment_tubules(pro, shg, lip, pixel_um=PX, srs_gain=gain))
+    scaled = estimate_srs_gain(np.float32(g) * pro, shg, pixel_um=PX)
+    assert scaled == pytest.approx(gain / g, rel=1e-4)
