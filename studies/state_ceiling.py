@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from ml.dx.patches import MAX_BACKGROUND_FRACTION, PATCH_SIZE, PATCH_STRIDE, patch_grid
+
 #: The Makefile's cohorts (``srash cohort`` numbering): name, counts, seed base.
 COHORTS = {
     "test": ("test-v1", "normal=10,NOA-SPT=8,NOA-SPG=8,NOA-SCO=4", 50000),
@@ -62,7 +64,8 @@ TASKS: dict[str, dict[str, Any]] = {
                    "states": (("arrest_spt",), ("arrest_spg",))},
 }
 FIELD_PIXELS, FIELD_UM, GRID = 1200, 360.0, (1, 2)
-PATCH, STRIDE, MAX_BACKGROUND = 300, 100, 0.9
+#: LBNet-Dx's window, stride and validity rule (ml.dx.patches)
+PATCH, STRIDE, MAX_BACKGROUND = PATCH_SIZE, PATCH_STRIDE, MAX_BACKGROUND_FRACTION
 VOTE_THRESHOLD = 0.8
 
 
@@ -98,20 +101,18 @@ def patient_patches(seed: int, phenotype: str) -> list[dict[str, Any]]:
                     for t in spec.tubules_in(x - h, x + h, y - h, y + h)}
         inst = np.asarray(comp.instance)
         bg = np.asarray(comp.labels) == Label.BACKGROUND
-        n = (FIELD_PIXELS - PATCH) // STRIDE + 1
-        for i in range(n):
-            for j in range(n):
-                sl = (slice(i * STRIDE, i * STRIDE + PATCH), slice(j * STRIDE, j * STRIDE + PATCH))
-                bgf = float(bg[sl].mean())
-                if bgf > MAX_BACKGROUND:
-                    continue
-                ids, counts = np.unique(inst[sl], return_counts=True)
-                tubs = [(state_of[int(k)], int(c)) for k, c in zip(ids, counts)
-                        if k and int(k) in state_of]
-                area = np.zeros(len(STATE_NAMES))
-                for s, c in tubs:
-                    area[s] += c
-                out.append({"area": area, "tubules": tubs, "weight": 1.0 - bgf})
+        for r0, c0 in patch_grid(inst.shape, size=PATCH, stride=STRIDE):
+            sl = (slice(r0, r0 + PATCH), slice(c0, c0 + PATCH))
+            bgf = float(bg[sl].mean())
+            if bgf > MAX_BACKGROUND:
+                continue
+            ids, counts = np.unique(inst[sl], return_counts=True)
+            tubs = [(state_of[int(k)], int(c)) for k, c in zip(ids, counts)
+                    if k and int(k) in state_of]
+            area = np.zeros(len(STATE_NAMES))
+            for s, c in tubs:
+                area[s] += c
+            out.append({"area": area, "tubules": tubs, "weight": 1.0 - bgf})
     return out
 
 

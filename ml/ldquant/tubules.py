@@ -206,8 +206,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
     srs_gain : float, optional
         Factor applied to ``protein`` and ``lipid`` before every threshold above (which are
         stated for a field at :data:`SRS_REFERENCE_LEVEL`). Default None: estimated from
-        the field (:func:`field_srs_gain`); 1.0 keeps the images' own scale (the behaviour
-        before 2026-12-01).
+        the field (:func:`field_srs_gain`, the number :func:`estimate_srs_gain` gives);
+        1.0 keeps the images' own scale (the behaviour before 2026-12-01).
 
     Returns
     -------
@@ -279,7 +279,8 @@ def segment_tubules(protein: ArrayLike, shg: ArrayLike, lipid: ArrayLike, /, *,
                                protein_sigma_um=sig_e)
     gain = field_srs_gain(P, S, free_shg=free_shg) if srs_gain is None else srs_gain
     P *= gain
-    li = _block_mean(np.minimum(lip * np.float32(gain), _LIPID_CLIP), k)
+    # min(gain x lipid, clip) = gain x min(lipid, clip / gain): scaled on the working grid
+    li = _block_mean(np.minimum(lip, np.float32(_LIPID_CLIP / gain)), k) * np.float32(gain)
     L = ndimage.gaussian_filter(li, sig_e / p)
     L_cell = ndimage.gaussian_filter(li, _LEYDIG_SIGMA_UM / p)
 
